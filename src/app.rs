@@ -1,0 +1,143 @@
+//! The gateway's shared state: the sink, readiness, the record size limit and
+//! the HTTP settings, built once at start-up from [`Config`].
+//!
+//! Start-up asks the destination about itself once: a stream that does not
+//! exist or cannot be accessed stops start-up (fail fast, an operator must
+//! act), while an unreachable one only makes the instance unready until it
+//! answers, so a short outage at deploy time does not crash-loop the fleet.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::time::Duration;
+
+use crate::config::{Config, HttpConfig, SinkConfig};
+use crate::readiness::{Readiness, Verdict};
+use crate::sink::file::FileSink;
+use crate::sink::kinesis::KinesisSink;
+use crate::sink::{Destination, Receipt, Record, Sink, SinkError};
+
+/// Kinesis's default maximum record size (data + partition key), used until
+/// the stream says otherwise.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The file sink's file cannot be opened.
+    #[error("cannot open the file sink at {path}: {source}")]
+    FileSink {
+        /// The configured path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The stream is missing or not accessible.
+    #[error("stream {stream:?} cannot be used: {source}")]
+    Stream {
+        /// The configured stream name.
+        stream: String,
+        /// What Kinesis said.
+        source: SinkError,
+    },
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct App {
+    sink: Sink,
+    readiness: Readiness,
+    max_record_bytes: AtomicUsize,
+    /// HTTP server settings.
+    pub http: HttpConfig,
+}
+
+impl App {
+    /// Wraps an already built sink; the record limit starts at Kinesis's default.
+    pub fn new(sink: Sink, http: HttpConfig, readiness_cache_ttl: Duration) -> Self {
+        App {
+            sink,
+            readiness: Readiness::new(readiness_cache_ttl),
+            max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
+            http,
+        }
+    }
+
+    /// Builds the sink from `config` (AWS settings from aws-config's default
+    /// chain) and checks the destination once.
+    pub async fn from_config(config: &Config) -> Result<Self, StartError> {
+        let sink = match &config.sink {
+            SinkConfig::Kinesis(kinesis) => {
+                let sdk = aws_config::load_from_env().await;
+                Sink::Kinesis(KinesisSink::new(&sdk, kinesis))
+            }
+            SinkConfig::File { path } => Sink::File(FileSink::open(path).map_err(|source| StartError::FileSink {
+                path: path.display().to_string(),
+                source,
+            })?),
+        };
+        let app = App::new(sink, config.http, config.readiness_cache_ttl);
+        app.check_destination().await?;
+        Ok(app)
+    }
+
+    /// Start-up check: learn the record limit, refuse to start on a missing or
+    /// forbidden stream, and only warn when it cannot be reached yet.
+    pub async fn check_destination(&self) -> Result<(), StartError> {
+        match self.sink.describe().await {
+            Ok(destination) => {
+                self.apply(&destination);
+                if !destination.writable {
+                    tracing::warn!(status = %destination.status, "the stream is not writable yet; not ready");
+                }
+                Ok(())
+            }
+            Err(err @ (SinkError::Misconfigured(_) | SinkError::Rejected(_))) => Err(StartError::Stream {
+                stream: self.sink.target(),
+                source: err,
+            }),
+            Err(err) => {
+                tracing::warn!(error = %err, "the stream cannot be reached yet; starting unready");
+                Ok(())
+            }
+        }
+    }
+
+    /// Stores one record, keeping readiness up to date.
+    pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
+        let result = self.sink.put(record).await;
+        match &result {
+            Ok(_) => self.readiness.record_stored(),
+            Err(SinkError::Unavailable(_) | SinkError::Misconfigured(_)) => self.readiness.record_failed(),
+            Err(SinkError::Throttled(_) | SinkError::Rejected(_)) => {}
+        }
+        result
+    }
+
+    /// The largest record (data + partition key) accepted, in bytes.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes.load(Ordering::Relaxed)
+    }
+
+    /// The readiness probe's answer.
+    pub async fn readiness(&self) -> Verdict {
+        self.readiness
+            .check(&self.sink, |destination| self.apply(destination))
+            .await
+    }
+
+    /// Readiness turns to "not ready" for good.
+    pub fn begin_shutdown(&self) {
+        self.readiness.begin_shutdown();
+    }
+
+    /// The sink, for logs and `/readyz`.
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    fn apply(&self, destination: &Destination) {
+        if let Some(limit) = destination.max_record_bytes {
+            self.max_record_bytes.store(limit, Ordering::Relaxed);
+        }
+    }
+}

@@ -1,0 +1,312 @@
+//! Gateway configuration: one typed struct, read from environment variables.
+//!
+//! [`Config::from_lookup`] takes any `name -> value` function so tests pass a
+//! map instead of touching the process environment; [`Config::from_env`] is the
+//! one-line wrapper used by `main`. Every variable is documented once, with its
+//! default, in `.env.example`. AWS settings (region, credentials, endpoint) are
+//! not read here: aws-config's default chain owns them.
+//!
+//! An invalid value is a [`ConfigError`] naming the variable, the value and why,
+//! so start-up fails loudly instead of running with a surprise.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything the gateway needs to start, with defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Address the HTTP server binds (`HOST`, `PORT`).
+    pub listen: SocketAddr,
+    /// Where records go.
+    pub sink: SinkConfig,
+    /// HTTP server timeouts and shutdown behaviour.
+    pub http: HttpConfig,
+    /// How long a `/readyz` answer may be reused before the stream is asked again.
+    pub readiness_cache_ttl: Duration,
+    /// Log line format.
+    pub log_format: LogFormat,
+}
+
+/// The record destination, chosen by `SINK` (default: `kinesis` when
+/// `KINESIS_STREAM_NAME` is set, else `file`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SinkConfig {
+    /// An Amazon Kinesis data stream, through the AWS SDK.
+    Kinesis(KinesisConfig),
+    /// A local NDJSON file, for a developer's machine with no AWS.
+    File {
+        /// The file records are appended to (`FILE_SINK_PATH`).
+        path: PathBuf,
+    },
+}
+
+/// Kinesis stream and SDK client settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisConfig {
+    /// `KINESIS_STREAM_NAME`.
+    pub stream_name: String,
+    /// Upper bound for one SDK operation, retries included (`KINESIS_OPERATION_TIMEOUT_MS`).
+    pub operation_timeout: Duration,
+    /// Upper bound for one HTTP attempt (`KINESIS_ATTEMPT_TIMEOUT_MS`).
+    pub attempt_timeout: Duration,
+    /// TCP/TLS connect timeout (`KINESIS_CONNECT_TIMEOUT_MS`).
+    pub connect_timeout: Duration,
+    /// Attempts per operation, the first included (`KINESIS_MAX_ATTEMPTS`).
+    pub max_attempts: NonZeroU32,
+    /// SDK retry strategy (`KINESIS_RETRY_MODE`).
+    pub retry_mode: RetryMode,
+}
+
+/// The SDK's retry strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Exponential backoff with jitter and a client-side retry quota.
+    Standard,
+    /// Standard plus client-side rate limiting when throttled.
+    Adaptive,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time a connection may take to send a complete request head (`HEADER_READ_TIMEOUT_MS`).
+    pub header_read_timeout: Duration,
+    /// Time a request may take to send its whole body (`BODY_READ_TIMEOUT_MS`).
+    pub body_read_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT (`SHUTDOWN_TIMEOUT_MS`).
+    pub shutdown_timeout: Duration,
+}
+
+/// Log line format (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// A variable whose value cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {name}={value:?}: {reason}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub name: &'static str,
+    /// The value found (empty when the variable is missing).
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration through `lookup`, applying defaults.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let host: IpAddr = vars.parse("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
+        let port: u16 = vars.parse("PORT", 3000)?;
+        let stream_name = vars.get("KINESIS_STREAM_NAME");
+
+        let sink_kind = match vars.get("SINK") {
+            None if stream_name.is_some() => "kinesis".to_owned(),
+            None => "file".to_owned(),
+            Some(kind) => kind,
+        };
+        let sink = match sink_kind.as_str() {
+            "kinesis" => {
+                let Some(stream_name) = stream_name else {
+                    return Err(ConfigError {
+                        name: "KINESIS_STREAM_NAME",
+                        value: String::new(),
+                        reason: "required when SINK=kinesis".into(),
+                    });
+                };
+                SinkConfig::Kinesis(KinesisConfig {
+                    stream_name,
+                    operation_timeout: vars.millis("KINESIS_OPERATION_TIMEOUT_MS", 5_000)?,
+                    attempt_timeout: vars.millis("KINESIS_ATTEMPT_TIMEOUT_MS", 2_000)?,
+                    connect_timeout: vars.millis("KINESIS_CONNECT_TIMEOUT_MS", 1_000)?,
+                    max_attempts: vars.parse("KINESIS_MAX_ATTEMPTS", NonZeroU32::new(3).expect("3 > 0"))?,
+                    retry_mode: vars.one_of(
+                        "KINESIS_RETRY_MODE",
+                        &[("standard", RetryMode::Standard), ("adaptive", RetryMode::Adaptive)],
+                        RetryMode::Standard,
+                    )?,
+                })
+            }
+            "file" => SinkConfig::File {
+                path: vars
+                    .get("FILE_SINK_PATH")
+                    .unwrap_or_else(|| "records.ndjson".into())
+                    .into(),
+            },
+            _ => {
+                return Err(ConfigError {
+                    name: "SINK",
+                    value: sink_kind,
+                    reason: "expected `kinesis` or `file`".into(),
+                });
+            }
+        };
+
+        Ok(Config {
+            listen: SocketAddr::new(host, port),
+            sink,
+            http: HttpConfig {
+                header_read_timeout: vars.millis("HEADER_READ_TIMEOUT_MS", 10_000)?,
+                body_read_timeout: vars.millis("BODY_READ_TIMEOUT_MS", 15_000)?,
+                shutdown_timeout: vars.millis("SHUTDOWN_TIMEOUT_MS", 25_000)?,
+            },
+            readiness_cache_ttl: vars.millis("READINESS_CACHE_TTL_MS", 5_000)?,
+            log_format: vars.one_of(
+                "LOG_FORMAT",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+                LogFormat::Text,
+            )?,
+        })
+    }
+}
+
+/// Typed access to the lookup function; an empty value counts as unset.
+struct Vars<'a, F>(&'a F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError {
+                name,
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+
+    /// A positive number of milliseconds.
+    fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+        let ms: u64 = self.parse(name, default_ms)?;
+        if ms == 0 {
+            return Err(ConfigError {
+                name,
+                value: "0".into(),
+                reason: "must be a positive number of milliseconds".into(),
+            });
+        }
+        Ok(Duration::from_millis(ms))
+    }
+
+    fn one_of<T: Copy>(&self, name: &'static str, choices: &[(&str, T)], default: T) -> Result<T, ConfigError> {
+        let Some(value) = self.get(name) else {
+            return Ok(default);
+        };
+        let found = choices.iter().find(|(key, _)| key.eq_ignore_ascii_case(&value));
+        found.map(|(_, v)| *v).ok_or_else(|| ConfigError {
+            name,
+            reason: format!(
+                "expected one of: {}",
+                choices.iter().map(|(key, _)| *key).collect::<Vec<_>>().join(", ")
+            ),
+            value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_use_the_file_sink_on_port_3000() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:3000".parse().unwrap());
+        assert_eq!(
+            config.sink,
+            SinkConfig::File {
+                path: "records.ndjson".into()
+            }
+        );
+        assert_eq!(config.http.shutdown_timeout, Duration::from_secs(25));
+        assert_eq!(config.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn a_stream_name_selects_kinesis_with_sdk_defaults() {
+        let config = config(&[("KINESIS_STREAM_NAME", "clicks"), ("HOST", "::1"), ("PORT", "8080")]).unwrap();
+        assert_eq!(config.listen, "[::1]:8080".parse().unwrap());
+        let SinkConfig::Kinesis(kinesis) = config.sink else {
+            panic!("expected the Kinesis sink, got {:?}", config.sink);
+        };
+        assert_eq!(kinesis.stream_name, "clicks");
+        assert_eq!(kinesis.operation_timeout, Duration::from_secs(5));
+        assert_eq!(kinesis.max_attempts.get(), 3);
+        assert_eq!(kinesis.retry_mode, RetryMode::Standard);
+    }
+
+    #[test]
+    fn sink_kinesis_without_a_stream_fails_naming_the_variable() {
+        let err = config(&[("SINK", "kinesis")]).unwrap_err();
+        assert_eq!(err.name, "KINESIS_STREAM_NAME");
+    }
+
+    #[test]
+    fn sink_file_wins_over_a_stream_name() {
+        let config = config(&[
+            ("SINK", "file"),
+            ("KINESIS_STREAM_NAME", "s"),
+            ("FILE_SINK_PATH", "/tmp/x"),
+        ])
+        .unwrap();
+        assert_eq!(config.sink, SinkConfig::File { path: "/tmp/x".into() });
+    }
+
+    #[test]
+    fn invalid_values_name_variable_value_and_reason() {
+        let err = config(&[("PORT", "70000")]).unwrap_err();
+        assert_eq!((err.name, err.value.as_str()), ("PORT", "70000"));
+        assert!(err.to_string().contains("PORT=\"70000\""), "{err}");
+
+        let err = config(&[("HOST", "example.com")]).unwrap_err();
+        assert_eq!(err.name, "HOST");
+
+        let err = config(&[("BODY_READ_TIMEOUT_MS", "0")]).unwrap_err();
+        assert_eq!(err.name, "BODY_READ_TIMEOUT_MS");
+
+        let err = config(&[("KINESIS_STREAM_NAME", "s"), ("KINESIS_RETRY_MODE", "sometimes")]).unwrap_err();
+        assert_eq!(err.name, "KINESIS_RETRY_MODE");
+        assert!(err.reason.contains("standard, adaptive"), "{}", err.reason);
+
+        let err = config(&[("SINK", "s3")]).unwrap_err();
+        assert_eq!(err.name, "SINK");
+
+        let err = config(&[("KINESIS_STREAM_NAME", "s"), ("KINESIS_MAX_ATTEMPTS", "0")]).unwrap_err();
+        assert_eq!(err.name, "KINESIS_MAX_ATTEMPTS");
+    }
+
+    #[test]
+    fn choices_ignore_case_and_empty_means_unset() {
+        let config = config(&[("LOG_FORMAT", "JSON"), ("PORT", "")]).unwrap();
+        assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.listen.port(), 3000);
+    }
+}

@@ -1,0 +1,179 @@
+//! What a client is told when a request fails: [`ApiError`] and its one table
+//! ([`ApiError::status`]) from failure to HTTP status, error code and
+//! `Retry-After`.
+//!
+//! The rule the table encodes: 4xx means "your request is wrong, do not
+//! retry it as is"; 503 with `Retry-After` means "not stored, retry later";
+//! 502 means "not stored, the gateway is misconfigured". 4xx bodies say what
+//! was wrong; 5xx bodies are generic, and the detail is logged here, once.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{ALLOW, CONNECTION, HeaderValue, RETRY_AFTER};
+use hyper::{Response, StatusCode};
+
+use crate::partition_key::InvalidPartitionKey;
+use crate::sink::SinkError;
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// A request that did not end with a stored record.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No such path.
+    #[error("no such endpoint")]
+    NotFound,
+    /// Known path, wrong method; `allow` lists the right ones.
+    #[error("method not allowed; use {allow}")]
+    MethodNotAllowed {
+        /// The value of the `Allow` header.
+        allow: &'static str,
+    },
+    /// Nothing to store.
+    #[error("the request body is empty; send the event as the body")]
+    EmptyBody,
+    /// A bad `X-Partition-Key`.
+    #[error(transparent)]
+    PartitionKey(#[from] InvalidPartitionKey),
+    /// Data + partition key over the stream's record limit.
+    #[error("the record is larger than {limit} bytes (body plus partition key); split it or send less")]
+    PayloadTooLarge {
+        /// The record limit in bytes.
+        limit: usize,
+    },
+    /// The client did not send its whole body in time.
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(Duration),
+    /// The body stream broke (the client went away, malformed chunking).
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    /// The sink did not store the record.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}
+
+impl ApiError {
+    /// THE table: status, machine-readable code, and whether to send `Retry-After`.
+    pub fn status(&self) -> (StatusCode, &'static str, bool) {
+        match self {
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not_found", false),
+            ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", false),
+            ApiError::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body", false),
+            ApiError::PartitionKey(_) => (StatusCode::BAD_REQUEST, "invalid_partition_key", false),
+            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", false),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", false),
+            ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_body", false),
+            ApiError::Sink(SinkError::Rejected(_)) => (StatusCode::BAD_REQUEST, "record_rejected", false),
+            ApiError::Sink(SinkError::Throttled(_)) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
+            ApiError::Sink(SinkError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+            ApiError::Sink(SinkError::Misconfigured(_)) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
+        }
+    }
+
+    /// The JSON error response, logging 5xx details once.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let (status, code, retry) = self.status();
+        let message = match &self {
+            ApiError::Sink(SinkError::Throttled(detail)) => {
+                tracing::warn!(error = %detail, "Kinesis throttled a record");
+                "the stream is over its write capacity; the record was not stored, retry later".to_owned()
+            }
+            ApiError::Sink(SinkError::Unavailable(detail)) => {
+                tracing::warn!(error = %detail, "record not stored: upstream unavailable");
+                "the stream could not be reached; the record was not stored, retry later".to_owned()
+            }
+            ApiError::Sink(SinkError::Misconfigured(detail)) => {
+                tracing::error!(error = %detail, "record not stored: gateway misconfigured");
+                "the gateway cannot write to its stream; the record was not stored".to_owned()
+            }
+            ApiError::Sink(SinkError::Rejected(detail)) => format!("the stream refused the record: {detail}"),
+            other => other.to_string(),
+        };
+        let mut response = json_response(
+            status,
+            &ErrorBody {
+                error: code,
+                message: &message,
+            },
+        );
+        let headers = response.headers_mut();
+        if retry {
+            headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        match self {
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            // The rest of the body may still be on the wire: do not read it as
+            // the next request.
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout(_) | ApiError::BodyRead(_) => {
+                headers.insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+/// A response with a JSON body.
+pub fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    // Serialising our own plain structs cannot fail.
+    let bytes = serde_json::to_vec(body).expect("response bodies are plain structs");
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_failures_are_503_with_retry_after() {
+        for err in [SinkError::Throttled("x".into()), SinkError::Unavailable("x".into())] {
+            let response = ApiError::Sink(err).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(response.headers()[RETRY_AFTER], "1");
+        }
+    }
+
+    #[test]
+    fn misconfiguration_is_502_without_retry_after_or_detail() {
+        let response = ApiError::Sink(SinkError::Misconfigured("secret arn".into())).into_response();
+        assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+        assert!(!response.headers().contains_key(RETRY_AFTER));
+        let body = format!("{:?}", response.body());
+        assert!(!body.contains("secret arn"), "5xx bodies must not leak details: {body}");
+    }
+
+    #[test]
+    fn client_errors_are_4xx() {
+        assert_eq!(ApiError::EmptyBody.status().0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ApiError::Sink(SinkError::Rejected("x".into())).status().0,
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            ApiError::PartitionKey(InvalidPartitionKey::Empty).status().0,
+            StatusCode::BAD_REQUEST
+        );
+        let too_large = ApiError::PayloadTooLarge { limit: 10 }.into_response();
+        assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(too_large.headers()[CONNECTION], "close");
+        let wrong_method = ApiError::MethodNotAllowed { allow: "POST" }.into_response();
+        assert_eq!(wrong_method.headers()[ALLOW], "POST");
+    }
+}

@@ -1,0 +1,87 @@
+//! The `clickstream-gateway` binary: wiring only. Loads `.env`, reads the
+//! configuration, starts logging, checks the destination, binds, and serves
+//! until SIGTERM or SIGINT.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clickstream_gateway::app::App;
+use clickstream_gateway::config::{Config, LogFormat, SinkConfig};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // Real environment variables win: dotenvy never overrides them.
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(e).context("reading .env"),
+    }
+    let config = Config::from_env()?;
+    init_logging(config.log_format);
+
+    let app = Arc::new(App::from_config(&config).await?);
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    log_start(&config, &app);
+    clickstream_gateway::server::run(listener, app, shutdown_signal()).await;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// One line with the effective configuration; AWS credentials are never read here.
+fn log_start(config: &Config, app: &App) {
+    let http = &config.http;
+    let (sink, target) = (app.sink().kind(), app.sink().target());
+    tracing::info!(
+        listen = %config.listen,
+        sink,
+        target = %target,
+        max_record_bytes = app.max_record_bytes(),
+        header_read_timeout = ?http.header_read_timeout,
+        body_read_timeout = ?http.body_read_timeout,
+        shutdown_timeout = ?http.shutdown_timeout,
+        "listening"
+    );
+    match &config.sink {
+        SinkConfig::Kinesis(k) => tracing::info!(
+            operation_timeout = ?k.operation_timeout,
+            attempt_timeout = ?k.attempt_timeout,
+            max_attempts = k.max_attempts.get(),
+            retry_mode = ?k.retry_mode,
+            "kinesis client"
+        ),
+        SinkConfig::File { path } => tracing::warn!(
+            path = %path.display(),
+            "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"
+        ),
+    }
+}
+
+/// Resolves on the first SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler works on unix");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received");
+}

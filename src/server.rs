@@ -1,0 +1,75 @@
+//! The HTTP server: accepts connections on a bound listener, serves HTTP/1.1
+//! (keep-alive) and cleartext HTTP/2 on the same port, and shuts down
+//! gracefully.
+//!
+//! Shutdown, once the `shutdown` future resolves: readiness turns 503, the
+//! listener is closed (new connections are refused), in-flight requests run to
+//! completion (their Kinesis calls included) while idle keep-alive
+//! connections are closed, and after `SHUTDOWN_TIMEOUT_MS` whatever is left is
+//! abandoned so the process can exit.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::time::{Duration, sleep, timeout};
+
+use crate::api;
+use crate::app::App;
+
+/// HTTP/2 streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// Serves `listener` until `shutdown` resolves, then drains within the deadline.
+pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Output = ()>) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.http.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Responses are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = service_fn(move |request| api::handle(app.clone(), request));
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+
+    app.begin_shutdown();
+    drop(listener);
+    tracing::info!(deadline = ?app.http.shutdown_timeout, "shutting down: draining in-flight requests");
+    match timeout(app.http.shutdown_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("shutdown deadline passed; abandoning the connections still open"),
+    }
+}

@@ -1,0 +1,149 @@
+//! The local file sink: records appended to an NDJSON file, for a developer's
+//! machine with no AWS. It is not Kinesis and says so loudly (at start-up and
+//! in `/readyz`); containers should insist on `SINK=kinesis`.
+//!
+//! Each line carries the fields of a Kinesis `GetRecords` record
+//! (`SequenceNumber`, `ApproximateArrivalTimestamp`, base64 `Data`,
+//! `PartitionKey`) plus the `ShardId`, so tools can read it like a stream.
+//! A line is written with one `write` on an append-mode file before the
+//! receipt is returned: a 2xx means the line reached the operating system.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Serialize;
+
+use super::{Destination, Receipt, Record, SinkError};
+
+/// The one "shard" of the file sink.
+const SHARD_ID: &str = "shardId-000000000000";
+
+/// Record limit of a default Kinesis stream, so the file sink refuses what
+/// Kinesis would.
+const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// Appends records to a file.
+#[derive(Debug)]
+pub struct FileSink {
+    path: PathBuf,
+    /// The file and the next sequence number, under one lock so that the order
+    /// of lines is the order of sequence numbers.
+    state: Mutex<(File, u64)>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Line<'a> {
+    shard_id: &'a str,
+    sequence_number: &'a str,
+    approximate_arrival_timestamp: f64,
+    partition_key: &'a str,
+    data: String,
+}
+
+impl FileSink {
+    /// Opens (creating if needed) `path` for appending.
+    pub fn open(path: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let path = path.into();
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Sequence numbers start at the wall clock in nanoseconds, so they keep
+        // increasing across restarts that append to the same file.
+        let first = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(FileSink {
+            path,
+            state: Mutex::new((file, first)),
+        })
+    }
+
+    /// The file records go to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record as one line.
+    pub fn put(&self, record: Record) -> Result<Receipt, SinkError> {
+        let arrival = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as f64
+            / 1000.0;
+        let data = BASE64.encode(&record.data);
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (file, next) = &mut *state;
+        // Fixed width, so sequence numbers sort as text the way they sort as numbers.
+        let sequence_number = format!("{next:020}");
+        let mut line = serde_json::to_vec(&Line {
+            shard_id: SHARD_ID,
+            sequence_number: &sequence_number,
+            approximate_arrival_timestamp: arrival,
+            partition_key: &record.partition_key,
+            data,
+        })
+        .map_err(|e| SinkError::Unavailable(format!("encoding a record line: {e}")))?;
+        line.push(b'\n');
+        file.write_all(&line)
+            .map_err(|e| SinkError::Unavailable(format!("writing {}: {e}", self.path.display())))?;
+        *next += 1;
+        Ok(Receipt {
+            shard_id: SHARD_ID.into(),
+            sequence_number,
+            encryption_type: Some("NONE".into()),
+        })
+    }
+
+    /// Always writable; the warning that this is not Kinesis travels in the status.
+    pub fn describe(&self) -> Destination {
+        Destination {
+            writable: true,
+            status: format!(
+                "records are written to the local file {}, NOT to Kinesis",
+                self.path.display()
+            ),
+            max_record_bytes: Some(MAX_RECORD_BYTES),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn lines_round_trip_with_increasing_sequence_numbers() {
+        let dir = std::env::temp_dir().join(format!("file-sink-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sink = FileSink::open(dir.join("records.ndjson")).unwrap();
+        let first = sink
+            .put(Record {
+                data: Bytes::from_static(b"\x00\xffhi"),
+                partition_key: "k1".into(),
+            })
+            .unwrap();
+        let second = sink
+            .put(Record {
+                data: Bytes::from_static(b"{}"),
+                partition_key: "k2".into(),
+            })
+            .unwrap();
+        assert!(second.sequence_number > first.sequence_number);
+
+        let text = std::fs::read_to_string(sink.path()).unwrap();
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0]["PartitionKey"], "k1");
+        assert_eq!(
+            BASE64.decode(lines[0]["Data"].as_str().unwrap()).unwrap(),
+            b"\x00\xffhi"
+        );
+        assert_eq!(lines[1]["SequenceNumber"], second.sequence_number.as_str());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

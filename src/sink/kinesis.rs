@@ -1,0 +1,211 @@
+//! The Amazon Kinesis sink: mechanism only.
+//!
+//! Builds the SDK client with the configured timeouts and retries, turns a
+//! [`Record`] into `PutRecord`, and sorts SDK failures into [`SinkError`] kinds
+//! by the Kinesis error code ([`failure_for_code`], the one place codes are
+//! read). Limits, partition keys and what a client is told are decided above.
+
+use std::time::Duration;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::retry::RetryConfig;
+use aws_sdk_kinesis::config::timeout::TimeoutConfig;
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::StreamStatus;
+
+use super::{Destination, Receipt, Record, SinkError};
+use crate::config::{KinesisConfig, RetryMode};
+
+/// Writes records to one Kinesis data stream.
+#[derive(Debug, Clone)]
+pub struct KinesisSink {
+    client: Client,
+    stream_name: String,
+    /// `DescribeStreamSummary` is limited to about 20 calls/s per account, and
+    /// a readiness probe must answer quickly: one attempt, bounded by this.
+    describe_timeout: Duration,
+}
+
+impl KinesisSink {
+    /// Builds the client from shared AWS settings (region, credentials,
+    /// endpoint: aws-config's default chain) and this gateway's timeouts and
+    /// retry policy. The SDK has no operation timeout by default; we always set one.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &KinesisConfig) -> Self {
+        let retry = match config.retry_mode {
+            RetryMode::Standard => RetryConfig::standard(),
+            RetryMode::Adaptive => RetryConfig::adaptive(),
+        }
+        .with_max_attempts(config.max_attempts.get());
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(config.connect_timeout)
+            .operation_attempt_timeout(config.attempt_timeout)
+            .operation_timeout(config.operation_timeout)
+            .build();
+        let client_config = aws_sdk_kinesis::config::Builder::from(sdk)
+            .retry_config(retry)
+            .timeout_config(timeouts)
+            .build();
+        KinesisSink {
+            client: Client::from_conf(client_config),
+            stream_name: config.stream_name.clone(),
+            describe_timeout: config.attempt_timeout,
+        }
+    }
+
+    /// The stream records go to.
+    pub fn stream_name(&self) -> &str {
+        &self.stream_name
+    }
+
+    /// One `PutRecord`; returns once Kinesis has assigned a sequence number.
+    pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
+        let output = self
+            .client
+            .put_record()
+            .stream_name(&self.stream_name)
+            .partition_key(record.partition_key)
+            .data(Blob::new(record.data))
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        Ok(Receipt {
+            shard_id: output.shard_id,
+            sequence_number: output.sequence_number,
+            encryption_type: output.encryption_type.map(|e| e.as_str().to_owned()),
+        })
+    }
+
+    /// `DescribeStreamSummary`, tried once: is the stream writable, and how
+    /// large may a record be.
+    pub async fn describe(&self) -> Result<Destination, SinkError> {
+        let once = aws_sdk_kinesis::config::Builder::default()
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(self.describe_timeout)
+                    .build(),
+            );
+        let output = self
+            .client
+            .describe_stream_summary()
+            .stream_name(&self.stream_name)
+            .customize()
+            .config_override(once)
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        let Some(summary) = output.stream_description_summary else {
+            return Err(SinkError::Unavailable(
+                "DescribeStreamSummary returned no summary".into(),
+            ));
+        };
+        let status = summary.stream_status;
+        Ok(Destination {
+            writable: matches!(status, StreamStatus::Active | StreamStatus::Updating),
+            status: status.as_str().to_owned(),
+            max_record_bytes: summary
+                .max_record_size_in_kib
+                .and_then(|kib| usize::try_from(kib).ok())
+                .map(|kib| kib * 1024),
+        })
+    }
+}
+
+/// Sorts an SDK failure into a [`SinkError`] kind, keeping the SDK's full
+/// error chain as the detail for the log line written where it is mapped.
+fn sdk_failure<E>(err: SdkError<E>) -> SinkError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let detail = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(context) => failure_for_code(err.code(), context.raw().status().as_u16(), detail),
+        // The SDK gave up after its attempt/operation timeouts or retries.
+        SdkError::TimeoutError(_) => SinkError::Unavailable(detail),
+        // No (complete) answer: connection refused or reset, TLS, a truncated body.
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => SinkError::Unavailable(detail),
+        // The request could not even be built: no region, no credentials.
+        SdkError::ConstructionFailure(_) => SinkError::Misconfigured(detail),
+        _ => SinkError::Unavailable(detail),
+    }
+}
+
+/// The table of Kinesis error codes: which kind of failure each one is.
+/// Unknown codes fall back on the HTTP status: 5xx is transient, anything else
+/// means Kinesis refused a request the gateway built, so an operator must look.
+pub fn failure_for_code(code: Option<&str>, http_status: u16, detail: String) -> SinkError {
+    match code.unwrap_or_default() {
+        "ProvisionedThroughputExceededException"
+        | "KMSThrottlingException"
+        | "ThrottlingException"
+        | "LimitExceededException"
+        | "RequestLimitExceeded" => SinkError::Throttled(detail),
+        "InvalidArgumentException" | "ValidationException" | "SerializationException" => SinkError::Rejected(detail),
+        "ResourceNotFoundException"
+        | "ResourceInUseException"
+        | "AccessDeniedException"
+        | "UnrecognizedClientException"
+        | "InvalidSignatureException"
+        | "IncompleteSignature"
+        | "MissingAuthenticationToken"
+        | "ExpiredTokenException"
+        | "KMSAccessDeniedException"
+        | "KMSDisabledException"
+        | "KMSInvalidStateException"
+        | "KMSNotFoundException"
+        | "KMSOptInRequired" => SinkError::Misconfigured(detail),
+        "InternalFailure" | "InternalFailureException" | "ServiceUnavailable" => SinkError::Unavailable(detail),
+        _ if http_status >= 500 => SinkError::Unavailable(detail),
+        _ if http_status == 429 => SinkError::Throttled(detail),
+        _ => SinkError::Misconfigured(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(code: Option<&str>, status: u16) -> &'static str {
+        match failure_for_code(code, status, String::new()) {
+            SinkError::Throttled(_) => "throttled",
+            SinkError::Unavailable(_) => "unavailable",
+            SinkError::Rejected(_) => "rejected",
+            SinkError::Misconfigured(_) => "misconfigured",
+        }
+    }
+
+    #[test]
+    fn throttling_codes_are_throttled() {
+        assert_eq!(kind(Some("ProvisionedThroughputExceededException"), 400), "throttled");
+        assert_eq!(kind(Some("KMSThrottlingException"), 400), "throttled");
+        assert_eq!(kind(Some("LimitExceededException"), 400), "throttled");
+        assert_eq!(kind(None, 429), "throttled");
+    }
+
+    #[test]
+    fn bad_records_are_rejected() {
+        assert_eq!(kind(Some("InvalidArgumentException"), 400), "rejected");
+        assert_eq!(kind(Some("ValidationException"), 400), "rejected");
+    }
+
+    #[test]
+    fn setup_problems_are_misconfiguration() {
+        for code in [
+            "ResourceNotFoundException",
+            "AccessDeniedException",
+            "KMSDisabledException",
+            "KMSOptInRequired",
+        ] {
+            assert_eq!(kind(Some(code), 400), "misconfigured", "{code}");
+        }
+        assert_eq!(kind(Some("SomethingNew"), 400), "misconfigured");
+    }
+
+    #[test]
+    fn server_side_failures_are_transient() {
+        assert_eq!(kind(Some("InternalFailure"), 500), "unavailable");
+        assert_eq!(kind(Some("SomethingNew"), 503), "unavailable");
+        assert_eq!(kind(None, 502), "unavailable");
+    }
+}

@@ -26,14 +26,16 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    log_start(&config, &app);
+    log_start(&config, &app, listener.local_addr()?);
     clickstream_gateway::server::run(listener, app, shutdown_signal()).await;
     Ok(())
 }
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -41,11 +43,11 @@ fn init_logging(format: LogFormat) {
 }
 
 /// One line with the effective configuration; AWS credentials are never read here.
-fn log_start(config: &Config, app: &App) {
+fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
     let http = &config.http;
     let (sink, target) = (app.sink().kind(), app.sink().target());
     tracing::info!(
-        listen = %config.listen,
+        %listen,
         sink,
         target = %target,
         max_record_bytes = app.max_record_bytes(),

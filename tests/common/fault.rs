@@ -51,8 +51,10 @@ impl FaultUpstream {
         let addr = listener.local_addr().unwrap();
         let (task_mode, task_calls) = (mode.clone(), calls.clone());
         let task = tokio::spawn(async move {
+            // Connections live in the set, so aborting this task cuts them all.
+            let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(connection(stream, task_mode.clone(), task_calls.clone()));
+                connections.spawn(connection(stream, task_mode.clone(), task_calls.clone()));
             }
         });
         FaultUpstream {

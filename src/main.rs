@@ -13,6 +13,9 @@ use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        return healthcheck();
+    }
     // Real environment variables win: dotenvy never overrides them.
     match dotenvy::dotenv() {
         Ok(_) => {}
@@ -69,6 +72,22 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
             "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"
         ),
     }
+}
+
+/// `clickstream-gateway healthcheck`: exits 0 when `GET /healthz` on this
+/// machine's `PORT` answers 200. For container HEALTHCHECKs in images that
+/// have no curl.
+fn healthcheck() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let _ = dotenvy::dotenv();
+    let port = Config::from_env()?.listen.port();
+    let mut socket = std::net::TcpStream::connect(("127.0.0.1", port)).context("connecting")?;
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+    socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer)?;
+    anyhow::ensure!(answer.starts_with("HTTP/1.1 200"), "unhealthy: {}", answer.lines().next().unwrap_or(""));
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).

@@ -6,10 +6,10 @@
 //! act), while an unreachable one only makes the instance unready until it
 //! answers, so a short outage at deploy time does not crash-loop the fleet.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::time::Duration;
-
+use crate::batcher::Batcher;
 use crate::config::{Config, HttpConfig, SinkConfig};
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::file::FileSink;
@@ -44,7 +44,9 @@ pub enum StartError {
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct App {
-    sink: Sink,
+    sink: Arc<Sink>,
+    /// Present when batching is on.
+    batcher: Option<Batcher>,
     readiness: Readiness,
     max_record_bytes: AtomicUsize,
     /// HTTP server settings.
@@ -52,13 +54,22 @@ pub struct App {
 }
 
 impl App {
-    /// Wraps an already built sink; the record limit starts at Kinesis's default.
-    pub fn new(sink: Sink, http: HttpConfig, readiness_cache_ttl: Duration) -> Self {
+    /// Wraps an already built sink with the HTTP, batching and readiness
+    /// settings of `config` (its sink settings are not read). The record limit
+    /// starts at Kinesis's default. Starts the batching task when enabled, so
+    /// it must run inside a tokio runtime.
+    pub fn new(sink: Sink, config: &Config) -> Self {
+        let sink = Arc::new(sink);
+        let batcher = config.batch.enabled.then(|| {
+            let (record_timeout, max_attempts) = sink.deadline_and_attempts();
+            Batcher::spawn(sink.clone(), config.batch, record_timeout, max_attempts)
+        });
         App {
             sink,
-            readiness: Readiness::new(readiness_cache_ttl),
+            batcher,
+            readiness: Readiness::new(config.readiness_cache_ttl),
             max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
-            http,
+            http: config.http,
         }
     }
 
@@ -75,7 +86,7 @@ impl App {
                 source,
             })?),
         };
-        let app = App::new(sink, config.http, config.readiness_cache_ttl);
+        let app = App::new(sink, config);
         app.check_destination().await?;
         Ok(app)
     }
@@ -102,13 +113,17 @@ impl App {
         }
     }
 
-    /// Stores one record, keeping readiness up to date.
+    /// Stores one record (through a shared `PutRecords` when batching is on,
+    /// else its own `PutRecord`), keeping readiness up to date.
     pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
-        let result = self.sink.put(record).await;
+        let result = match &self.batcher {
+            Some(batcher) => batcher.put(record).await,
+            None => self.sink.put(record).await,
+        };
         match &result {
             Ok(_) => self.readiness.record_stored(),
             Err(SinkError::Unavailable(_) | SinkError::Misconfigured(_)) => self.readiness.record_failed(),
-            Err(SinkError::Throttled(_) | SinkError::Rejected(_)) => {}
+            Err(SinkError::Throttled(_) | SinkError::Rejected(_) | SinkError::Overloaded(_)) => {}
         }
         result
     }

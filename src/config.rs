@@ -10,7 +10,7 @@
 //! so start-up fails loudly instead of running with a surprise.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// HTTP server timeouts and shutdown behaviour.
     pub http: HttpConfig,
+    /// How records are grouped into upstream calls.
+    pub batch: BatchConfig,
     /// How long a `/readyz` answer may be reused before the stream is asked again.
     pub readiness_cache_ttl: Duration,
     /// Log line format.
@@ -79,6 +81,30 @@ pub struct HttpConfig {
     /// Time in-flight requests get to finish after SIGTERM/SIGINT (`SHUTDOWN_TIMEOUT_MS`).
     pub shutdown_timeout: Duration,
 }
+
+/// Coalescing of concurrent records into one upstream call (`PutRecords`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// `BATCHING`: on, records waiting together share a call; off, one
+    /// `PutRecord` per request.
+    pub enabled: bool,
+    /// Records per call, at most Kinesis's 500 (`BATCH_MAX_RECORDS`).
+    pub max_records: NonZeroUsize,
+    /// Data + partition key bytes per call (`BATCH_MAX_BYTES`): 5 MiB is
+    /// Kinesis's classic `PutRecords` limit; streams on current Kinesis take 10 MiB.
+    pub max_bytes: NonZeroUsize,
+    /// Upstream calls in flight at once (`BATCH_MAX_CONCURRENT_CALLS`); while
+    /// all are busy, arriving records gather for the next call.
+    pub max_concurrent_calls: NonZeroUsize,
+    /// Records waiting for a call at once (`BATCH_QUEUE_CAPACITY`); beyond
+    /// it a request is refused at once with 503 instead of queueing.
+    pub queue_capacity: NonZeroUsize,
+}
+
+/// Kinesis's limit on records per `PutRecords` call.
+pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
+/// The largest `PutRecords` request current Kinesis accepts.
+pub const KINESIS_MAX_BATCH_BYTES: usize = 10 * 1024 * 1024;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,6 +190,13 @@ impl Config {
                 body_read_timeout: vars.millis("BODY_READ_TIMEOUT_MS", 15_000)?,
                 shutdown_timeout: vars.millis("SHUTDOWN_TIMEOUT_MS", 25_000)?,
             },
+            batch: BatchConfig {
+                enabled: vars.parse("BATCHING", true)?,
+                max_records: vars.at_most("BATCH_MAX_RECORDS", 500, KINESIS_MAX_BATCH_RECORDS)?,
+                max_bytes: vars.at_most("BATCH_MAX_BYTES", 5 * 1024 * 1024, KINESIS_MAX_BATCH_BYTES)?,
+                max_concurrent_calls: vars.at_most("BATCH_MAX_CONCURRENT_CALLS", 4, 1024)?,
+                queue_capacity: vars.at_most("BATCH_QUEUE_CAPACITY", 10_000, 1_000_000)?,
+            },
             readiness_cache_ttl: vars.millis("READINESS_CACHE_TTL_MS", 5_000)?,
             log_format: vars.one_of(
                 "LOG_FORMAT",
@@ -210,6 +243,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         Ok(Duration::from_millis(ms))
     }
 
+    /// A count from 1 to `max`.
+    fn at_most(&self, name: &'static str, default: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
+        let n: usize = self.parse(name, default)?;
+        match NonZeroUsize::new(n) {
+            Some(n) if n.get() <= max => Ok(n),
+            _ => Err(ConfigError {
+                name,
+                value: n.to_string(),
+                reason: format!("must be from 1 to {max}"),
+            }),
+        }
+    }
+
     fn one_of<T: Copy>(&self, name: &'static str, choices: &[(&str, T)], default: T) -> Result<T, ConfigError> {
         let Some(value) = self.get(name) else {
             return Ok(default);
@@ -248,6 +294,9 @@ mod tests {
         );
         assert_eq!(config.http.shutdown_timeout, Duration::from_secs(25));
         assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.batch.enabled);
+        assert_eq!(config.batch.max_records.get(), 500);
+        assert_eq!(config.batch.max_bytes.get(), 5 * 1024 * 1024);
     }
 
     #[test]
@@ -295,6 +344,15 @@ mod tests {
         let err = config(&[("KINESIS_STREAM_NAME", "s"), ("KINESIS_RETRY_MODE", "sometimes")]).unwrap_err();
         assert_eq!(err.name, "KINESIS_RETRY_MODE");
         assert!(err.reason.contains("standard, adaptive"), "{}", err.reason);
+
+        let err = config(&[("BATCH_MAX_RECORDS", "501")]).unwrap_err();
+        assert_eq!(
+            (err.name, err.reason.as_str()),
+            ("BATCH_MAX_RECORDS", "must be from 1 to 500")
+        );
+
+        let err = config(&[("BATCHING", "yes")]).unwrap_err();
+        assert_eq!(err.name, "BATCHING");
 
         let err = config(&[("SINK", "s3")]).unwrap_err();
         assert_eq!(err.name, "SINK");

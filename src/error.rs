@@ -69,6 +69,7 @@ impl ApiError {
             ApiError::Sink(SinkError::Rejected(_)) => (StatusCode::BAD_REQUEST, "record_rejected", false),
             ApiError::Sink(SinkError::Throttled(_)) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
             ApiError::Sink(SinkError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+            ApiError::Sink(SinkError::Overloaded(_)) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
             ApiError::Sink(SinkError::Misconfigured(_)) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
         }
     }
@@ -84,6 +85,10 @@ impl ApiError {
             ApiError::Sink(SinkError::Unavailable(detail)) => {
                 tracing::warn!(error = %detail, "record not stored: upstream unavailable");
                 "the stream could not be reached; the record was not stored, retry later".to_owned()
+            }
+            ApiError::Sink(SinkError::Overloaded(detail)) => {
+                tracing::debug!(error = %detail, "request shed");
+                "the gateway is at capacity; the record was not stored, retry later".to_owned()
             }
             ApiError::Sink(SinkError::Misconfigured(detail)) => {
                 tracing::error!(error = %detail, "record not stored: gateway misconfigured");

@@ -11,12 +11,14 @@
 //! - [`partition_key`]: the client's key or a random one.
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
+//! - [`batcher`]: concurrent records coalesced into `PutRecords`, one receipt each.
 //! - [`readiness`]: the cached `/readyz` answer.
 //! - [`sink`]: where records go: [`sink::kinesis`] (the product) or [`sink::file`].
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod app;
+pub mod batcher;
 pub mod body;
 pub mod config;
 pub mod error;

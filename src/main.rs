@@ -86,7 +86,11 @@ fn healthcheck() -> anyhow::Result<()> {
     socket.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
     let mut answer = String::new();
     socket.read_to_string(&mut answer)?;
-    anyhow::ensure!(answer.starts_with("HTTP/1.1 200"), "unhealthy: {}", answer.lines().next().unwrap_or(""));
+    anyhow::ensure!(
+        answer.starts_with("HTTP/1.1 200"),
+        "unhealthy: {}",
+        answer.lines().next().unwrap_or("")
+    );
     Ok(())
 }
 

@@ -115,6 +115,7 @@ fn describe_failure(err: &SinkError) -> String {
     match err {
         SinkError::Throttled(_) => "the stream's control plane is throttling describe calls".into(),
         SinkError::Unavailable(_) => "the stream cannot be reached".into(),
+        SinkError::Overloaded(_) => "the gateway is at capacity".into(),
         SinkError::Rejected(_) | SinkError::Misconfigured(_) => {
             "the stream is missing or not accessible with these credentials".into()
         }

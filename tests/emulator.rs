@@ -126,13 +126,24 @@ async fn the_size_limit_counts_data_plus_key_and_refuses_before_writing() {
 }
 
 #[tokio::test]
-async fn concurrent_requests_are_each_stored_exactly_once() {
+async fn concurrent_requests_are_each_stored_exactly_once_batched() {
+    concurrent_requests_are_each_stored_exactly_once(true, 500).await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_are_each_stored_exactly_once_unbatched() {
+    concurrent_requests_are_each_stored_exactly_once(false, 200).await;
+}
+
+async fn concurrent_requests_are_each_stored_exactly_once(batching: bool, count: usize) {
     let emulator = Emulator::start().await;
     let stream = emulator.create_stream(4).await;
-    let server = TestServer::start(emulator.sink(&stream)).await;
+    let mut config = common::test_config();
+    config.batch.enabled = batching;
+    let server = TestServer::start_with(emulator.sink(&stream), &config).await;
     let client = http::client();
 
-    let requests = (0..200).map(|i| {
+    let requests = (0..count).map(|i| {
         let (client, url) = (client.clone(), server.url("/import"));
         tokio::spawn(async move {
             let body = format!(r#"{{"event":"click","n":{i}}}"#);
@@ -148,9 +159,9 @@ async fn concurrent_requests_are_each_stored_exactly_once() {
     }
 
     let records = emulator.read_all(&stream).await;
-    assert_eq!(records.len(), 200);
+    assert_eq!(records.len(), count);
     let positions: HashSet<_> = sent.iter().map(|(position, _)| position.clone()).collect();
-    assert_eq!(positions.len(), 200, "every receipt is distinct");
+    assert_eq!(positions.len(), count, "every receipt is distinct");
     for (position, body) in &sent {
         assert_eq!(find(&records, position).data, body.as_bytes());
     }
@@ -171,11 +182,7 @@ async fn readiness_follows_the_stream() {
 #[tokio::test]
 async fn a_missing_stream_stops_start_up() {
     let emulator = Emulator::start().await;
-    let app = clickstream_gateway::app::App::new(
-        emulator.sink("no-such-stream"),
-        common::http_config(),
-        std::time::Duration::from_secs(1),
-    );
+    let app = clickstream_gateway::app::App::new(emulator.sink("no-such-stream"), &common::test_config());
     let err = app
         .check_destination()
         .await

@@ -67,35 +67,40 @@ impl FileSink {
         &self.path
     }
 
-    /// Appends one record as one line.
-    pub fn put(&self, record: Record) -> Result<Receipt, SinkError> {
+    /// Appends records, one line each, with a single write.
+    pub fn put_many(&self, records: &[&Record]) -> Result<Vec<Receipt>, SinkError> {
         let arrival = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as f64
             / 1000.0;
-        let data = BASE64.encode(&record.data);
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (file, next) = &mut *state;
-        // Fixed width, so sequence numbers sort as text the way they sort as numbers.
-        let sequence_number = format!("{next:020}");
-        let mut line = serde_json::to_vec(&Line {
-            shard_id: SHARD_ID,
-            sequence_number: &sequence_number,
-            approximate_arrival_timestamp: arrival,
-            partition_key: &record.partition_key,
-            data,
-        })
-        .map_err(|e| SinkError::Unavailable(format!("encoding a record line: {e}")))?;
-        line.push(b'\n');
-        file.write_all(&line)
+        let mut lines = Vec::new();
+        let mut receipts = Vec::with_capacity(records.len());
+        for (offset, record) in records.iter().enumerate() {
+            // Fixed width, so sequence numbers sort as text the way they sort as numbers.
+            let sequence_number = format!("{:020}", *next + offset as u64);
+            let line = Line {
+                shard_id: SHARD_ID,
+                sequence_number: &sequence_number,
+                approximate_arrival_timestamp: arrival,
+                partition_key: &record.partition_key,
+                data: BASE64.encode(&record.data),
+            };
+            serde_json::to_writer(&mut lines, &line)
+                .map_err(|e| SinkError::Unavailable(format!("encoding a record line: {e}")))?;
+            lines.push(b'\n');
+            receipts.push(Receipt {
+                shard_id: SHARD_ID.into(),
+                sequence_number,
+                encryption_type: Some("NONE".into()),
+            });
+        }
+        file.write_all(&lines)
             .map_err(|e| SinkError::Unavailable(format!("writing {}: {e}", self.path.display())))?;
-        *next += 1;
-        Ok(Receipt {
-            shard_id: SHARD_ID.into(),
-            sequence_number,
-            encryption_type: Some("NONE".into()),
-        })
+        *next += records.len() as u64;
+        Ok(receipts)
     }
 
     /// Always writable; the warning that this is not Kinesis travels in the status.
@@ -121,18 +126,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("file-sink-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let sink = FileSink::open(dir.join("records.ndjson")).unwrap();
-        let first = sink
-            .put(Record {
-                data: Bytes::from_static(b"\x00\xffhi"),
-                partition_key: "k1".into(),
-            })
-            .unwrap();
-        let second = sink
-            .put(Record {
-                data: Bytes::from_static(b"{}"),
-                partition_key: "k2".into(),
-            })
-            .unwrap();
+        let first = Record {
+            data: Bytes::from_static(b"\x00\xffhi"),
+            partition_key: "k1".into(),
+        };
+        let second = Record {
+            data: Bytes::from_static(b"{}"),
+            partition_key: "k2".into(),
+        };
+        let receipts = sink.put_many(&[&first, &second]).unwrap();
+        let (first, second) = (&receipts[0], &receipts[1]);
         assert!(second.sequence_number > first.sequence_number);
 
         let text = std::fs::read_to_string(sink.path()).unwrap();

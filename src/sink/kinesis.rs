@@ -11,8 +11,9 @@ use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::StreamStatus;
+use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 
 use super::{Destination, Receipt, Record, SinkError};
 use crate::config::{KinesisConfig, RetryMode};
@@ -25,6 +26,8 @@ pub struct KinesisSink {
     /// `DescribeStreamSummary` is limited to about 20 calls/s per account, and
     /// a readiness probe must answer quickly: one attempt, bounded by this.
     describe_timeout: Duration,
+    operation_timeout: Duration,
+    max_attempts: u32,
 }
 
 impl KinesisSink {
@@ -50,7 +53,14 @@ impl KinesisSink {
             client: Client::from_conf(client_config),
             stream_name: config.stream_name.clone(),
             describe_timeout: config.attempt_timeout,
+            operation_timeout: config.operation_timeout,
+            max_attempts: config.max_attempts.get(),
         }
+    }
+
+    /// The operation timeout and attempts per call.
+    pub fn deadline_and_attempts(&self) -> (Duration, u32) {
+        (self.operation_timeout, self.max_attempts)
     }
 
     /// The stream records go to.
@@ -74,6 +84,27 @@ impl KinesisSink {
             sequence_number: output.sequence_number,
             encryption_type: output.encryption_type.map(|e| e.as_str().to_owned()),
         })
+    }
+
+    /// One `PutRecords` call for up to 500 records. A whole-call failure is
+    /// `Err`; otherwise one outcome per record, in request order.
+    pub async fn put_records(&self, records: &[&Record]) -> Result<Vec<Result<Receipt, SinkError>>, SinkError> {
+        let entries = records.iter().map(|record| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(record.data.clone()))
+                .partition_key(&record.partition_key)
+                .build()
+                .expect("data and partition key are set")
+        });
+        let output = self
+            .client
+            .put_records()
+            .stream_name(&self.stream_name)
+            .set_records(Some(entries.collect()))
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        Ok(entry_outcomes(output, records.len()))
     }
 
     /// `DescribeStreamSummary`, tried once: is the stream writable, and how
@@ -110,6 +141,43 @@ impl KinesisSink {
                 .map(|kib| kib * 1024),
         })
     }
+}
+
+/// Splits a `PutRecords` answer into one outcome per record sent: a receipt,
+/// or the entry's own error sorted by [`failure_for_code`]. An answer that
+/// does not match the request (wrong count, an entry with neither a sequence
+/// number nor an error) fails every record rather than guess.
+pub fn entry_outcomes(output: PutRecordsOutput, sent: usize) -> Vec<Result<Receipt, SinkError>> {
+    if output.records.len() != sent {
+        let detail = format!(
+            "PutRecords answered {} entries for {sent} records",
+            output.records.len()
+        );
+        return vec![Err(SinkError::Unavailable(detail)); sent];
+    }
+    let encryption_type = output.encryption_type.map(|e| e.as_str().to_owned());
+    output
+        .records
+        .into_iter()
+        .map(
+            |entry| match (entry.error_code, entry.shard_id, entry.sequence_number) {
+                (Some(code), _, _) => {
+                    let detail = format!("{code}: {}", entry.error_message.unwrap_or_default());
+                    // Entry errors carry no HTTP status; throttling and internal
+                    // failures are the ones Kinesis documents, both transient.
+                    Err(failure_for_code(Some(&code), 500, detail))
+                }
+                (None, Some(shard_id), Some(sequence_number)) => Ok(Receipt {
+                    shard_id,
+                    sequence_number,
+                    encryption_type: encryption_type.clone(),
+                }),
+                (None, _, _) => Err(SinkError::Unavailable(
+                    "PutRecords entry without a sequence number".into(),
+                )),
+            },
+        )
+        .collect()
 }
 
 /// Sorts an SDK failure into a [`SinkError`] kind, keeping the SDK's full
@@ -165,6 +233,54 @@ pub fn failure_for_code(code: Option<&str>, http_status: u16, detail: String) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_kinesis::types::{EncryptionType, PutRecordsResultEntry};
+
+    fn ok_entry(shard: &str, sequence: &str) -> PutRecordsResultEntry {
+        PutRecordsResultEntry::builder()
+            .shard_id(shard)
+            .sequence_number(sequence)
+            .build()
+    }
+
+    fn failed_entry(code: &str) -> PutRecordsResultEntry {
+        PutRecordsResultEntry::builder()
+            .error_code(code)
+            .error_message("Rate exceeded")
+            .build()
+    }
+
+    #[test]
+    fn entry_outcomes_keep_request_order_and_sort_failures() {
+        let output = PutRecordsOutput::builder()
+            .failed_record_count(2)
+            .records(ok_entry("shardId-000000000001", "111"))
+            .records(failed_entry("ProvisionedThroughputExceededException"))
+            .records(ok_entry("shardId-000000000000", "222"))
+            .records(failed_entry("InternalFailure"))
+            .encryption_type(EncryptionType::Kms)
+            .build()
+            .unwrap();
+        let outcomes = entry_outcomes(output, 4);
+        assert_eq!(
+            outcomes[0],
+            Ok(Receipt {
+                shard_id: "shardId-000000000001".into(),
+                sequence_number: "111".into(),
+                encryption_type: Some("KMS".into()),
+            })
+        );
+        assert!(matches!(&outcomes[1], Err(SinkError::Throttled(d)) if d.contains("Rate exceeded")));
+        assert_eq!(outcomes[2].as_ref().unwrap().sequence_number, "222");
+        assert!(matches!(outcomes[3], Err(SinkError::Unavailable(_))));
+    }
+
+    #[test]
+    fn a_mismatched_answer_fails_every_record() {
+        let output = PutRecordsOutput::builder().records(ok_entry("s", "1")).build().unwrap();
+        let outcomes = entry_outcomes(output, 2);
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes.iter().all(|o| matches!(o, Err(SinkError::Unavailable(_)))));
+    }
 
     fn kind(code: Option<&str>, status: u16) -> &'static str {
         match failure_for_code(code, status, String::new()) {
@@ -172,6 +288,7 @@ mod tests {
             SinkError::Unavailable(_) => "unavailable",
             SinkError::Rejected(_) => "rejected",
             SinkError::Misconfigured(_) => "misconfigured",
+            SinkError::Overloaded(_) => "overloaded",
         }
     }
 

@@ -52,10 +52,20 @@ pub struct Destination {
     pub max_record_bytes: Option<usize>,
 }
 
+impl Record {
+    /// The bytes Kinesis counts against its limits: data plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
 /// Why a record was not stored. Each variant is a kind of failure, not an HTTP
 /// status: the mapping to what the client is told lives in `error.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
+    /// The gateway has more records waiting than it may queue: shed load now.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
     /// The destination asked us to slow down; retrying later will work.
     #[error("throttled: {0}")]
     Throttled(String),
@@ -87,7 +97,19 @@ impl Sink {
     pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
         match self {
             Sink::Kinesis(sink) => sink.put(record).await,
-            Sink::File(sink) => sink.put(record),
+            Sink::File(sink) => sink.put_many(&[&record]).map(|mut receipts| receipts.remove(0)),
+        }
+    }
+
+    /// Stores several records in one upstream call (`PutRecords`, one file
+    /// write). `Err` means the whole call failed; otherwise there is one
+    /// outcome per record, in order, and some may have failed alone.
+    pub async fn put_many(&self, records: &[&Record]) -> Result<Vec<Result<Receipt, SinkError>>, SinkError> {
+        match self {
+            Sink::Kinesis(sink) => sink.put_records(records).await,
+            Sink::File(sink) => sink
+                .put_many(records)
+                .map(|receipts| receipts.into_iter().map(Ok).collect()),
         }
     }
 
@@ -96,6 +118,15 @@ impl Sink {
         match self {
             Sink::Kinesis(sink) => sink.describe().await,
             Sink::File(sink) => Ok(sink.describe()),
+        }
+    }
+
+    /// How long a record may take from arrival to its answer, and how many
+    /// attempts a call gets: the Kinesis client's settings, or the file's.
+    pub fn deadline_and_attempts(&self) -> (std::time::Duration, u32) {
+        match self {
+            Sink::Kinesis(sink) => sink.deadline_and_attempts(),
+            Sink::File(_) => (std::time::Duration::from_secs(5), 1),
         }
     }
 

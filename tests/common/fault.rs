@@ -3,11 +3,15 @@
 //! stream. It speaks raw TCP so it can misbehave at any point, and counts the
 //! calls it receives.
 
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -33,34 +37,58 @@ pub enum Mode {
     Drop,
 }
 
+/// One PutRecord/PutRecords call as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The operation, e.g. `PutRecords`.
+    pub operation: String,
+    /// Records in the call.
+    pub records: usize,
+    /// Data (decoded) + partition key bytes in the call.
+    pub bytes: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    calls: AtomicUsize,
+    log: Mutex<Vec<Call>>,
+    /// Partition keys seen, for `throttle-once-*` entries.
+    seen: Mutex<HashSet<String>>,
+    sequence: AtomicUsize,
+}
+
 /// The fake upstream; stops serving when dropped.
+///
+/// In `PutRecords`, entries are failed by partition key, whatever the mode:
+/// a key starting with `throttle-always` is always throttled, one starting
+/// with `throttle-once` only the first time it is seen.
 pub struct FaultUpstream {
     pub addr: SocketAddr,
     mode: Arc<Mutex<Mode>>,
-    calls: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
     task: Option<JoinHandle<()>>,
 }
 
 impl FaultUpstream {
     pub async fn start(mode: Mode) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Self::serve(listener, Arc::new(Mutex::new(mode)), Arc::new(AtomicUsize::new(0)))
+        Self::serve(listener, Arc::new(Mutex::new(mode)), Arc::default())
     }
 
-    fn serve(listener: TcpListener, mode: Arc<Mutex<Mode>>, calls: Arc<AtomicUsize>) -> Self {
+    fn serve(listener: TcpListener, mode: Arc<Mutex<Mode>>, shared: Arc<Shared>) -> Self {
         let addr = listener.local_addr().unwrap();
-        let (task_mode, task_calls) = (mode.clone(), calls.clone());
+        let (task_mode, task_shared) = (mode.clone(), shared.clone());
         let task = tokio::spawn(async move {
             // Connections live in the set, so aborting this task cuts them all.
             let mut connections = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                connections.spawn(connection(stream, task_mode.clone(), task_calls.clone()));
+                connections.spawn(connection(stream, task_mode.clone(), task_shared.clone()));
             }
         });
         FaultUpstream {
             addr,
             mode,
-            calls,
+            shared,
             task: Some(task),
         }
     }
@@ -73,9 +101,14 @@ impl FaultUpstream {
         *self.mode.lock().unwrap() = mode;
     }
 
-    /// Kinesis calls received so far.
+    /// Kinesis calls received so far, of any operation.
     pub fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
+        self.shared.calls.load(Ordering::SeqCst)
+    }
+
+    /// The PutRecord/PutRecords calls received so far.
+    pub fn writes(&self) -> Vec<Call> {
+        self.shared.log.lock().unwrap().clone()
     }
 
     /// Stops listening: new connections are refused (open ones are cut too).
@@ -89,7 +122,7 @@ impl FaultUpstream {
     pub async fn restart(&mut self) {
         self.stop();
         let listener = TcpListener::bind(self.addr).await.expect("rebinding the same port");
-        let restarted = Self::serve(listener, self.mode.clone(), self.calls.clone());
+        let restarted = Self::serve(listener, self.mode.clone(), self.shared.clone());
         *self = restarted;
     }
 }
@@ -100,15 +133,16 @@ impl Drop for FaultUpstream {
     }
 }
 
-async fn connection(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, calls: Arc<AtomicUsize>) {
-    while let Some(target) = read_request(&mut stream).await {
-        calls.fetch_add(1, Ordering::SeqCst);
+async fn connection(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, shared: Arc<Shared>) {
+    while let Some((target, body)) = read_request(&mut stream).await {
+        shared.calls.fetch_add(1, Ordering::SeqCst);
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
         let current = *mode.lock().unwrap();
         let (status, body) = match current {
-            Mode::Healthy => success(&target),
+            Mode::Healthy => success(&operation, &body, &shared),
             Mode::Slow(delay) => {
                 tokio::time::sleep(delay).await;
-                success(&target)
+                success(&operation, &body, &shared)
             }
             Mode::Throttle => (
                 400,
@@ -133,21 +167,66 @@ async fn connection(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, calls: Arc<At
     }
 }
 
-fn success(target: &str) -> (u16, String) {
-    let body = if target.ends_with("describestreamsummary") {
-        r#"{"StreamDescriptionSummary":{"StreamName":"fake","StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/fake","StreamStatus":"ACTIVE","RetentionPeriodHours":24,"StreamCreationTimestamp":1700000000,"EnhancedMonitoring":[],"OpenShardCount":1}}"#.to_owned()
-    } else {
-        r#"{"ShardId":"shardId-000000000000","SequenceNumber":"49590338271490256608559692538361571095921575989136588898","EncryptionType":"NONE"}"#.to_owned()
+fn success(operation: &str, request: &[u8], shared: &Shared) -> (u16, String) {
+    let request: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
+    let next_sequence = || format!("{:056}", shared.sequence.fetch_add(1, Ordering::SeqCst) + 1);
+    let body = match operation {
+        "describestreamsummary" => json!({"StreamDescriptionSummary": {
+            "StreamName": "fake", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
+            "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24, "StreamCreationTimestamp": 1700000000,
+            "EnhancedMonitoring": [], "OpenShardCount": 1}}),
+        "putrecords" => {
+            let entries = request["Records"].as_array().cloned().unwrap_or_default();
+            log(shared, "PutRecords", &entries);
+            let mut failed = 0;
+            let results: Vec<Value> = entries
+                .iter()
+                .map(|entry| {
+                    let key = entry["PartitionKey"].as_str().unwrap_or_default();
+                    let first_time = shared.seen.lock().unwrap().insert(key.to_owned());
+                    if key.starts_with("throttle-always") || key.starts_with("throttle-once") && first_time {
+                        failed += 1;
+                        json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"})
+                    } else {
+                        json!({"ShardId": "shardId-000000000000", "SequenceNumber": next_sequence()})
+                    }
+                })
+                .collect();
+            json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"})
+        }
+        _ => {
+            log(shared, "PutRecord", std::slice::from_ref(&request));
+            json!({"ShardId": "shardId-000000000000", "SequenceNumber": next_sequence(), "EncryptionType": "NONE"})
+        }
     };
-    (200, body)
+    (200, body.to_string())
+}
+
+fn log(shared: &Shared, operation: &str, entries: &[Value]) {
+    let bytes = entries
+        .iter()
+        .map(|e| {
+            let data = BASE64
+                .decode(e["Data"].as_str().unwrap_or_default())
+                .map_or(0, |d| d.len());
+            data + e["PartitionKey"].as_str().map_or(0, str::len)
+        })
+        .sum();
+    let call = Call {
+        operation: operation.into(),
+        records: entries.len(),
+        bytes,
+    };
+    shared.log.lock().unwrap().push(call);
 }
 
 fn error_body(code: &str, message: &str) -> String {
-    format!(r#"{{"__type":"{code}","message":"{message}"}}"#)
+    json!({"__type": code, "message": message}).to_string()
 }
 
-/// Reads one request (head and Content-Length body); returns its X-Amz-Target.
-async fn read_request(stream: &mut TcpStream) -> Option<String> {
+/// Reads one request (head and Content-Length body); returns its lower-case
+/// X-Amz-Target and its body.
+async fn read_request(stream: &mut TcpStream) -> Option<(String, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -176,5 +255,5 @@ async fn read_request(stream: &mut TcpStream) -> Option<String> {
         }
         buf.extend_from_slice(&chunk[..n]);
     }
-    Some(target)
+    Some((target, buf[head_end..head_end + length].to_vec()))
 }

@@ -20,7 +20,7 @@ use aws_sdk_kinesis::config::Credentials;
 use aws_sdk_kinesis::types::{ShardIteratorType, StreamStatus};
 use bytes::Bytes;
 use clickstream_gateway::app::App;
-use clickstream_gateway::config::{HttpConfig, KinesisConfig, RetryMode};
+use clickstream_gateway::config::{Config, HttpConfig, KinesisConfig, RetryMode};
 use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use http_body_util::{BodyExt, Full};
@@ -41,6 +41,14 @@ pub fn http_config() -> HttpConfig {
     }
 }
 
+/// The default configuration with test-sized timeouts (batching on).
+pub fn test_config() -> Config {
+    let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
+    config.http = http_config();
+    config.readiness_cache_ttl = Duration::from_millis(200);
+    config
+}
+
 /// The gateway, serving on a loopback port until dropped or shut down.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -51,11 +59,11 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(sink: Sink) -> Self {
-        Self::start_with(sink, http_config()).await
+        Self::start_with(sink, &test_config()).await
     }
 
-    pub async fn start_with(sink: Sink, http: HttpConfig) -> Self {
-        let app = Arc::new(App::new(sink, http, Duration::from_millis(200)));
+    pub async fn start_with(sink: Sink, config: &Config) -> Self {
+        let app = Arc::new(App::new(sink, config));
         app.check_destination().await.expect("destination usable");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -1,13 +1,14 @@
 //! Natural batching: concurrent records share one `PutRecords` call, and each
 //! request still gets its own receipt.
 //!
-//! There is no linger timer. A dispatcher takes the first waiting record,
-//! waits for a free call slot (at most `BATCH_MAX_CONCURRENT_CALLS` calls in
-//! flight), then takes every other record already waiting, up to the call's
-//! limits (500 records, `BATCH_MAX_BYTES`). At low load a lone record goes out
-//! at once, so latency equals one call; under load, records that arrive while
-//! calls are in flight gather for the next one, so calls per record fall as
-//! load rises.
+//! There is no linger timer. When no call is in flight, the first waiting
+//! record goes out at once with every other record already waiting, up to the
+//! call's limits (500 records, `BATCH_MAX_BYTES`): at low load latency equals
+//! one call. While a call is in flight, arriving records gather for the next
+//! call, which starts when a call finishes; a further call starts alongside
+//! (up to `BATCH_MAX_CONCURRENT_CALLS`) only when a full batch is already
+//! waiting. So calls per record fall as load rises, and concurrency grows only
+//! when one call at a time cannot keep up.
 //!
 //! Entries that fail alone inside a successful call (throttled or internal
 //! failure) are retried on their own, with jittered exponential backoff, while
@@ -17,7 +18,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::{Duration, Instant, sleep};
 
 use crate::config::BatchConfig;
@@ -77,7 +78,9 @@ impl Batcher {
 
 /// Forms batches from waiting records and starts a call for each.
 async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config: BatchConfig, retry: Retry) {
-    let slots = Arc::new(Semaphore::new(config.max_concurrent_calls.get()));
+    let max_calls = config.max_concurrent_calls.get();
+    let slots = Arc::new(Semaphore::new(max_calls));
+    let finished = Arc::new(Notify::new());
     // A record that did not fit in the previous batch opens the next one.
     let mut carried: Option<Pending> = None;
     loop {
@@ -88,7 +91,11 @@ async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config:
                 None => return,
             },
         };
-        // While every slot is busy, more records gather in the queue.
+        // While a call is in flight, records gather for the next call; another
+        // call starts alongside only when a full batch is already waiting.
+        while slots.available_permits() < max_calls && waiting.len() + 1 < config.max_records.get() {
+            finished.notified().await;
+        }
         let slot = slots
             .clone()
             .acquire_owned()
@@ -112,14 +119,20 @@ async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config:
                 "waited past its deadline for a call".into(),
             )));
         }
-        if !batch.is_empty() {
-            tokio::spawn(call(sink.clone(), batch, slot, retry));
+        if batch.is_empty() {
+            continue;
         }
+        let (sink, finished) = (sink.clone(), finished.clone());
+        tokio::spawn(async move {
+            call(&sink, batch, retry).await;
+            drop(slot);
+            finished.notify_one();
+        });
     }
 }
 
 /// One batch: a call, then retries of the entries that failed alone.
-async fn call(sink: Arc<Sink>, mut batch: Vec<Pending>, _slot: OwnedSemaphorePermit, retry: Retry) {
+async fn call(sink: &Sink, mut batch: Vec<Pending>, retry: Retry) {
     for attempt in 1.. {
         let records: Vec<&Record> = batch.iter().map(|p| &p.record).collect();
         let outcomes = match sink.put_many(&records).await {

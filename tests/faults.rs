@@ -13,11 +13,12 @@ use common::http;
 use common::{TestServer, kinesis_config, sdk_config};
 use hyper::StatusCode;
 
-/// A gateway whose Kinesis client has short timeouts and two attempts.
+/// A gateway whose Kinesis client has short attempts and two of them; the
+/// operation timeout leaves room for the SDK's backoff (up to 1 s) between them.
 async fn gateway(upstream: &FaultUpstream) -> TestServer {
     let mut config = kinesis_config("fake");
     config.attempt_timeout = Duration::from_millis(300);
-    config.operation_timeout = Duration::from_millis(800);
+    config.operation_timeout = Duration::from_millis(2500);
     config.max_attempts = NonZeroU32::new(2).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;
     TestServer::start(Sink::Kinesis(KinesisSink::new(&sdk, &config))).await
@@ -61,7 +62,7 @@ async fn a_stalled_upstream_answers_503_within_the_operation_timeout() {
         .await
         .expect("never a hang");
     assert_retry_later(&reply, "unavailable");
-    // Not a speed assertion: proof that the 800 ms operation timeout, not
+    // Not a speed assertion: proof that the 2.5 s operation timeout, not
     // some later default, ended the call.
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -50,7 +50,7 @@ where
             drain(&mut body, deadline).await;
             return Err(ApiError::PayloadTooLarge { limit });
         }
-        // One chunk is the common case: keep it without copying.
+        // One chunk is the common case: no joining needed.
         match first.take() {
             None if joined.is_empty() => first = Some(chunk),
             previous => {
@@ -61,7 +61,10 @@ where
             }
         }
     }
-    Ok(first.unwrap_or_else(|| joined.freeze()))
+    // A lone chunk is a view into hyper's connection read buffer; holding it
+    // while the record waits for Kinesis would pin that whole buffer (8 KiB
+    // or more) per request. A right-sized copy frees it at once.
+    Ok(first.map_or_else(|| joined.freeze(), |chunk| Bytes::copy_from_slice(&chunk)))
 }
 
 async fn next_frame<B>(

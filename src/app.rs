@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::batcher::Batcher;
 use crate::config::{Config, HttpConfig, SinkConfig};
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::file::FileSink;
 use crate::sink::kinesis::KinesisSink;
@@ -51,6 +52,12 @@ pub struct App {
     max_record_bytes: AtomicUsize,
     /// HTTP server settings.
     pub http: HttpConfig,
+    /// This instance's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Whether to log one line per request.
+    pub access_log: bool,
+    /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
+    pub public_metrics: bool,
 }
 
 impl App {
@@ -60,9 +67,16 @@ impl App {
     /// it must run inside a tokio runtime.
     pub fn new(sink: Sink, config: &Config) -> Self {
         let sink = Arc::new(sink);
+        let metrics = Arc::new(Metrics::new());
         let batcher = config.batch.enabled.then(|| {
             let (record_timeout, max_attempts) = sink.deadline_and_attempts();
-            Batcher::spawn(sink.clone(), config.batch, record_timeout, max_attempts)
+            Batcher::spawn(
+                sink.clone(),
+                metrics.clone(),
+                config.batch,
+                record_timeout,
+                max_attempts,
+            )
         });
         App {
             sink,
@@ -70,6 +84,9 @@ impl App {
             readiness: Readiness::new(config.readiness_cache_ttl),
             max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
             http: config.http,
+            metrics,
+            access_log: config.access_log,
+            public_metrics: config.metrics_addr.is_none(),
         }
     }
 
@@ -118,7 +135,14 @@ impl App {
     pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
         let result = match &self.batcher {
             Some(batcher) => batcher.put(record).await,
-            None => self.sink.put(record).await,
+            None => {
+                let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
+                let started = std::time::Instant::now();
+                let result = self.sink.put(record).await;
+                self.metrics
+                    .upstream_call(self.sink.put_operation(), result.as_ref().err(), started.elapsed());
+                result
+            }
         };
         match &result {
             Ok(_) => self.readiness.record_stored(),

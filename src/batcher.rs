@@ -22,6 +22,7 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 use tokio::time::{Duration, Instant, sleep};
 
 use crate::config::BatchConfig;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::sink::{Receipt, Record, Sink, SinkError};
 
 /// First retry delay for entries that failed alone; doubles per attempt.
@@ -52,9 +53,15 @@ struct Retry {
 impl Batcher {
     /// Starts the dispatcher. A record gets `record_timeout` from arrival to
     /// its answer (queueing and retries included); calls try `max_attempts` times.
-    pub fn spawn(sink: Arc<Sink>, config: BatchConfig, record_timeout: Duration, max_attempts: u32) -> Self {
+    pub fn spawn(
+        sink: Arc<Sink>,
+        metrics: Arc<Metrics>,
+        config: BatchConfig,
+        record_timeout: Duration,
+        max_attempts: u32,
+    ) -> Self {
         let (queue, waiting) = mpsc::channel(config.queue_capacity.get());
-        tokio::spawn(dispatch(waiting, sink, config, Retry { max_attempts }));
+        tokio::spawn(dispatch(waiting, sink, metrics, config, Retry { max_attempts }));
         Batcher { queue, record_timeout }
     }
 
@@ -77,7 +84,13 @@ impl Batcher {
 }
 
 /// Forms batches from waiting records and starts a call for each.
-async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config: BatchConfig, retry: Retry) {
+async fn dispatch(
+    mut waiting: mpsc::Receiver<Pending>,
+    sink: Arc<Sink>,
+    metrics: Arc<Metrics>,
+    config: BatchConfig,
+    retry: Retry,
+) {
     let max_calls = config.max_concurrent_calls.get();
     let slots = Arc::new(Semaphore::new(max_calls));
     let finished = Arc::new(Notify::new());
@@ -122,9 +135,9 @@ async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config:
         if batch.is_empty() {
             continue;
         }
-        let (sink, finished) = (sink.clone(), finished.clone());
+        let (sink, metrics, finished) = (sink.clone(), metrics.clone(), finished.clone());
         tokio::spawn(async move {
-            call(&sink, batch, retry).await;
+            call(&sink, &metrics, batch, retry).await;
             drop(slot);
             finished.notify_one();
         });
@@ -132,10 +145,17 @@ async fn dispatch(mut waiting: mpsc::Receiver<Pending>, sink: Arc<Sink>, config:
 }
 
 /// One batch: a call, then retries of the entries that failed alone.
-async fn call(sink: &Sink, mut batch: Vec<Pending>, retry: Retry) {
+async fn call(sink: &Sink, metrics: &Metrics, mut batch: Vec<Pending>, retry: Retry) {
     for attempt in 1.. {
         let records: Vec<&Record> = batch.iter().map(|p| &p.record).collect();
-        let outcomes = match sink.put_many(&records).await {
+        let started = std::time::Instant::now();
+        let result = {
+            let _in_flight = GaugeGuard::inc(metrics.upstream_in_flight());
+            sink.put_many(&records).await
+        };
+        metrics.upstream_call(sink.put_many_operation(), result.as_ref().err(), started.elapsed());
+        metrics.batch_sent(records.len());
+        let outcomes = match result {
             Ok(outcomes) => outcomes,
             // The SDK already retried the whole call: every record shares its fate.
             Err(err) => {
@@ -149,6 +169,9 @@ async fn call(sink: &Sink, mut batch: Vec<Pending>, retry: Retry) {
         let retry_at = Instant::now() + delay;
         let mut again = Vec::new();
         for (pending, outcome) in batch.into_iter().zip(outcomes) {
+            if let Err(err) = &outcome {
+                metrics.record_failed(err);
+            }
             match outcome {
                 Err(SinkError::Throttled(_) | SinkError::Unavailable(_))
                     if attempt < retry.max_attempts && retry_at < pending.deadline =>

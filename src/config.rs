@@ -30,6 +30,11 @@ pub struct Config {
     pub readiness_cache_ttl: Duration,
     /// Log line format.
     pub log_format: LogFormat,
+    /// One info line per request (`ACCESS_LOG`).
+    pub access_log: bool,
+    /// Serve `/metrics` on this separate address instead of the public port
+    /// (`METRICS_ADDR`), so the public port can face browsers.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// The record destination, chosen by `SINK` (default: `kinesis` when
@@ -203,6 +208,8 @@ impl Config {
                 &[("text", LogFormat::Text), ("json", LogFormat::Json)],
                 LogFormat::Text,
             )?,
+            access_log: vars.parse("ACCESS_LOG", true)?,
+            metrics_addr: vars.optional("METRICS_ADDR")?,
         })
     }
 }
@@ -220,14 +227,22 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         T: FromStr,
         T::Err: std::fmt::Display,
     {
-        match self.get(name) {
-            None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError {
-                name,
-                reason: e.to_string(),
-                value,
-            }),
-        }
+        Ok(self.optional(name)?.unwrap_or(default))
+    }
+
+    fn optional<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let Some(value) = self.get(name) else {
+            return Ok(None);
+        };
+        value.parse().map(Some).map_err(|e: T::Err| ConfigError {
+            name,
+            reason: e.to_string(),
+            value,
+        })
     }
 
     /// A positive number of milliseconds.
@@ -350,6 +365,9 @@ mod tests {
             (err.name, err.reason.as_str()),
             ("BATCH_MAX_RECORDS", "must be from 1 to 500")
         );
+
+        let err = config(&[("METRICS_ADDR", "9090")]).unwrap_err();
+        assert_eq!(err.name, "METRICS_ADDR");
 
         let err = config(&[("BATCHING", "yes")]).unwrap_err();
         assert_eq!(err.name, "BATCHING");

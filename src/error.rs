@@ -74,24 +74,24 @@ impl ApiError {
         }
     }
 
-    /// The JSON error response, logging 5xx details once.
-    pub fn into_response(self) -> Response<Full<Bytes>> {
+    /// The JSON error response, logging 5xx details once, with the request's id.
+    pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let (status, code, retry) = self.status();
         let message = match &self {
             ApiError::Sink(SinkError::Throttled(detail)) => {
-                tracing::warn!(error = %detail, "Kinesis throttled a record");
+                tracing::warn!(%request_id, error = %detail, "Kinesis throttled a record");
                 "the stream is over its write capacity; the record was not stored, retry later".to_owned()
             }
             ApiError::Sink(SinkError::Unavailable(detail)) => {
-                tracing::warn!(error = %detail, "record not stored: upstream unavailable");
+                tracing::warn!(%request_id, error = %detail, "record not stored: upstream unavailable");
                 "the stream could not be reached; the record was not stored, retry later".to_owned()
             }
             ApiError::Sink(SinkError::Overloaded(detail)) => {
-                tracing::debug!(error = %detail, "request shed");
+                tracing::debug!(%request_id, error = %detail, "request shed");
                 "the gateway is at capacity; the record was not stored, retry later".to_owned()
             }
             ApiError::Sink(SinkError::Misconfigured(detail)) => {
-                tracing::error!(error = %detail, "record not stored: gateway misconfigured");
+                tracing::error!(%request_id, error = %detail, "record not stored: gateway misconfigured");
                 "the gateway cannot write to its stream; the record was not stored".to_owned()
             }
             ApiError::Sink(SinkError::Rejected(detail)) => format!("the stream refused the record: {detail}"),
@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn retryable_failures_are_503_with_retry_after() {
         for err in [SinkError::Throttled("x".into()), SinkError::Unavailable("x".into())] {
-            let response = ApiError::Sink(err).into_response();
+            let response = ApiError::Sink(err).into_response("test");
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[RETRY_AFTER], "1");
         }
@@ -157,7 +157,7 @@ mod tests {
 
     #[test]
     fn misconfiguration_is_502_without_retry_after_or_detail() {
-        let response = ApiError::Sink(SinkError::Misconfigured("secret arn".into())).into_response();
+        let response = ApiError::Sink(SinkError::Misconfigured("secret arn".into())).into_response("test");
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert!(!response.headers().contains_key(RETRY_AFTER));
         let body = format!("{:?}", response.body());
@@ -175,10 +175,10 @@ mod tests {
             ApiError::PartitionKey(InvalidPartitionKey::Empty).status().0,
             StatusCode::BAD_REQUEST
         );
-        let too_large = ApiError::PayloadTooLarge { limit: 10 }.into_response();
+        let too_large = ApiError::PayloadTooLarge { limit: 10 }.into_response("test");
         assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
         assert_eq!(too_large.headers()[CONNECTION], "close");
-        let wrong_method = ApiError::MethodNotAllowed { allow: "POST" }.into_response();
+        let wrong_method = ApiError::MethodNotAllowed { allow: "POST" }.into_response("test");
         assert_eq!(wrong_method.headers()[ALLOW], "POST");
     }
 }

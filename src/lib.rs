@@ -12,6 +12,7 @@
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
 //! - [`batcher`]: concurrent records coalesced into `PutRecords`, one receipt each.
+//! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`readiness`]: the cached `/readyz` answer.
 //! - [`sink`]: where records go: [`sink::kinesis`] (the product) or [`sink::file`].
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod batcher;
 pub mod body;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod partition_key;
 pub mod readiness;
 pub mod server;

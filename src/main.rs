@@ -29,6 +29,13 @@ async fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    if let Some(addr) = config.metrics_addr {
+        let admin = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding METRICS_ADDR {addr}"))?;
+        tracing::info!(%addr, "serving /metrics on the admin address only");
+        tokio::spawn(clickstream_gateway::server::serve_metrics(admin, app.clone()));
+    }
     log_start(&config, &app, listener.local_addr()?);
     clickstream_gateway::server::run(listener, app, shutdown_signal()).await;
     Ok(())

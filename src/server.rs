@@ -20,6 +20,7 @@ use tokio::time::{Duration, sleep, timeout};
 
 use crate::api;
 use crate::app::App;
+use crate::metrics::GaugeGuard;
 
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -55,10 +56,12 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         };
         // Responses are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| api::handle(app.clone(), request));
+        let service_app = app.clone();
+        let service = service_fn(move |request| api::handle(service_app.clone(), request));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+        let app = app.clone();
         tokio::spawn(async move {
+            let _open = GaugeGuard::inc(app.metrics.connections_open());
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
@@ -71,5 +74,22 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     match timeout(app.http.shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown deadline passed; abandoning the connections still open"),
+    }
+}
+
+/// Serves `GET /metrics` (and nothing else) on a separate admin listener,
+/// for `METRICS_ADDR`. Runs until the process exits.
+pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let app = app.clone();
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(api::admin(&app, &request)) }
+        });
+        tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
     }
 }

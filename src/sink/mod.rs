@@ -130,6 +130,22 @@ impl Sink {
         }
     }
 
+    /// The operation label of [`Sink::put`] in metrics.
+    pub fn put_operation(&self) -> &'static str {
+        match self {
+            Sink::Kinesis(_) => "PutRecord",
+            Sink::File(_) => "FileAppend",
+        }
+    }
+
+    /// The operation label of [`Sink::put_many`] in metrics.
+    pub fn put_many_operation(&self) -> &'static str {
+        match self {
+            Sink::Kinesis(_) => "PutRecords",
+            Sink::File(_) => "FileAppend",
+        }
+    }
+
     /// A short name for logs and `/readyz`: `kinesis` or `file`.
     pub fn kind(&self) -> &'static str {
         match self {

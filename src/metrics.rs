@@ -1,0 +1,331 @@
+//! Prometheus metrics: one registry per [`App`](crate::app::App), rendered at
+//! `GET /metrics` in the OpenMetrics text format, which Prometheus scrapes.
+//!
+//! Labels are low-cardinality by construction: routes are the known paths or
+//! `other`, methods the usual verbs or `other`, outcomes and error codes come
+//! from fixed lists. Nothing from a record (data, partition key) or a client
+//! ever becomes a label.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::sink::SinkError;
+
+/// The `Content-Type` of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    method: &'static str,
+    status_class: &'static str,
+    /// The `error` code of the JSON error body; empty on success.
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    git_sha: &'static str,
+}
+
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn seconds_histogram() -> Histogram {
+    // 0.5 ms to ~8 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 15))
+}
+
+/// Every metric the gateway exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_duration: Histograms<RouteLabels>,
+    request_body_bytes: Histogram,
+    requests_in_flight: Gauge,
+    requests_shed: Counter,
+    connections_open: Gauge,
+    upstream_calls: Family<CallLabels, Counter>,
+    upstream_duration: Histograms<OperationLabels>,
+    upstream_in_flight: Gauge,
+    records_per_call: Histogram,
+    failed_records: Family<ErrorLabels, Counter>,
+    record_retries: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(seconds_histogram),
+            request_body_bytes: Histogram::new(exponential_buckets(64.0, 4.0, 10)),
+            requests_in_flight: Gauge::default(),
+            requests_shed: Counter::default(),
+            connections_open: Gauge::default(),
+            upstream_calls: Family::default(),
+            upstream_duration: Family::new_with_constructor(seconds_histogram),
+            upstream_in_flight: Gauge::default(),
+            records_per_call: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            failed_records: Family::default(),
+            record_retries: Counter::default(),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        r.register("http_requests", "HTTP requests answered", metrics.requests.clone());
+        r.register(
+            "http_request_duration_seconds",
+            "Time from request head to response",
+            metrics.request_duration.clone(),
+        );
+        r.register(
+            "http_request_body_bytes",
+            "Sizes of POST /import bodies received",
+            metrics.request_body_bytes.clone(),
+        );
+        r.register(
+            "http_requests_in_flight",
+            "Requests being handled",
+            metrics.requests_in_flight.clone(),
+        );
+        r.register(
+            "http_requests_shed",
+            "Requests refused with 503 overloaded",
+            metrics.requests_shed.clone(),
+        );
+        r.register(
+            "http_connections_open",
+            "Client connections open",
+            metrics.connections_open.clone(),
+        );
+        r.register(
+            "upstream_calls",
+            "Calls to the sink by operation and outcome",
+            metrics.upstream_calls.clone(),
+        );
+        r.register(
+            "upstream_call_duration_seconds",
+            "Duration of sink calls, SDK retries included",
+            metrics.upstream_duration.clone(),
+        );
+        r.register(
+            "upstream_calls_in_flight",
+            "Sink calls in flight",
+            metrics.upstream_in_flight.clone(),
+        );
+        r.register(
+            "upstream_records_per_call",
+            "Records per PutRecords call",
+            metrics.records_per_call.clone(),
+        );
+        r.register(
+            "upstream_failed_records",
+            "Records refused inside a PutRecords answer, by error code",
+            metrics.failed_records.clone(),
+        );
+        r.register(
+            "upstream_record_retries",
+            "Records resent alone after failing inside a PutRecords answer",
+            metrics.record_retries.clone(),
+        );
+
+        let started = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        started.set(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64(),
+        );
+        r.register(
+            "process_start_time_seconds",
+            "Start time of the process, Unix seconds",
+            started,
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                git_sha: env!("GATEWAY_GIT_SHA"),
+            })
+            .set(1);
+        r.register("gateway_build_info", "Version and git commit of this build", build);
+        Metrics { registry, ..metrics }
+    }
+
+    /// The registry in the OpenMetrics text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String");
+        out
+    }
+
+    /// A request was answered.
+    pub fn request_done(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        error: &'static str,
+        took: Duration,
+    ) {
+        let status_class = match status {
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status_class,
+                error,
+            })
+            .inc();
+        self.request_duration
+            .get_or_create(&RouteLabels { route })
+            .observe(took.as_secs_f64());
+        if error == "overloaded" {
+            self.requests_shed.inc();
+        }
+    }
+
+    /// The size of a body accepted for `/import`.
+    pub fn body_received(&self, bytes: usize) {
+        self.request_body_bytes.observe(bytes as f64);
+    }
+
+    /// Requests being handled: +1 on arrival, -1 when answered.
+    pub fn requests_in_flight(&self) -> &Gauge {
+        &self.requests_in_flight
+    }
+
+    /// Open client connections: +1 on accept, -1 on close.
+    pub fn connections_open(&self) -> &Gauge {
+        &self.connections_open
+    }
+
+    /// Sink calls in flight.
+    pub fn upstream_in_flight(&self) -> &Gauge {
+        &self.upstream_in_flight
+    }
+
+    /// A sink call ended: `operation` is e.g. `PutRecords`, `failure` the
+    /// whole call's error if it failed.
+    pub fn upstream_call(&self, operation: &'static str, failure: Option<&SinkError>, took: Duration) {
+        let outcome = failure.map_or("success", outcome);
+        self.upstream_calls
+            .get_or_create(&CallLabels { operation, outcome })
+            .inc();
+        self.upstream_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(took.as_secs_f64());
+    }
+
+    /// A `PutRecords` call carried `records` records.
+    pub fn batch_sent(&self, records: usize) {
+        self.records_per_call.observe(records as f64);
+    }
+
+    /// A record failed inside a successful `PutRecords` answer.
+    pub fn record_failed(&self, error: &SinkError) {
+        self.failed_records
+            .get_or_create(&ErrorLabels { error: outcome(error) })
+            .inc();
+    }
+
+    /// Records resent alone.
+    pub fn records_retried(&self, records: usize) {
+        self.record_retries.inc_by(records as u64);
+    }
+}
+
+/// Holds a gauge one higher for as long as it lives, so a request or call
+/// that is cancelled still brings the gauge back down.
+#[derive(Debug)]
+pub struct GaugeGuard<'a>(&'a Gauge);
+
+impl<'a> GaugeGuard<'a> {
+    /// Increments `gauge` until the guard is dropped.
+    pub fn inc(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        GaugeGuard(gauge)
+    }
+}
+
+impl Drop for GaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The fixed outcome label of a failure.
+fn outcome(error: &SinkError) -> &'static str {
+    match error {
+        SinkError::Throttled(_) => "throttled",
+        SinkError::Unavailable(_) => "unavailable",
+        SinkError::Rejected(_) => "rejected",
+        SinkError::Misconfigured(_) => "misconfigured",
+        SinkError::Overloaded(_) => "overloaded",
+    }
+}
+
+/// The route label: a known path, or `other`.
+pub fn route_label(path: &str) -> &'static str {
+    match path {
+        "/import" => "/import",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        "/metrics" => "/metrics",
+        _ => "other",
+    }
+}
+
+/// The method label: a usual verb, or `other`.
+pub fn method_label(method: &hyper::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        _ => "other",
+    }
+}

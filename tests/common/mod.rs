@@ -246,9 +246,18 @@ impl Emulator {
         panic!("stream {name} did not become ACTIVE");
     }
 
-    /// A gateway sink writing to `stream`.
+    /// A gateway sink writing to `stream`. Timeouts are generous: these
+    /// tests check what is stored, and kinesis-local serves ~150 calls/s.
     pub fn sink(&self, stream: &str) -> Sink {
-        Sink::Kinesis(KinesisSink::new(&self.sdk, &kinesis_config(stream)))
+        let mut config = kinesis_config(stream);
+        config.operation_timeout = Duration::from_secs(60);
+        config.attempt_timeout = Duration::from_secs(30);
+        Sink::Kinesis(KinesisSink::new(&self.sdk, &config))
+    }
+
+    /// Whether this is an emulator outside the test process (slower).
+    pub fn is_external(&self) -> bool {
+        self._server.is_none()
     }
 
     /// Every record in `stream`, read from the start of every shard.

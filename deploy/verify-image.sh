@@ -99,7 +99,9 @@ ROOTFS="$WORK/bookworm"
 make_rootfs() {
     [ -f "$ROOTFS/.complete-$BASE_REV" ] && return
     step "debootstrap bookworm (minbase + gcc, ca-certificates)"
-    rm -rf "$ROOTFS"
+    # An interrupted debootstrap can leave /proc or /sys mounted inside.
+    findmnt -rn -o TARGET | grep "^$ROOTFS/" | sort -r | xargs -r umount -l
+    rm -rf --one-file-system "$ROOTFS"
     timeout 900 debootstrap --variant=minbase \
         --include=ca-certificates,gcc,libc6-dev,make,netbase,tzdata \
         bookworm "$ROOTFS" "$(debian_mirror)" >"$WORK/debootstrap.log" 2>&1 ||
@@ -118,17 +120,21 @@ make_runtime_base() {
     # Paths as dpkg lists them, with the merged-/usr symlinks resolved.
     local pkg list path parent
     for pkg in $DISTROLESS_PACKAGES; do
-        list="$(ls "$ROOTFS"/var/lib/dpkg/info/"$pkg".list "$ROOTFS"/var/lib/dpkg/info/"$pkg":amd64.list 2>/dev/null | head -n1)"
-        [ -n "$list" ] || fail "package $pkg is not in the bookworm rootfs"
+        list="$ROOTFS/var/lib/dpkg/info/$pkg.list"
+        [ -f "$list" ] || list="$ROOTFS/var/lib/dpkg/info/$pkg:amd64.list"
+        [ -f "$list" ] || fail "package $pkg is not in the bookworm rootfs"
         while IFS= read -r path; do
-            [ -e "$ROOTFS$path" ] || [ -L "$ROOTFS$path" ] || continue
-            [ -d "$ROOTFS$path" ] && [ ! -L "$ROOTFS$path" ] && continue
-            parent="$(realpath "$ROOTFS$(dirname "$path")")"
-            printf '%s\n' "${parent#"$ROOTFS"}/$(basename "$path")"
+            if [ -L "$ROOTFS$path" ] || { [ -e "$ROOTFS$path" ] && [ ! -d "$ROOTFS$path" ]; }; then
+                parent="$(realpath "$ROOTFS${path%/*}")"
+                printf '%s\n' "${parent#"$ROOTFS"}/${path##*/}"
+            fi
         done <"$list"
     done | sed 's|^/||' | sort -u >"$WORK/distroless.files"
+    [ -s "$WORK/distroless.files" ] || fail "no files for the distroless stand-in"
     tar -C "$ROOTFS" -cf - -T "$WORK/distroless.files" etc/ssl/certs/ca-certificates.crt | tar -C "$dir" -xf -
-    for link in bin lib lib64 sbin; do ln -s "usr/$link" "$dir/$link"; done
+    for link in bin lib lib64 sbin; do # merged /usr, when no package listed them
+        [ -L "$dir/$link" ] || ln -s "usr/$link" "$dir/$link"
+    done
     mkdir -p "$dir/tmp" "$dir/home/nonroot" "$dir/root"
     chmod 1777 "$dir/tmp"
     chown 65532:65532 "$dir/home/nonroot"
@@ -153,7 +159,8 @@ make_builder_base() {
     make_rootfs
     step "cargo vendor (the crates of Cargo.lock)"
     rm -rf "$WORK/vendor"
-    (cd "$CONTEXT" && CARGO_TARGET_DIR="$WORK/cargo-target" cargo vendor --locked --versioned-dirs "$WORK/vendor" >/dev/null)
+    (cd "$CONTEXT" && CARGO_TARGET_DIR="$WORK/cargo-target" cargo vendor --locked --versioned-dirs "$WORK/vendor" >/dev/null 2>"$WORK/vendor.log") ||
+        { tail -n 20 "$WORK/vendor.log"; fail "cargo vendor"; }
     cat >"$WORK/cargo-config.toml" <<'CONF'
 [source.crates-io]
 replace-with = "vendored-sources"
@@ -168,7 +175,7 @@ CONF
     local toolchain ctr
     toolchain="$(rustc --print sysroot)"
     podman rmi -f "$RUST_IMAGE" localhost/verify-bookworm:build >/dev/null 2>&1 || true
-    tar -C "$ROOTFS" --exclude=./.complete-* -cf - . | podman import - localhost/verify-bookworm:build >/dev/null
+    tar -C "$ROOTFS" --one-file-system --exclude=./.complete-* -cf - . | podman import - localhost/verify-bookworm:build >/dev/null
     ctr="$(buildah from --pull=never localhost/verify-bookworm:build)"
     buildah copy "$ctr" "$toolchain/bin" /usr/local/rust/bin >/dev/null
     buildah copy "$ctr" "$toolchain/lib" /usr/local/rust/lib >/dev/null

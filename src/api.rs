@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{CONTENT_TYPE, EXPECT, HeaderValue};
+use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, EXPECT, HeaderMap, HeaderValue, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
@@ -21,6 +21,7 @@ use std::time::Instant;
 
 use crate::app::App;
 use crate::body::{BodyHints, read_limited};
+use crate::encoding;
 use crate::error::{ApiError, json_response};
 use crate::metrics::{self, GaugeGuard};
 use crate::partition_key;
@@ -39,12 +40,14 @@ where
     let started = Instant::now();
     let _in_flight = GaugeGuard::inc(app.metrics.requests_in_flight());
     let request_id = request_id(request.headers().get(REQUEST_ID));
+    let origin = request.headers().get(ORIGIN).cloned();
     let route = metrics::route_label(request.uri().path());
     let method = metrics::method_label(request.method());
 
     let result = match (request.method(), request.uri().path()) {
         (&Method::POST, "/import") => import(&app, request).await,
-        (_, "/import") => Err(ApiError::MethodNotAllowed { allow: "POST" }),
+        (&Method::OPTIONS, "/import") => preflight(&app, request.headers()),
+        (_, "/import") => Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" }),
         (&Method::GET | &Method::HEAD, "/healthz") => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(Reply::plain(readyz(&app).await)),
         (&Method::GET | &Method::HEAD, "/metrics") if app.public_metrics => Ok(Reply::plain(metrics_response(&app))),
@@ -77,6 +80,12 @@ where
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
+    }
+    if route == "/import"
+        && let Some(origin) = origin
+    {
+        let request_headers = HeaderMap::from_iter([(ORIGIN, origin)]);
+        app.access.add_cors_headers(&request_headers, response.headers_mut());
     }
     Ok(response)
 }
@@ -132,16 +141,35 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
+    // Shed before doing any work: a queue that grows helps no one.
+    let _slot = app
+        .request_slots
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
     let headers = request.headers();
+    app.access.authorize(headers)?;
     let partition_key = partition_key::resolve(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
     let hints = BodyHints {
         expects_continue: headers
             .get(EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
     };
+    let encoding = headers.get(CONTENT_ENCODING).cloned();
     // Kinesis counts the partition key's bytes against the record limit too.
     let limit = app.max_record_bytes().saturating_sub(partition_key.len());
-    let data = read_limited(request.into_body(), limit, app.http.body_read_timeout, hints).await?;
+    // Reserve the declared length (or, for a chunked body, the whole limit)
+    // from the in-flight byte budget before reading anything.
+    let reserve = request
+        .body()
+        .size_hint()
+        .exact()
+        .map_or(limit, |len| (len as usize).min(limit + 1));
+    let _bytes = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
+        .ok_or(ApiError::Overloaded("too many body bytes in flight"))?;
+    let body = read_limited(request.into_body(), limit, app.http.body_read_timeout, hints).await?;
+    let data = encoding::decode(encoding.as_ref(), body, limit)?;
     if data.is_empty() {
         return Err(ApiError::EmptyBody);
     }
@@ -155,6 +183,17 @@ where
             shard_id: Some(receipt.shard_id),
         },
     })
+}
+
+/// `OPTIONS /import`: the CORS preflight.
+fn preflight(app: &App, headers: &HeaderMap) -> Result<Reply, ApiError> {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+        .headers_mut()
+        .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    app.access.preflight(headers, response.headers_mut())?;
+    Ok(Reply::plain(response))
 }
 
 /// `GET /readyz`: 200 or 503, with the reason and, for the file sink, a warning.

@@ -9,6 +9,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use tokio::sync::Semaphore;
+
+use crate::access::Access;
 use crate::batcher::Batcher;
 use crate::config::{Config, HttpConfig, SinkConfig};
 use crate::metrics::{GaugeGuard, Metrics};
@@ -58,6 +61,12 @@ pub struct App {
     pub access_log: bool,
     /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
     pub public_metrics: bool,
+    /// API keys and CORS.
+    pub access: Access,
+    /// One permit per `/import` request in flight (`MAX_IN_FLIGHT_REQUESTS`).
+    pub request_slots: Arc<Semaphore>,
+    /// One permit per body byte held by requests in flight (`MAX_IN_FLIGHT_BODY_BYTES`).
+    pub body_budget: Arc<Semaphore>,
 }
 
 impl App {
@@ -87,6 +96,9 @@ impl App {
             metrics,
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),
+            access: Access::new(&config.access),
+            request_slots: Arc::new(Semaphore::new(config.http.max_in_flight_requests.get())),
+            body_budget: Arc::new(Semaphore::new(config.http.max_in_flight_body_bytes.get())),
         }
     }
 

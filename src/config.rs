@@ -26,6 +26,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How records are grouped into upstream calls.
     pub batch: BatchConfig,
+    /// API keys and CORS.
+    pub access: AccessConfig,
     /// How long a `/readyz` answer may be reused before the stream is asked again.
     pub readiness_cache_ttl: Duration,
     /// Log line format.
@@ -85,6 +87,23 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT (`SHUTDOWN_TIMEOUT_MS`).
     pub shutdown_timeout: Duration,
+    /// Client connections open at once; beyond it a new connection gets a
+    /// 503 and is closed (`MAX_CONNECTIONS`).
+    pub max_connections: NonZeroUsize,
+    /// `/import` requests handled at once; beyond it 503 (`MAX_IN_FLIGHT_REQUESTS`).
+    pub max_in_flight_requests: NonZeroUsize,
+    /// Body bytes held by in-flight requests; beyond it 503 (`MAX_IN_FLIGHT_BODY_BYTES`).
+    pub max_in_flight_body_bytes: NonZeroUsize,
+}
+
+/// Who may call `/import`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessConfig {
+    /// Accepted API keys (`API_KEYS`, comma-separated); empty: no key needed.
+    pub api_keys: Vec<String>,
+    /// Origins allowed to call from browsers (`CORS_ALLOWED_ORIGINS`,
+    /// comma-separated, `*` for any); empty: no CORS headers.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Coalescing of concurrent records into one upstream call (`PutRecords`).
@@ -194,6 +213,13 @@ impl Config {
                 header_read_timeout: vars.millis("HEADER_READ_TIMEOUT_MS", 10_000)?,
                 body_read_timeout: vars.millis("BODY_READ_TIMEOUT_MS", 15_000)?,
                 shutdown_timeout: vars.millis("SHUTDOWN_TIMEOUT_MS", 25_000)?,
+                max_connections: vars.at_most("MAX_CONNECTIONS", 10_000, 1_000_000)?,
+                max_in_flight_requests: vars.at_most("MAX_IN_FLIGHT_REQUESTS", 4_096, 1_000_000)?,
+                max_in_flight_body_bytes: vars.at_most("MAX_IN_FLIGHT_BODY_BYTES", 256 << 20, u32::MAX as usize)?,
+            },
+            access: AccessConfig {
+                api_keys: vars.list("API_KEYS"),
+                cors_allowed_origins: vars.list("CORS_ALLOWED_ORIGINS"),
             },
             batch: BatchConfig {
                 enabled: vars.parse("BATCHING", true)?,
@@ -256,6 +282,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             });
         }
         Ok(Duration::from_millis(ms))
+    }
+
+    /// A comma-separated list, blanks dropped.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.get(name)
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// A count from 1 to `max`.
@@ -377,6 +416,18 @@ mod tests {
 
         let err = config(&[("KINESIS_STREAM_NAME", "s"), ("KINESIS_MAX_ATTEMPTS", "0")]).unwrap_err();
         assert_eq!(err.name, "KINESIS_MAX_ATTEMPTS");
+    }
+
+    #[test]
+    fn lists_are_comma_separated() {
+        let config = config(&[
+            ("API_KEYS", " k1, k2 ,,"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example"),
+        ])
+        .unwrap();
+        assert_eq!(config.access.api_keys, ["k1", "k2"]);
+        assert_eq!(config.access.cors_allowed_origins, ["https://a.example"]);
+        assert!(Config::from_lookup(|_| None).unwrap().access.api_keys.is_empty());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{ALLOW, CONNECTION, HeaderValue, RETRY_AFTER};
+use hyper::header::{ALLOW, CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
 use crate::partition_key::InvalidPartitionKey;
@@ -53,6 +53,21 @@ pub enum ApiError {
     /// The sink did not store the record.
     #[error(transparent)]
     Sink(#[from] SinkError),
+    /// Too much in flight already: shed at once rather than queue.
+    #[error("the gateway is at capacity ({0}); the record was not stored, retry later")]
+    Overloaded(&'static str),
+    /// API keys are configured and the request has none of them.
+    #[error("a valid API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>")]
+    Unauthorized,
+    /// A browser preflight from an origin that is not allowed.
+    #[error("this origin is not allowed to send events here")]
+    OriginNotAllowed,
+    /// A `Content-Encoding` we do not decode.
+    #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd, br or none")]
+    UnsupportedEncoding(String),
+    /// A compressed body that does not decode.
+    #[error("the body does not decode as its Content-Encoding says: {0}")]
+    BadEncoding(String),
 }
 
 impl ApiError {
@@ -66,6 +81,11 @@ impl ApiError {
             ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", false),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", false),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_body", false),
+            ApiError::BadEncoding(_) => (StatusCode::BAD_REQUEST, "bad_encoding", false),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", false),
+            ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", false),
+            ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", false),
+            ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
             ApiError::Sink(SinkError::Rejected(_)) => (StatusCode::BAD_REQUEST, "record_rejected", false),
             ApiError::Sink(SinkError::Throttled(_)) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
             ApiError::Sink(SinkError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
@@ -111,6 +131,9 @@ impl ApiError {
         match self {
             ApiError::MethodNotAllowed { allow } => {
                 headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Unauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             // The rest of the body may still be on the wire: do not read it as
             // the next request.

@@ -8,6 +8,8 @@
 //! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown ([`server::run`]).
 //! - [`api`]: routing and the endpoints.
 //! - [`body`]: reading a body within a byte limit and a deadline.
+//! - [`encoding`]: `Content-Encoding` (gzip, deflate, zstd, br) decoded within the limit.
+//! - [`access`]: API keys and CORS.
 //! - [`partition_key`]: the client's key or a random one.
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
@@ -17,11 +19,13 @@
 //! - [`sink`]: where records go: [`sink::kinesis`] (the product) or [`sink::file`].
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod batcher;
 pub mod body;
 pub mod config;
+pub mod encoding;
 pub mod error;
 pub mod metrics;
 pub mod partition_key;

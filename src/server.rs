@@ -7,6 +7,10 @@
 //! completion (their Kinesis calls included) while idle keep-alive
 //! connections are closed, and after `SHUTDOWN_TIMEOUT_MS` whatever is left is
 //! abandoned so the process can exit.
+//!
+//! Past `MAX_CONNECTIONS` open connections, a new one is answered 503 and
+//! closed. `HEADER_READ_TIMEOUT_MS` also closes idle keep-alive connections:
+//! hyper runs that timer whenever a connection waits for a request head.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::time::{Duration, sleep, timeout};
 
 use crate::api;
@@ -38,6 +43,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     let graceful = GracefulShutdown::new();
+    let connection_slots = Arc::new(Semaphore::new(app.http.max_connections.get()));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -56,11 +62,16 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         };
         // Responses are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
+        let Ok(slot) = connection_slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
         let service_app = app.clone();
         let service = service_fn(move |request| api::handle(service_app.clone(), request));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
         let app = app.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let _open = GaugeGuard::inc(app.metrics.connections_open());
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
@@ -75,6 +86,23 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown deadline passed; abandoning the connections still open"),
     }
+}
+
+/// Answers a connection over `MAX_CONNECTIONS` with a 503 and closes it.
+/// What the client already sent is read first (briefly), so the close does
+/// not reset the connection under the answer.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const BODY: &str = r#"{"error":"overloaded","message":"the gateway has too many connections open; retry later"}"#;
+    let mut scratch = [0u8; 4096];
+    let _ = timeout(Duration::from_millis(100), stream.read(&mut scratch)).await;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n\
+         Connection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
 }
 
 /// Serves `GET /metrics` (and nothing else) on a separate admin listener,

@@ -37,7 +37,7 @@ async fn routing_answers_404_405_and_health() {
 
     let wrong = http::get(&server.url("/import")).await;
     assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(wrong.headers["allow"], "POST");
+    assert_eq!(wrong.headers["allow"], "POST, OPTIONS");
     assert_eq!(wrong.json()["error"], "method_not_allowed");
 
     let wrong = http::post(&server.url("/healthz"), "x").await;

@@ -38,6 +38,7 @@ pub fn http_config() -> HttpConfig {
         header_read_timeout: Duration::from_secs(2),
         body_read_timeout: Duration::from_secs(2),
         shutdown_timeout: Duration::from_secs(10),
+        ..Config::from_lookup(|_| None).expect("defaults are valid").http
     }
 }
 

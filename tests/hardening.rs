@@ -1,0 +1,233 @@
+//! Overload, connection and access limits, compressed bodies and idle
+//! connections, over real sockets.
+
+mod common;
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use bytes::Bytes;
+use clickstream_gateway::config::Config;
+use clickstream_gateway::sink::Sink;
+use clickstream_gateway::sink::file::FileSink;
+use clickstream_gateway::sink::kinesis::KinesisSink;
+use common::fault::{FaultUpstream, Mode};
+use common::{TestServer, http, kinesis_config, sdk_config, test_config};
+use http_body_util::Full;
+use hyper::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn file_server(config: &Config) -> (TestServer, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("gateway-hardening-{}.ndjson", uuid::Uuid::new_v4()));
+    let server = TestServer::start_with(Sink::File(FileSink::open(&path).unwrap()), config).await;
+    (server, path)
+}
+
+fn stored(path: &std::path::Path) -> Vec<Vec<u8>> {
+    use base64::Engine;
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let line: serde_json::Value = serde_json::from_str(line).unwrap();
+            base64::engine::general_purpose::STANDARD
+                .decode(line["Data"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+fn post(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    let mut request = Request::post(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(Full::new(body.into())).unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn api_keys_guard_import_only() {
+    let mut config = test_config();
+    config.access.api_keys = vec!["s3cret".into()];
+    let (server, path) = file_server(&config).await;
+    let url = server.url("/import");
+
+    let refused = http::send(post(&url, &[], "e")).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.headers["www-authenticate"], "Bearer");
+    assert_eq!(refused.json()["error"], "unauthorized");
+    let wrong = http::send(post(&url, &[("Authorization", "Bearer s3cre")], "e")).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+
+    assert_eq!(
+        http::send(post(&url, &[("Authorization", "Bearer s3cret")], "a"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http::send(post(&url, &[("X-Api-Key", "s3cret")], "b")).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        http::get(&server.url("/healthz")).await.status,
+        StatusCode::OK,
+        "probes need no key"
+    );
+    assert_eq!(stored(&path), [b"a".to_vec(), b"b".to_vec()]);
+}
+
+#[tokio::test]
+async fn cors_preflight_and_simple_requests() {
+    let mut config = test_config();
+    config.access.cors_allowed_origins = vec!["https://shop.example".into()];
+    let (server, _) = file_server(&config).await;
+    let url = server.url("/import");
+
+    let preflight = Request::options(&url)
+        .header("Origin", "https://shop.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type, x-partition-key")
+        .body(Full::default())
+        .unwrap();
+    let reply = http::send(preflight).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(reply.headers["access-control-allow-origin"], "https://shop.example");
+    assert_eq!(reply.headers["access-control-allow-methods"], "POST");
+    assert!(
+        reply.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("X-Partition-Key")
+    );
+
+    let foreign = Request::options(&url)
+        .header("Origin", "https://evil.example")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(http::send(foreign).await.status, StatusCode::FORBIDDEN);
+
+    // sendBeacon: a simple POST, text/plain, no preflight.
+    let beacon = post(
+        &url,
+        &[("Origin", "https://shop.example"), ("Content-Type", "text/plain")],
+        "{}",
+    );
+    let reply = http::send(beacon).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["access-control-allow-origin"], "https://shop.example");
+    assert!(
+        reply.headers["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("X-Request-Id")
+    );
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_stored_decoded() {
+    let (server, path) = file_server(&test_config()).await;
+    let url = server.url("/import");
+    let event = br#"{"type":"track","event":"Signed Up"}"#;
+
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], gzip(event))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    let bomb = gzip(&vec![b'a'; 64 << 20]);
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], bomb)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let reply = http::send(post(&url, &[("Content-Encoding", "lz4")], "x")).await;
+    assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], "not gzip")).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["error"], "bad_encoding");
+
+    assert_eq!(stored(&path), [event.to_vec()], "only the decoded event is stored");
+}
+
+#[tokio::test]
+async fn over_the_in_flight_cap_requests_are_shed_at_once() {
+    let upstream = FaultUpstream::start(Mode::Healthy).await;
+    let mut config = test_config();
+    config.http.max_in_flight_requests = NonZeroUsize::new(3).unwrap();
+    let sdk = sdk_config(&upstream.endpoint()).await;
+    let server = TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis_config("fake"))), &config).await;
+    upstream.set(Mode::Slow(Duration::from_millis(500)));
+
+    let client = http::client();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (client, url) = (client.clone(), server.url("/import"));
+            tokio::spawn(async move { http::send_with(&client, post(&url, &[], format!("e{i}"))).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for task in tasks {
+        replies.push(task.await.unwrap());
+    }
+    let ok = replies.iter().filter(|r| r.status == StatusCode::OK).count();
+    let shed: Vec<_> = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert_eq!(ok + shed.len(), 30);
+    assert!(ok >= 3 && !shed.is_empty(), "ok {ok}, shed {}", shed.len());
+    assert!(
+        shed.iter()
+            .all(|r| r.json()["error"] == "overloaded" && r.headers["retry-after"] == "1")
+    );
+    let written: usize = upstream.writes().iter().map(|c| c.records).sum();
+    assert_eq!(written, ok, "every 200 was written, no shed record was");
+}
+
+#[tokio::test]
+async fn over_the_connection_cap_a_connection_gets_503() {
+    let mut config = test_config();
+    config.http.max_connections = NonZeroUsize::new(2).unwrap();
+    let (server, _) = file_server(&config).await;
+    let _held: Vec<_> = [
+        TcpStream::connect(server.addr).await.unwrap(),
+        TcpStream::connect(server.addr).await.unwrap(),
+    ]
+    .into_iter()
+    .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = TcpStream::connect(server.addr).await.unwrap();
+    third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), third.read_to_string(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("\"overloaded\""), "{answer}");
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let (server, _) = file_server(&test_config()).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = socket.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The test header timeout is 2 s; the idle connection must be closed by then.
+    let closed = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buf))
+        .await
+        .expect("closed");
+    assert_eq!(closed.unwrap(), 0);
+}

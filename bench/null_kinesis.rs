@@ -5,12 +5,15 @@
 //! emulators (kinesis-local ~150 req/s, kinesalite ~2.5k req/s) are far too
 //! slow to be a benchmark's upstream.
 //!
-//! Usage: `null_kinesis [ADDR]` (default `127.0.0.1:4599`).
+//! Usage: `null_kinesis [ADDR] [DELAY_MS]` (default `127.0.0.1:4599`, no
+//! delay). A delay makes every put answer late, like a distant or saturated
+//! stream, for overload tests.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -39,7 +42,11 @@ struct PutRecordsInput {
 
 const DESCRIBE: &str = r#"{"StreamDescriptionSummary":{"StreamName":"bench","StreamARN":"arn:aws:kinesis:us-east-1:000000000000:stream/bench","StreamStatus":"ACTIVE","RetentionPeriodHours":24,"StreamCreationTimestamp":1700000000,"EnhancedMonitoring":[],"OpenShardCount":1}}"#;
 
-async fn answer(stats: Arc<Stats>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+async fn answer(
+    stats: Arc<Stats>,
+    delay: Duration,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
     if request.uri().path() == "/stats" {
         let body = format!(
             r#"{{"put_record":{},"put_records":{},"records":{}}}"#,
@@ -60,6 +67,9 @@ async fn answer(stats: Arc<Stats>, request: Request<Incoming>) -> Result<Respons
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if !delay.is_zero() && (target.ends_with(b".PutRecord") || target.ends_with(b".PutRecords")) {
+        tokio::time::sleep(delay).await;
+    }
     let reply = if target.ends_with(b".PutRecords") {
         let count = serde_json::from_slice::<PutRecordsInput>(&body).map_or(0, |input| input.records.len());
         stats.put_records.fetch_add(1, Ordering::Relaxed);
@@ -96,6 +106,7 @@ async fn answer(stats: Arc<Stats>, request: Request<Incoming>) -> Result<Respons
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:4599".into());
+    let delay = Duration::from_millis(std::env::args().nth(2).and_then(|ms| ms.parse().ok()).unwrap_or(0));
     let listener = TcpListener::bind(&addr).await?;
     eprintln!("null kinesis listening on {}", listener.local_addr()?);
     let stats = Arc::new(Stats::default());
@@ -104,7 +115,7 @@ async fn main() -> std::io::Result<()> {
         let _ = stream.set_nodelay(true);
         let stats = stats.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |request| answer(stats.clone(), request));
+            let service = service_fn(move |request| answer(stats.clone(), delay, request));
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await;

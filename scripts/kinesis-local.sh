@@ -7,8 +7,9 @@
 #   scripts/kinesis-local.sh stop
 #
 # Port: KINESIS_LOCAL_PORT (4567, plain HTTP); it always opens a TLS port too,
-# KINESIS_LOCAL_TLS_PORT (4568). It has no bind-address setting and listens on
-# all interfaces; tests only ever send to 127.0.0.1.
+# KINESIS_LOCAL_TLS_PORT (4568). kinesis-mock hard-codes 0.0.0.0 and has no
+# bind-address setting: a tiny preload (`node --require`) rewrites its
+# wildcard listen() calls to 127.0.0.1, so it is reachable from this machine only.
 set -euo pipefail
 VERSION=0.6.2
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,11 +34,28 @@ case "${1:-}" in
       (cd "$DIR" && npm install --no-audit --no-fund --no-save --prefix "$DIR" "kinesis-local@$VERSION" >/dev/null)
     fi
     MAIN="$DIR/node_modules/kinesis-local/main.js"
-    KINESIS_MOCK_CERT_PATH="$DIR/node_modules/kinesis-local/server.json" \
+    cat >"$DIR/loopback.cjs" <<'JS'
+'use strict';
+// Listen on 127.0.0.1 wherever kinesis-mock asks for all interfaces.
+const net = require('net');
+const listen = net.Server.prototype.listen;
+const wildcard = (h) => h === undefined || h === null || h === '' || h === '0.0.0.0' || h === '::';
+net.Server.prototype.listen = function (...args) {
+  if (typeof args[0] === 'number') {
+    if (typeof args[1] !== 'string') args.splice(1, 0, '127.0.0.1');
+    else if (wildcard(args[1])) args[1] = '127.0.0.1';
+  } else if (args[0] && typeof args[0] === 'object' && 'port' in args[0] && wildcard(args[0].host)) {
+    args[0] = Object.assign({}, args[0], { host: '127.0.0.1' });
+  }
+  return listen.apply(this, args);
+};
+JS
+    (cd "$DIR"
+      KINESIS_MOCK_CERT_PATH="$DIR/node_modules/kinesis-local/server.json" \
       KINESIS_MOCK_PLAIN_PORT="$PORT" KINESIS_MOCK_TLS_PORT="$TLS_PORT" \
-      CREATE_STREAM_DURATION=10ms LOG_LEVEL=WARN \
-      nohup node "$MAIN" >"$DIR/log.txt" 2>&1 &
-    echo $! >"$PID_FILE"
+      CREATE_STREAM_DURATION=10ms LOG_LEVEL=ERROR LOAD_DATA_IF_EXISTS=false SHOULD_PERSIST_DATA=false \
+      nohup node --require "$DIR/loopback.cjs" "$MAIN" >"$DIR/log.txt" 2>&1 &
+      echo $! >"$PID_FILE")
     for _ in $(seq 1 300); do
       if answers; then
         echo "kinesis-local $VERSION answers at http://127.0.0.1:$PORT"
@@ -51,7 +69,11 @@ case "${1:-}" in
     ;;
   stop)
     if [ -f "$PID_FILE" ]; then
-      kill "$(cat "$PID_FILE")" 2>/dev/null || true
+      pid="$(cat "$PID_FILE")"
+      kill "$pid" 2>/dev/null || true
+      # It takes a second or two to let go of its ports.
+      for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "$pid" 2>/dev/null || true
       rm -f "$PID_FILE"
     fi
     ;;

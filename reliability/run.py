@@ -9,8 +9,10 @@
              closes them.
   sigterm    SIGTERM during sustained load against kinesis-local: every 200
              read back from the stream, byte for byte.
+  soak       10 minutes at 500 req/s: RSS and open descriptors every 10 s.
 
-Usage: python3 reliability/run.py [overload] [slowloris] [sigterm]  (default: all)
+Usage: python3 reliability/run.py [overload] [slowloris] [sigterm] [soak]
+(default: the first three; soak takes 10 minutes)
 Writes reliability/results/results.json and prints a markdown summary.
 Needs release binaries (python3 bench/run.py builds them, or cargo build
 --release --bins --examples) and, for sigterm, node (scripts/kinesis-local.sh).
@@ -250,22 +252,85 @@ def sigterm(workers=32, load_seconds=4.0):
     }
 
 
+def soak(seconds=600, rate=500, workers=8):
+    """A steady, moderate load for a long time: RSS and open descriptors
+    sampled every 10 s must level off, not grow."""
+    upstream = start_null()
+    gateway = start_gateway()
+    counts = {"ok": 0, "other": 0, "errors": 0}
+    lock = threading.Lock()
+    end = time.time() + seconds
+    body = (ROOT / "bench" / "event.json").read_bytes()
+
+    def worker():
+        conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+        interval, next_at = workers / rate, time.time()
+        while time.time() < end:
+            try:
+                conn.request("POST", "/import", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                response.read()
+                with lock:
+                    counts["ok" if response.status == 200 else "other"] += 1
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    counts["errors"] += 1
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.time()))
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    samples = []
+    try:
+        while time.time() < end:
+            time.sleep(10)
+            status = Path(f"/proc/{gateway.pid}/status").read_text()
+            rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
+            fds = len(os.listdir(f"/proc/{gateway.pid}/fd"))
+            samples.append({"t": round(seconds - (end - time.time())), "rss_mib": round(rss / 1024, 1), "fds": fds})
+        for t in threads:
+            t.join()
+    finally:
+        bench.stop(gateway)
+        bench.stop(upstream)
+    first, last = samples[0], samples[-1]
+    return {
+        "seconds": seconds,
+        "target_rps": rate,
+        "requests_ok": counts["ok"],
+        "non_200": counts["other"],
+        "errors": counts["errors"],
+        "rss_mib_at_10s": first["rss_mib"],
+        "rss_mib_at_end": last["rss_mib"],
+        "rss_mib_max": max(s["rss_mib"] for s in samples),
+        "fds_at_10s": first["fds"],
+        "fds_at_end": last["fds"],
+        "fds_max": max(s["fds"] for s in samples),
+        "samples": samples,
+    }
+
+
 def main():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     chosen = sys.argv[1:] or ["overload", "slowloris", "sigterm"]
+    scenarios = {"overload": overload, "slowloris": slowloris, "sigterm": sigterm, "soak": soak}
     results = {}
     for name in chosen:
         bench.log(f"reliability: {name}")
-        results[name] = {"overload": overload, "slowloris": slowloris, "sigterm": sigterm}[name]()
+        results[name] = scenarios[name]()
         bench.log(json.dumps(results[name]))
     out = ROOT / "reliability" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / f"results-{'-'.join(chosen)}.json").write_text(json.dumps(results, indent=2))
     for name, figures in results.items():
         print(f"\n**{name}**\n\n| figure | value |\n|---|---:|")
         for key, value in figures.items():
-            print(f"| {key} | {value} |")
+            if key != "samples":
+                print(f"| {key} | {value} |")
     if results.get("sigterm", {}).get("acknowledged_missing_from_stream"):
         sys.exit("acknowledged records are missing from the stream")
 

@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Check a JMeter run against what reached the stream.
+
+Every sample in the .jtl files that got a 200 carries the event id it sent
+(the eventId column, from clickstream.properties). This reads the records
+back, from the gateway's file sink (--file) or from a Kinesis stream or
+emulator (--stream, needs boto3), and checks that each such event is there
+with exactly the bytes the plan sent: its corpus template with the event id
+put in and the other ${...} fields (timestamps, thread numbers) matched as
+any string value.
+
+Prints the ids missing or different, and a last line
+`verify: N passed, M failed`, where failed counts the samples that did not
+get a 200 plus the events missing or different. Exits 1 when M > 0 or N == 0.
+"""
+
+import argparse
+import base64
+import csv
+import json
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+def load_patterns(path):
+    """kind -> a pattern of its corpus template (kind TAB template), the event id captured."""
+    patterns = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            kind, template = line.split("\t", 1)
+            patterns[kind] = compile_template(template)
+    return patterns
+
+
+def compile_template(template):
+    """${eventId} becomes the group `id` (later ones must repeat it), any other ${...} any string value."""
+    parts, pos, seen_id = [], 0, False
+    for m in PLACEHOLDER.finditer(template):
+        parts.append(re.escape(template[pos:m.start()]))
+        if m.group() == "${eventId}":
+            parts.append("(?P=id)" if seen_id else '(?P<id>[^"]*)')
+            seen_id = True
+        else:
+            parts.append('[^"]*')
+        pos = m.end()
+    parts.append(re.escape(template[pos:]))
+    return re.compile("".join(parts), re.DOTALL)
+
+
+def matches(pattern, event_id, body):
+    m = pattern.fullmatch(body)
+    return m is not None and m.group("id") == event_id
+
+
+def read_samples(jtls):
+    """(ids that got a 200 -> kind, failed sample descriptions, earliest timestamp in ms)."""
+    ok, failed, first_ms = {}, [], None
+    for jtl in jtls:
+        with open(jtl, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if "eventId" not in row:
+                    sys.exit(f"{jtl}: no eventId column; run the plan with -q jmeter/clickstream.properties")
+                ts = int(row["timeStamp"])
+                first_ms = ts if first_ms is None else min(first_ms, ts)
+                if row["responseCode"] == "200" and row["success"] == "true":
+                    ok[row["eventId"]] = row.get("kind", "")
+                else:
+                    reason = f"{row['responseCode']} {row['responseMessage']}: {row.get('failureMessage', '')}"
+                    failed.append(" ".join(reason.split()))
+    return ok, failed, first_ms
+
+
+def event_id_of(data):
+    try:
+        return json.loads(data).get("messageId")
+    except (ValueError, AttributeError):
+        return None  # not one of ours: another producer's record
+
+
+def records_from_file(path, wanted):
+    found = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            data = base64.b64decode(json.loads(line)["Data"])
+            event_id = event_id_of(data)
+            if event_id in wanted:
+                found.setdefault(event_id, data)
+    return found
+
+
+def records_from_stream(name, endpoint_url, region, since_ms, wanted, deadline_s):
+    """Reads every shard from since_ms on, until each is caught up or the deadline passes."""
+    try:
+        import boto3
+    except ImportError:
+        sys.exit("--stream needs boto3 (pip install boto3); jmeter/run.sh installs it into jmeter/.venv")
+    client = boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region)
+    deadline = time.monotonic() + deadline_s
+    found = {}
+    shards = client.list_shards(StreamName=name)["Shards"]
+    for shard in shards:
+        iterator = client.get_shard_iterator(
+            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="AT_TIMESTAMP",
+            Timestamp=(since_ms - 60_000) / 1000)["ShardIterator"]
+        while iterator and time.monotonic() < deadline:
+            out = client.get_records(ShardIterator=iterator, Limit=10_000)
+            for record in out["Records"]:
+                event_id = event_id_of(record["Data"])
+                if event_id in wanted:
+                    found.setdefault(event_id, record["Data"])
+            if not out["Records"] and out.get("MillisBehindLatest", 0) == 0:
+                break
+            iterator = out.get("NextShardIterator")
+            time.sleep(0.2)  # Kinesis allows 5 GetRecords calls per second per shard
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("jtl", nargs="+", help=".jtl files (CSV with the eventId column)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", help="the gateway's file sink (FILE_SINK_PATH)")
+    source.add_argument("--stream", help="a Kinesis stream name")
+    parser.add_argument("--endpoint-url", help="Kinesis endpoint (an emulator); default: AWS")
+    parser.add_argument("--region", default=None, help="AWS region (default: from the AWS environment)")
+    parser.add_argument("--payloads", default=str(HERE / "payloads" / "events.tsv"))
+    parser.add_argument("--deadline", type=float, default=300, help="seconds to spend reading a stream (300)")
+    args = parser.parse_args()
+
+    patterns = load_patterns(args.payloads)
+    ok, failed, first_ms = read_samples(args.jtl)
+    if args.file:
+        found = records_from_file(args.file, ok)
+    else:
+        found = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, ok, args.deadline)
+
+    missing, different = [], []
+    for event_id, kind in ok.items():
+        data = found.get(event_id)
+        if data is None:
+            missing.append(event_id)
+        elif kind in patterns and not matches(patterns[kind], event_id, data.decode("utf-8", "replace")):
+            different.append(event_id)
+
+    passed = len(ok) - len(missing) - len(different)
+    print(f"verify: {len(ok) + len(failed)} samples, {len(ok)} answered 200, {len(failed)} did not")
+    for reason, count in Counter(failed).most_common(10):
+        print(f"  not answered 200: {count} x {reason}")
+    for what, ids in (("missing from the sink", missing), ("bytes differ", different)):
+        for item in ids[:10]:
+            print(f"  {what}: {item}")
+        if len(ids) > 10:
+            print(f"  ... and {len(ids) - 10} more {what}")
+    bad = len(failed) + len(missing) + len(different)
+    print(f"verify: {passed} passed, {bad} failed")
+    sys.exit(0 if bad == 0 and passed > 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

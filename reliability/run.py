@@ -9,10 +9,12 @@
              closes them.
   sigterm    SIGTERM during sustained load against kinesis-local: every 200
              read back from the stream, byte for byte.
+  outage     kinesis-local frozen (SIGSTOP) for 5 s mid-load, then resumed:
+             no 200 for a record that is not in the stream; time to recover.
   soak       10 minutes at 500 req/s: RSS and open descriptors every 10 s.
 
-Usage: python3 reliability/run.py [overload] [slowloris] [sigterm] [soak]
-(default: the first three; soak takes 10 minutes)
+Usage: python3 reliability/run.py [overload] [slowloris] [sigterm] [outage] [soak]
+(default: all but soak, which takes 10 minutes)
 Writes reliability/results/results.json and prints a markdown summary.
 Needs release binaries (python3 bench/run.py builds them, or cargo build
 --release --bins --examples) and, for sigterm, node (scripts/kinesis-local.sh).
@@ -175,22 +177,119 @@ class Kinesis:
         return records
 
 
-def sigterm(workers=32, load_seconds=4.0):
-    kinesis_port = 4567
-    subprocess.run([str(ROOT / "scripts" / "kinesis-local.sh"), "start"], check=True, stdout=subprocess.DEVNULL)
-    kinesis = Kinesis(kinesis_port)
-    stream = f"sigterm-{uuid.uuid4().hex[:8]}"
+KINESIS_PORT = int(os.environ.get("KINESIS_LOCAL_PORT", "4577"))
+EMULATOR_ENV = os.environ | {"KINESIS_LOCAL_PORT": str(KINESIS_PORT),
+                             "KINESIS_LOCAL_TLS_PORT": str(KINESIS_PORT + 1),
+                             "KINESIS_LOCAL_DIR": str(ROOT / "target" / "kinesis-local-reliability")}
+
+
+def emulator(action):
+    script = str(ROOT / "scripts" / "kinesis-local.sh")
+    subprocess.run([script, action], check=action == "start", stdout=subprocess.DEVNULL, env=EMULATOR_ENV)
+
+
+def emulator_stream(name):
+    """kinesis-local started, a fresh 2-shard stream in it, and a gateway on it."""
+    emulator("start")
+    kinesis = Kinesis(KINESIS_PORT)
+    stream = f"{name}-{uuid.uuid4().hex[:8]}"
     kinesis.call("CreateStream", {"StreamName": stream, "ShardCount": 2})
     for _ in range(100):
         summary = kinesis.call("DescribeStreamSummary", {"StreamName": stream})["StreamDescriptionSummary"]
         if summary["StreamStatus"] == "ACTIVE":
             break
         time.sleep(0.1)
-    env = bench.aws_env(PORT) | {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{kinesis_port}",
-                                 "KINESIS_STREAM_NAME": stream, "SHUTDOWN_TIMEOUT_MS": "20000"}
+    env = bench.aws_env(PORT) | {"AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{KINESIS_PORT}",
+                                 "KINESIS_STREAM_NAME": stream, "SHUTDOWN_TIMEOUT_MS": "20000",
+                                 "KINESIS_OPERATION_TIMEOUT_MS": "3000", "KINESIS_ATTEMPT_TIMEOUT_MS": "1000"}
     gateway = subprocess.Popen([GATEWAY], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     bench.wait_for_port(PORT, gateway)
+    return kinesis, stream, gateway
 
+
+class Load:
+    """Keep-alive clients posting unique events until told to stop; records
+    every 200 (with its receipt and the bytes sent) and when it came."""
+
+    def __init__(self, gateway, workers, seconds):
+        self.gateway, self.stop_at = gateway, time.time() + seconds
+        self.acknowledged, self.refused, self.errors = [], [], 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.worker) for _ in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def worker(self):
+        conn = None
+        while time.time() < self.stop_at:
+            body = json.dumps({"type": "track", "event": "Clicked", "id": str(uuid.uuid4())}).encode()
+            try:
+                conn = conn or http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
+                conn.request("POST", "/import", body, {"Content-Type": "application/json"})
+                response = conn.getresponse()
+                answer = response.read()
+                with self.lock:
+                    if response.status == 200:
+                        receipt = json.loads(answer)
+                        self.acknowledged.append((receipt["ShardId"], receipt["SequenceNumber"], body, time.time()))
+                    else:
+                        self.refused.append((response.status, time.time()))
+                if response.getheader("Connection", "").lower() == "close":
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException):
+                with self.lock:
+                    self.errors += 1
+                if conn:
+                    conn.close()
+                conn = None
+                if self.gateway.poll() is not None:
+                    return
+                time.sleep(0.01)
+
+    def join(self):
+        self.stop_at = min(self.stop_at, time.time())
+        for t in self.threads:
+            t.join(timeout=40)
+
+
+def missing_from(stored, acknowledged):
+    return [a for a in acknowledged if stored.get((a[0], a[1])) != a[2]]
+
+
+def outage(workers=16, outage_seconds=5.0):
+    """The emulator freezes (SIGSTOP) mid-load, then resumes (SIGCONT)."""
+    kinesis, stream, gateway = emulator_stream("outage")
+    pid = int((Path(EMULATOR_ENV["KINESIS_LOCAL_DIR"]) / "pid").read_text())
+    load = Load(gateway, workers, 60)
+    time.sleep(3)
+    os.kill(pid, signal.SIGSTOP)
+    stopped = time.time()
+    time.sleep(outage_seconds)
+    os.kill(pid, signal.SIGCONT)
+    resumed = time.time()
+    time.sleep(4)
+    load.join()
+    bench.stop(gateway)
+    stored = kinesis.read_all(stream)
+    emulator("stop")
+    during = [r for r in load.refused if stopped <= r[1] <= resumed + 1]
+    first_ok_after = min((a[3] for a in load.acknowledged if a[3] > resumed), default=None)
+    return {
+        "outage_s": outage_seconds,
+        "acknowledged_200": len(load.acknowledged),
+        "non_200_answers": len(load.refused),
+        "non_200_during_outage": len(during),
+        "statuses_during_outage": sorted({r[0] for r in during}),
+        "connection_errors": load.errors,
+        "records_in_stream": len(stored),
+        "acknowledged_missing_from_stream": len(missing_from(stored, load.acknowledged)),
+        "first_200_after_resume_s": None if first_ok_after is None else round(first_ok_after - resumed, 2),
+    }
+
+
+def sigterm(workers=32, load_seconds=4.0):
+    kinesis, stream, gateway = emulator_stream("sigterm")
     acknowledged, refused, errors = [], [], []
     lock = threading.Lock()
     stop_at = time.time() + load_seconds + 25
@@ -237,8 +336,8 @@ def sigterm(workers=32, load_seconds=4.0):
         t.join(timeout=40)
 
     stored = kinesis.read_all(stream)
-    subprocess.run([str(ROOT / "scripts" / "kinesis-local.sh"), "stop"], check=False)
-    missing = [a for a in acknowledged if stored.get((a[0], a[1])) != a[2]]
+    emulator("stop")
+    missing = missing_from(stored, acknowledged)
     return {
         "workers": workers,
         "acknowledged_200": len(acknowledged),
@@ -316,8 +415,8 @@ def soak(seconds=600, rate=500, workers=8):
 def main():
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    chosen = sys.argv[1:] or ["overload", "slowloris", "sigterm"]
-    scenarios = {"overload": overload, "slowloris": slowloris, "sigterm": sigterm, "soak": soak}
+    chosen = sys.argv[1:] or ["overload", "slowloris", "sigterm", "outage"]
+    scenarios = {"overload": overload, "slowloris": slowloris, "sigterm": sigterm, "outage": outage, "soak": soak}
     results = {}
     for name in chosen:
         bench.log(f"reliability: {name}")
@@ -331,7 +430,7 @@ def main():
         for key, value in figures.items():
             if key != "samples":
                 print(f"| {key} | {value} |")
-    if results.get("sigterm", {}).get("acknowledged_missing_from_stream"):
+    if any(r.get("acknowledged_missing_from_stream") for r in results.values()):
         sys.exit("acknowledged records are missing from the stream")
 
 

@@ -5,14 +5,15 @@ Reads CSV .jtl files named <scenario>-run<N>.jtl (what jmeter/run.sh
 writes; any other name counts as its own scenario, run 1) and prints one row
 per run and one per scenario (its runs pooled): samples, errors, throughput,
 response time mean/p50/p90/p99/max in ms, and the most users active at once.
-Throughput is samples over the span from the first sample's start to the last
-one's end, ramp-up included, as JMeter's own summariser counts it.
-Percentiles are nearest-rank over every sample.
+throughput_per_s is samples over the span from the first sample's start to
+the last one's end, ramp-up included, as JMeter's own summariser counts it;
+full_load_per_s counts only the samples started while all users were active,
+over that time. Percentiles are nearest-rank over every sample.
 
 Writes summary.md and summary.csv beside the first .jtl (or to --out), and
 with --chart a PNG: response-time distribution by scenario and run (box:
-p25-p75, line: median, diamond: mean, whiskers: p1-p99) and throughput by
-scenario and run. The summary needs only the standard library; the chart
+p25-p75, line: median, diamond: mean, whiskers: p1-p99) and full-load
+throughput by scenario and run. The summary needs only the standard library; the chart
 needs matplotlib.
 """
 
@@ -23,6 +24,7 @@ import re
 import sys
 from pathlib import Path
 
+FLOOR_MS = 0.1  # JMeter counts whole ms; a log axis cannot show its 0 ms samples
 NAME = re.compile(r"^(?P<scenario>.+)-run(?P<run>\d+)$")
 COLUMNS = ["scenario", "run", "users", "samples", "errors", "error_%", "throughput_per_s",
            "full_load_per_s", "mean_ms", "p50_ms", "p90_ms", "p99_ms", "max_ms"]
@@ -114,30 +116,31 @@ def chart(runs, path, title):
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8), gridspec_kw={"width_ratios": [3, 2]})
-    positions, data, labels, ticks, colours = [], [], [], [], []
+    positions, data, means, labels, ticks, colours = [], [], [], [], [], []
     palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     x = 0
     for scenario, by_run in runs.items():
         first = x
         for number, run in by_run.items():
             positions.append(x)
-            data.append([max(ms, 0.5) for ms in run.elapsed] or [0.5])  # log axis: 0 ms drawn at 0.5
+            data.append([max(ms, FLOOR_MS) for ms in run.elapsed] or [FLOOR_MS])
+            means.append(sum(run.elapsed) / len(run.elapsed) if run.elapsed else FLOOR_MS)
             colours.append(palette[(number - 1) % len(palette)])
             x += 1
         ticks.append((first + x - 1) / 2)
         labels.append(scenario)
         x += 1
-    boxes = left.boxplot(data, positions=positions, whis=(1, 99), showfliers=False, showmeans=True,
-                         patch_artist=True, widths=0.7,
-                         medianprops={"color": "black"},
-                         meanprops={"marker": "D", "markerfacecolor": "black", "markeredgecolor": "black", "markersize": 4})
+    boxes = left.boxplot(data, positions=positions, whis=(1, 99), showfliers=False, patch_artist=True,
+                         widths=0.7, medianprops={"color": "black"})
+    left.scatter(positions, means, marker="D", color="black", s=14, zorder=3)
     for patch, colour in zip(boxes["boxes"], colours):
         patch.set_facecolor(colour)
         patch.set_alpha(0.75)
     left.set_yscale("log")
     left.set_xticks(ticks, labels)
     left.set_ylabel("response time (ms, log)")
-    left.set_title("response time by scenario and run\nbox p25-p75, line median, diamond mean, whiskers p1-p99")
+    left.set_title("response time by scenario and run: box p25-p75, line median,\n"
+                   f"diamond mean, whiskers p1-p99 (0 ms, i.e. under 1 ms, drawn at {FLOOR_MS})")
     left.grid(axis="y", which="both", alpha=0.3)
 
     max_runs = max(max(by_run) for by_run in runs.values())

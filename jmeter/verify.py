@@ -26,6 +26,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+MESSAGE_ID = re.compile(rb'"messageId":"([^"]*)"')
 
 
 def load_patterns(path):
@@ -59,8 +60,8 @@ def matches(pattern, event_id, body):
 
 
 def read_samples(jtls):
-    """(ids that got a 200 -> kind, failed sample descriptions, earliest timestamp in ms)."""
-    ok, failed, first_ms = {}, [], None
+    """(ids that got a 200 -> kind, Counter of why the others failed, earliest timestamp in ms)."""
+    ok, failed, first_ms, kinds = {}, Counter(), None, {}
     for jtl in jtls:
         with open(jtl, newline="", encoding="utf-8") as f:
             for row in csv.DictReader(f):
@@ -69,56 +70,57 @@ def read_samples(jtls):
                 ts = int(row["timeStamp"])
                 first_ms = ts if first_ms is None else min(first_ms, ts)
                 if row["responseCode"] == "200" and row["success"] == "true":
-                    ok[row["eventId"]] = row.get("kind", "")
+                    kind = row.get("kind", "")
+                    ok[row["eventId"]] = kinds.setdefault(kind, kind)  # one string per kind: millions of rows
                 else:
                     reason = f"{row['responseCode']} {row['responseMessage']}: {row.get('failureMessage', '')}"
-                    failed.append(" ".join(reason.split()))
+                    failed[" ".join(reason.split())] += 1
     return ok, failed, first_ms
 
 
-def event_id_of(data):
-    try:
-        return json.loads(data).get("messageId")
-    except (ValueError, AttributeError):
-        return None  # not one of ours: another producer's record
-
-
-def records_from_file(path, wanted):
-    found = {}
+def records_from_file(path):
+    """Every record's data in the file sink's NDJSON."""
     with open(path, encoding="utf-8") as f:
         for line in f:
-            data = base64.b64decode(json.loads(line)["Data"])
-            event_id = event_id_of(data)
-            if event_id in wanted:
-                found.setdefault(event_id, data)
-    return found
+            yield base64.b64decode(json.loads(line)["Data"])
 
 
-def records_from_stream(name, endpoint_url, region, since_ms, wanted, deadline_s):
-    """Reads every shard from since_ms on, until each is caught up or the deadline passes."""
+def records_from_stream(name, endpoint_url, region, since_ms, deadline_s):
+    """Every record's data in every shard from since_ms on, until each is caught up or the deadline passes."""
     try:
         import boto3
     except ImportError:
         sys.exit("--stream needs boto3 (pip install boto3); jmeter/run.sh installs it into jmeter/.venv")
     client = boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region)
     deadline = time.monotonic() + deadline_s
-    found = {}
-    shards = client.list_shards(StreamName=name)["Shards"]
-    for shard in shards:
+    for shard in client.list_shards(StreamName=name)["Shards"]:
         iterator = client.get_shard_iterator(
             StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="AT_TIMESTAMP",
             Timestamp=(since_ms - 60_000) / 1000)["ShardIterator"]
         while iterator and time.monotonic() < deadline:
             out = client.get_records(ShardIterator=iterator, Limit=10_000)
             for record in out["Records"]:
-                event_id = event_id_of(record["Data"])
-                if event_id in wanted:
-                    found.setdefault(event_id, record["Data"])
+                yield record["Data"]
             if not out["Records"] and out.get("MillisBehindLatest", 0) == 0:
                 break
             iterator = out.get("NextShardIterator")
             time.sleep(0.2)  # Kinesis allows 5 GetRecords calls per second per shard
-    return found
+
+
+def check(records, ok, patterns):
+    """event id -> whether a record carried it with the bytes sent, for the ids in ok that were found.
+
+    Checked as the records stream by, so memory holds ids, never bodies.
+    A record without one of our ids is another producer's, and skipped."""
+    seen = {}
+    for data in records:
+        m = MESSAGE_ID.search(data)
+        event_id = m and m.group(1).decode("ascii", "replace")
+        if event_id not in ok or seen.get(event_id):
+            continue
+        pattern = patterns.get(ok[event_id])
+        seen[event_id] = pattern is None or matches(pattern, event_id, data.decode("utf-8", "replace"))
+    return seen
 
 
 def main():
@@ -136,28 +138,23 @@ def main():
     patterns = load_patterns(args.payloads)
     ok, failed, first_ms = read_samples(args.jtl)
     if args.file:
-        found = records_from_file(args.file, ok)
+        records = records_from_file(args.file)
     else:
-        found = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, ok, args.deadline)
-
-    missing, different = [], []
-    for event_id, kind in ok.items():
-        data = found.get(event_id)
-        if data is None:
-            missing.append(event_id)
-        elif kind in patterns and not matches(patterns[kind], event_id, data.decode("utf-8", "replace")):
-            different.append(event_id)
+        records = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, args.deadline)
+    seen = check(records, ok, patterns)
+    missing = [event_id for event_id in ok if event_id not in seen]
+    different = [event_id for event_id, same in seen.items() if not same]
 
     passed = len(ok) - len(missing) - len(different)
-    print(f"verify: {len(ok) + len(failed)} samples, {len(ok)} answered 200, {len(failed)} did not")
-    for reason, count in Counter(failed).most_common(10):
+    print(f"verify: {len(ok) + failed.total()} samples, {len(ok)} answered 200, {failed.total()} did not")
+    for reason, count in failed.most_common(10):
         print(f"  not answered 200: {count} x {reason}")
     for what, ids in (("missing from the sink", missing), ("bytes differ", different)):
         for item in ids[:10]:
             print(f"  {what}: {item}")
         if len(ids) > 10:
             print(f"  ... and {len(ids) - 10} more {what}")
-    bad = len(failed) + len(missing) + len(different)
+    bad = failed.total() + len(missing) + len(different)
     print(f"verify: {passed} passed, {bad} failed")
     sys.exit(0 if bad == 0 and passed > 0 else 1)
 

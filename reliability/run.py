@@ -290,62 +290,26 @@ def outage(workers=16, outage_seconds=5.0):
 
 def sigterm(workers=32, load_seconds=4.0):
     kinesis, stream, gateway = emulator_stream("sigterm")
-    acknowledged, refused, errors = [], [], []
-    lock = threading.Lock()
-    stop_at = time.time() + load_seconds + 25
-
-    def worker():
-        conn = None
-        while time.time() < stop_at:
-            body = json.dumps({"type": "track", "event": "Clicked", "id": str(uuid.uuid4())}).encode()
-            try:
-                conn = conn or http.client.HTTPConnection("127.0.0.1", PORT, timeout=30)
-                conn.request("POST", "/import", body, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                answer = response.read()
-                with lock:
-                    if response.status == 200:
-                        receipt = json.loads(answer)
-                        acknowledged.append((receipt["ShardId"], receipt["SequenceNumber"], body))
-                    else:
-                        refused.append(response.status)
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException):
-                with lock:
-                    errors.append(1)
-                if conn:
-                    conn.close()
-                conn = None
-                if gateway.poll() is not None:
-                    return
-                time.sleep(0.01)
-
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for t in threads:
-        t.start()
+    load = Load(gateway, workers, load_seconds + 25)
     time.sleep(load_seconds)
-    with lock:
-        acked_before_signal = len(acknowledged)
+    with load.lock:
+        acked_before_signal = len(load.acknowledged)
     signalled = time.time()
     gateway.send_signal(signal.SIGTERM)
     exit_code = gateway.wait(timeout=30)
     exited_after = time.time() - signalled
-    for t in threads:
-        t.join(timeout=40)
+    load.join()
 
     stored = kinesis.read_all(stream)
     emulator("stop")
-    missing = missing_from(stored, acknowledged)
     return {
         "workers": workers,
-        "acknowledged_200": len(acknowledged),
+        "acknowledged_200": len(load.acknowledged),
         "acknowledged_before_sigterm": acked_before_signal,
-        "non_200_answers": len(refused),
-        "connection_errors_after_close": len(errors),
+        "non_200_answers": len(load.refused),
+        "connection_errors_after_close": load.errors,
         "records_in_stream": len(stored),
-        "acknowledged_missing_from_stream": len(missing),
+        "acknowledged_missing_from_stream": len(missing_from(stored, load.acknowledged)),
         "exit_code": exit_code,
         "exit_after_sigterm_s": round(exited_after, 2),
     }

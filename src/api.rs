@@ -1,34 +1,57 @@
-//! The HTTP API: routing and the three endpoints.
+//! The HTTP API: dispatch on the route table (`routes.rs`), plus what every
+//! answer gets (request id, metrics, access log, CORS headers) and the small
+//! endpoints that take no events (`/healthz`, `/readyz`, `/metrics`).
 //!
-//! - `POST /import`: the body is one record; answers with the Kinesis receipt.
-//! - `GET /healthz`: the process serves.
-//! - `GET /readyz`: the destination is known writable and we are not shutting down.
-//! - `GET /metrics`: Prometheus metrics, unless `METRICS_ADDR` moves them to an admin port.
-//!
-//! Unknown paths get 404; a known path with the wrong method gets 405 and `Allow`.
+//! The endpoints that take events live in `endpoints/`, one file each.
+//! Unknown paths get 404; a known path with the wrong method gets 405 and
+//! `Allow`; `OPTIONS` on a CORS route is its preflight.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
-use hyper::header::{CONTENT_ENCODING, CONTENT_TYPE, EXPECT, HeaderMap, HeaderValue, ORIGIN};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use std::time::Instant;
-
 use crate::app::App;
-use crate::body::{BodyHints, read_limited};
-use crate::encoding;
+use crate::endpoints;
 use crate::error::{ApiError, json_response};
 use crate::metrics::{self, GaugeGuard};
-use crate::partition_key;
-use crate::sink::Record;
+use crate::routes::{self, Endpoint, Route};
 
 /// The header that carries a request's id, taken from the client when sane.
 pub const REQUEST_ID: &str = "x-request-id";
+
+/// A successful answer and what metrics and the access log say about it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The response to send.
+    pub response: Response<Full<Bytes>>,
+    /// Records the request carried.
+    pub records: usize,
+    /// Decoded body bytes.
+    pub bytes: usize,
+    /// The shard of the (first) stored record.
+    pub shard_id: Option<String>,
+    /// The error code when some records were not stored; empty otherwise.
+    pub error: &'static str,
+}
+
+impl Reply {
+    fn plain(response: Response<Full<Bytes>>) -> Self {
+        Reply {
+            response,
+            records: 0,
+            bytes: 0,
+            shard_id: None,
+            error: "",
+        }
+    }
+}
 
 /// Answers one request. Never fails: every error becomes a response. Every
 /// response carries `X-Request-Id`; metrics and the access log see every one.
@@ -41,47 +64,51 @@ where
     let _in_flight = GaugeGuard::inc(app.metrics.requests_in_flight());
     let request_id = request_id(request.headers().get(REQUEST_ID));
     let origin = request.headers().get(ORIGIN).cloned();
-    let route = metrics::route_label(request.uri().path());
+    let route = routes::find(request.uri().path()).filter(|r| r.endpoint != Endpoint::Metrics || app.public_metrics);
+    let label = route.map_or("other", Route::label);
     let method = metrics::method_label(request.method());
 
-    let result = match (request.method(), request.uri().path()) {
-        (&Method::POST, "/import") => import(&app, request).await,
-        (&Method::OPTIONS, "/import") => preflight(&app, request.headers()),
-        (_, "/import") => Err(ApiError::MethodNotAllowed { allow: "POST, OPTIONS" }),
-        (&Method::GET | &Method::HEAD, "/healthz") => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
-        (&Method::GET | &Method::HEAD, "/readyz") => Ok(Reply::plain(readyz(&app).await)),
-        (&Method::GET | &Method::HEAD, "/metrics") if app.public_metrics => Ok(Reply::plain(metrics_response(&app))),
-        (_, "/healthz" | "/readyz") => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-        (_, "/metrics") if app.public_metrics => Err(ApiError::MethodNotAllowed { allow: "GET, HEAD" }),
-        _ => Err(ApiError::NotFound),
+    let result = match route {
+        None => Err(ApiError::NotFound),
+        Some(route) => dispatch(&app, route, request, &request_id).await,
     };
-    let (mut response, error, reply) = match result {
-        Ok(reply) => (reply.response, "", reply.log),
+    let (reply, shed) = match result {
+        Ok(reply) => (reply, false),
         Err(err) => {
-            let code = err.status().1;
-            (err.into_response(&request_id), code, ReplyLog::default())
+            let (error, shed) = (err.status().1, err.is_shed());
+            let mut reply = Reply::plain(err.into_response(&request_id));
+            reply.error = error;
+            (reply, shed)
         }
     };
+    let Reply {
+        mut response,
+        records,
+        bytes,
+        shard_id,
+        error,
+    } = reply;
     let status = response.status().as_u16();
     let took = started.elapsed();
-    app.metrics.request_done(route, method, status, error, took);
+    app.metrics.request_done(label, method, status, error, shed, took);
     if app.access_log {
         tracing::info!(
             target: "access",
             request_id = %request_id,
             method,
-            route,
+            route = label,
             status,
             duration_ms = took.as_secs_f64() * 1000.0,
-            bytes = reply.bytes,
-            shard_id = reply.shard_id.as_deref().unwrap_or(""),
+            records,
+            bytes,
+            shard_id = shard_id.as_deref().unwrap_or(""),
             error,
         );
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if route == "/import"
+    if route.is_some_and(|r| r.cors)
         && let Some(origin) = origin
     {
         let request_headers = HeaderMap::from_iter([(ORIGIN, origin)]);
@@ -90,24 +117,25 @@ where
     Ok(response)
 }
 
-/// A successful response and what the access log says about it.
-struct Reply {
-    response: Response<Full<Bytes>>,
-    log: ReplyLog,
-}
-
-#[derive(Default)]
-struct ReplyLog {
-    bytes: usize,
-    shard_id: Option<String>,
-}
-
-impl Reply {
-    fn plain(response: Response<Full<Bytes>>) -> Self {
-        Reply {
-            response,
-            log: ReplyLog::default(),
-        }
+async fn dispatch<B>(app: &App, route: &Route, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let method = request.method();
+    if !route.methods.contains(method) {
+        return if route.cors && method == Method::OPTIONS {
+            preflight(app, route, request.headers())
+        } else {
+            Err(ApiError::MethodNotAllowed { allow: route.allow })
+        };
+    }
+    match route.endpoint {
+        Endpoint::Import => endpoints::import::handle(app, request).await,
+        Endpoint::ImportBatch => endpoints::batch::handle(app, request, request_id).await,
+        Endpoint::Health => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
+        Endpoint::Ready => Ok(Reply::plain(readyz(app).await)),
+        Endpoint::Metrics => Ok(Reply::plain(metrics_response(app))),
     }
 }
 
@@ -135,63 +163,13 @@ fn metrics_response(app: &App) -> Response<Full<Bytes>> {
     response
 }
 
-/// `POST /import`: validate, read within limits, store, answer with the receipt.
-async fn import<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    // Shed before doing any work: a queue that grows helps no one.
-    let _slot = app
-        .request_slots
-        .try_acquire()
-        .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
-    let headers = request.headers();
-    app.access.authorize(headers)?;
-    let partition_key = partition_key::resolve(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
-    let hints = BodyHints {
-        expects_continue: headers
-            .get(EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
-    };
-    let encoding = headers.get(CONTENT_ENCODING).cloned();
-    // Kinesis counts the partition key's bytes against the record limit too.
-    let limit = app.max_record_bytes().saturating_sub(partition_key.len());
-    // Reserve the declared length (or, for a chunked body, the whole limit)
-    // from the in-flight byte budget before reading anything.
-    let reserve = request
-        .body()
-        .size_hint()
-        .exact()
-        .map_or(limit, |len| (len as usize).min(limit + 1));
-    let _bytes = u32::try_from(reserve)
-        .ok()
-        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
-        .ok_or(ApiError::Overloaded("too many body bytes in flight"))?;
-    let body = read_limited(request.into_body(), limit, app.http.body_read_timeout, hints).await?;
-    let data = encoding::decode(encoding.as_ref(), body, limit)?;
-    if data.is_empty() {
-        return Err(ApiError::EmptyBody);
-    }
-    let bytes = data.len();
-    app.metrics.body_received(bytes);
-    let receipt = app.put(Record { data, partition_key }).await?;
-    Ok(Reply {
-        response: json_response(StatusCode::OK, &receipt),
-        log: ReplyLog {
-            bytes,
-            shard_id: Some(receipt.shard_id),
-        },
-    })
-}
-
-/// `OPTIONS /import`: the CORS preflight.
-fn preflight(app: &App, headers: &HeaderMap) -> Result<Reply, ApiError> {
+/// `OPTIONS` on a CORS route: the preflight.
+fn preflight(app: &App, route: &Route, headers: &HeaderMap) -> Result<Reply, ApiError> {
     let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
         .headers_mut()
-        .insert(hyper::header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+        .insert(hyper::header::ALLOW, HeaderValue::from_static(route.allow));
     app.access.preflight(headers, response.headers_mut())?;
     Ok(Reply::plain(response))
 }
@@ -205,7 +183,7 @@ async fn readyz(app: &App) -> Response<Full<Bytes>> {
         detail: Some(verdict.status),
         sink: Some(sink.kind()),
         target: Some(sink.target()),
-        warning: matches!(sink, crate::sink::Sink::File(_)).then_some("records are NOT going to Kinesis"),
+        warning: sink.warning(),
     };
     let status = if verdict.ready {
         StatusCode::OK

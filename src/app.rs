@@ -1,5 +1,6 @@
-//! The gateway's shared state: the sink, readiness, the record size limit and
-//! the HTTP settings, built once at start-up from [`Config`].
+//! The gateway's shared state: the writer (and the sink behind it),
+//! readiness, the record size limit and the HTTP settings, built once at
+//! start-up from [`Config`].
 //!
 //! Start-up asks the destination about itself once: a stream that does not
 //! exist or cannot be accessed stops start-up (fail fast, an operator must
@@ -12,13 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::access::Access;
-use crate::batcher::Batcher;
-use crate::config::{Config, HttpConfig, SinkConfig};
-use crate::metrics::{GaugeGuard, Metrics};
+use crate::config::{Config, HttpConfig, ImportConfig};
+use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::file::FileSink;
-use crate::sink::kinesis::KinesisSink;
-use crate::sink::{Destination, Receipt, Record, Sink, SinkError};
+use crate::sink::{self, Destination, Outcomes, Record, Sink, SinkError};
+use crate::writer::Writer;
 
 /// Kinesis's default maximum record size (data + partition key), used until
 /// the stream says otherwise.
@@ -27,14 +26,9 @@ pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The file sink's file cannot be opened.
-    #[error("cannot open the file sink at {path}: {source}")]
-    FileSink {
-        /// The configured path.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The sink could not be built.
+    #[error(transparent)]
+    Sink(#[from] sink::BuildError),
     /// The stream is missing or not accessible.
     #[error("stream {stream:?} cannot be used: {source}")]
     Stream {
@@ -48,13 +42,13 @@ pub enum StartError {
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct App {
-    sink: Arc<Sink>,
-    /// Present when batching is on.
-    batcher: Option<Batcher>,
+    writer: Writer,
     readiness: Readiness,
     max_record_bytes: AtomicUsize,
     /// HTTP server settings.
     pub http: HttpConfig,
+    /// Limits and partition keys of the endpoints that take events.
+    pub import: ImportConfig,
     /// This instance's metrics.
     pub metrics: Arc<Metrics>,
     /// Whether to log one line per request.
@@ -63,59 +57,37 @@ pub struct App {
     pub public_metrics: bool,
     /// API keys and CORS.
     pub access: Access,
-    /// One permit per `/import` request in flight (`MAX_IN_FLIGHT_REQUESTS`).
-    pub request_slots: Arc<Semaphore>,
+    /// One permit per event request in flight (`MAX_IN_FLIGHT_REQUESTS`).
+    pub request_slots: Semaphore,
     /// One permit per body byte held by requests in flight (`MAX_IN_FLIGHT_BODY_BYTES`).
-    pub body_budget: Arc<Semaphore>,
+    pub body_budget: Semaphore,
 }
 
 impl App {
     /// Wraps an already built sink with the HTTP, batching and readiness
-    /// settings of `config` (its sink settings are not read). The record limit
-    /// starts at Kinesis's default. Starts the batching task when enabled, so
-    /// it must run inside a tokio runtime.
-    pub fn new(sink: Sink, config: &Config) -> Self {
-        let sink = Arc::new(sink);
+    /// settings of `config` (its sink settings are not read). The record
+    /// limit starts at Kinesis's default. Starts the writer, so it must run
+    /// inside a tokio runtime.
+    pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
-        let batcher = config.batch.enabled.then(|| {
-            let (record_timeout, max_attempts) = sink.deadline_and_attempts();
-            Batcher::spawn(
-                sink.clone(),
-                metrics.clone(),
-                config.batch,
-                record_timeout,
-                max_attempts,
-            )
-        });
         App {
-            sink,
-            batcher,
+            writer: Writer::new(sink, metrics.clone(), config.batch),
             readiness: Readiness::new(config.readiness_cache_ttl),
             max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
             http: config.http,
+            import: config.import.clone(),
             metrics,
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),
             access: Access::new(&config.access),
-            request_slots: Arc::new(Semaphore::new(config.http.max_in_flight_requests.get())),
-            body_budget: Arc::new(Semaphore::new(config.http.max_in_flight_body_bytes.get())),
+            request_slots: Semaphore::new(config.http.max_in_flight_requests.get()),
+            body_budget: Semaphore::new(config.http.max_in_flight_body_bytes.get()),
         }
     }
 
-    /// Builds the sink from `config` (AWS settings from aws-config's default
-    /// chain) and checks the destination once.
+    /// Builds the configured sink and checks the destination once.
     pub async fn from_config(config: &Config) -> Result<Self, StartError> {
-        let sink = match &config.sink {
-            SinkConfig::Kinesis(kinesis) => {
-                let sdk = aws_config::load_from_env().await;
-                Sink::Kinesis(KinesisSink::new(&sdk, kinesis))
-            }
-            SinkConfig::File { path } => Sink::File(FileSink::open(path).map_err(|source| StartError::FileSink {
-                path: path.display().to_string(),
-                source,
-            })?),
-        };
-        let app = App::new(sink, config);
+        let app = App::new(sink::build(&config.sink).await?, config);
         app.check_destination().await?;
         Ok(app)
     }
@@ -123,7 +95,7 @@ impl App {
     /// Start-up check: learn the record limit, refuse to start on a missing or
     /// forbidden stream, and only warn when it cannot be reached yet.
     pub async fn check_destination(&self) -> Result<(), StartError> {
-        match self.sink.describe().await {
+        match self.sink().describe().await {
             Ok(destination) => {
                 self.apply(&destination);
                 if !destination.writable {
@@ -131,8 +103,8 @@ impl App {
                 }
                 Ok(())
             }
-            Err(err @ (SinkError::Misconfigured(_) | SinkError::Rejected(_))) => Err(StartError::Stream {
-                stream: self.sink.target(),
+            Err(err) if !err.is_transient() => Err(StartError::Stream {
+                stream: self.sink().target(),
                 source: err,
             }),
             Err(err) => {
@@ -142,26 +114,16 @@ impl App {
         }
     }
 
-    /// Stores one record (through a shared `PutRecords` when batching is on,
-    /// else its own `PutRecord`), keeping readiness up to date.
-    pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
-        let result = match &self.batcher {
-            Some(batcher) => batcher.put(record).await,
-            None => {
-                let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
-                let started = std::time::Instant::now();
-                let result = self.sink.put(record).await;
-                self.metrics
-                    .upstream_call(self.sink.put_operation(), result.as_ref().err(), started.elapsed());
-                result
-            }
-        };
-        match &result {
-            Ok(_) => self.readiness.record_stored(),
-            Err(SinkError::Unavailable(_) | SinkError::Misconfigured(_)) => self.readiness.record_failed(),
-            Err(SinkError::Throttled(_) | SinkError::Rejected(_) | SinkError::Overloaded(_)) => {}
+    /// Stores `records` (through shared calls when batching is on) and
+    /// returns one outcome per record, in order, keeping readiness up to date.
+    pub async fn put(&self, records: Vec<Record>) -> Outcomes {
+        let outcomes = self.writer.put(records).await;
+        if outcomes.iter().any(Result::is_ok) {
+            self.readiness.record_stored();
+        } else if outcomes.iter().any(|o| o.as_ref().is_err_and(SinkError::makes_unready)) {
+            self.readiness.record_failed();
         }
-        result
+        outcomes
     }
 
     /// The largest record (data + partition key) accepted, in bytes.
@@ -172,7 +134,7 @@ impl App {
     /// The readiness probe's answer.
     pub async fn readiness(&self) -> Verdict {
         self.readiness
-            .check(&self.sink, |destination| self.apply(destination))
+            .check(self.sink().as_ref(), |destination| self.apply(destination))
             .await
     }
 
@@ -182,8 +144,8 @@ impl App {
     }
 
     /// The sink, for logs and `/readyz`.
-    pub fn sink(&self) -> &Sink {
-        &self.sink
+    pub fn sink(&self) -> &Arc<dyn Sink> {
+        self.writer.sink()
     }
 
     fn apply(&self, destination: &Destination) {

@@ -84,6 +84,19 @@ where
     }
 }
 
+/// Reads and throws away a body whose declared length is at most `max`
+/// bytes, for at most `wait`: after an answer given before the body was
+/// read, this keeps a keep-alive connection usable. Bodies of unknown or
+/// larger length are left alone (the connection then closes).
+pub async fn discard<B>(body: &mut B, max: u64, wait: Duration)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    if body.size_hint().exact().is_some_and(|len| len > 0 && len <= max) {
+        drain(body, Instant::now() + wait).await;
+    }
+}
+
 /// Reads and discards up to [`DRAIN_MAX`] bytes, until the body ends or the deadline.
 async fn drain<B>(body: &mut B, deadline: Instant)
 where

@@ -15,6 +15,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::partition_key::KeyFields;
+
 /// Everything the gateway needs to start, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -28,6 +30,8 @@ pub struct Config {
     pub batch: BatchConfig,
     /// API keys and CORS.
     pub access: AccessConfig,
+    /// Limits and partition keys of the endpoints that take events.
+    pub import: ImportConfig,
     /// How long a `/readyz` answer may be reused before the stream is asked again.
     pub readiness_cache_ttl: Duration,
     /// Log line format.
@@ -104,6 +108,18 @@ pub struct AccessConfig {
     /// Origins allowed to call from browsers (`CORS_ALLOWED_ORIGINS`,
     /// comma-separated, `*` for any); empty: no CORS headers.
     pub cors_allowed_origins: Vec<String>,
+}
+
+/// What the endpoints that take events accept, and how records get keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportConfig {
+    /// Records one `/import/batch` request may carry (`IMPORT_BATCH_MAX_RECORDS`).
+    pub batch_max_records: usize,
+    /// Decoded body bytes of one `/import/batch` request (`IMPORT_BATCH_MAX_BYTES`).
+    pub batch_max_bytes: usize,
+    /// JSON Pointers tried in order for a record's partition key when the
+    /// request has no `X-Partition-Key` (`PARTITION_KEY_FIELDS`).
+    pub key_fields: KeyFields,
 }
 
 /// Coalescing of concurrent records into one upstream call (`PutRecords`).
@@ -221,6 +237,13 @@ impl Config {
                 api_keys: vars.list("API_KEYS"),
                 cors_allowed_origins: vars.list("CORS_ALLOWED_ORIGINS"),
             },
+            import: ImportConfig {
+                batch_max_records: vars.at_most("IMPORT_BATCH_MAX_RECORDS", 500, 100_000)?.get(),
+                batch_max_bytes: vars
+                    .at_most("IMPORT_BATCH_MAX_BYTES", 5 * 1024 * 1024, 256 << 20)?
+                    .get(),
+                key_fields: vars.pointers("PARTITION_KEY_FIELDS")?,
+            },
             batch: BatchConfig {
                 enabled: vars.parse("BATCHING", true)?,
                 max_records: vars.at_most("BATCH_MAX_RECORDS", 500, KINESIS_MAX_BATCH_RECORDS)?,
@@ -234,7 +257,7 @@ impl Config {
                 &[("text", LogFormat::Text), ("json", LogFormat::Json)],
                 LogFormat::Text,
             )?,
-            access_log: vars.parse("ACCESS_LOG", true)?,
+            access_log: vars.parse("ACCESS_LOG", false)?,
             metrics_addr: vars.optional("METRICS_ADDR")?,
         })
     }
@@ -297,6 +320,19 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             .unwrap_or_default()
     }
 
+    /// A comma-separated list of JSON Pointers (RFC 6901: each starts with `/`).
+    fn pointers(&self, name: &'static str) -> Result<KeyFields, ConfigError> {
+        let pointers = self.list(name);
+        if let Some(bad) = pointers.iter().find(|p| !p.starts_with('/')) {
+            return Err(ConfigError {
+                name,
+                value: bad.clone(),
+                reason: "each field is a JSON Pointer starting with `/`, e.g. /userId,/context/device/id".into(),
+            });
+        }
+        Ok(KeyFields::new(pointers))
+    }
+
     /// A count from 1 to `max`.
     fn at_most(&self, name: &'static str, default: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
         let n: usize = self.parse(name, default)?;
@@ -351,6 +387,21 @@ mod tests {
         assert!(config.batch.enabled);
         assert_eq!(config.batch.max_records.get(), 500);
         assert_eq!(config.batch.max_bytes.get(), 5 * 1024 * 1024);
+        assert!(!config.access_log, "no line per request unless asked for");
+        assert_eq!(config.import.batch_max_records, 500);
+        assert_eq!(config.import.batch_max_bytes, 5 * 1024 * 1024);
+        assert!(config.import.key_fields.is_empty());
+    }
+
+    #[test]
+    fn partition_key_fields_are_json_pointers() {
+        let fields = config(&[("PARTITION_KEY_FIELDS", "/userId, /context/device/id")]).unwrap();
+        assert_eq!(
+            fields.import.key_fields,
+            KeyFields::new(vec!["/userId".into(), "/context/device/id".into()])
+        );
+        let err = config(&[("PARTITION_KEY_FIELDS", "/userId,userId")]).unwrap_err();
+        assert_eq!((err.name, err.value.as_str()), ("PARTITION_KEY_FIELDS", "userId"));
     }
 
     #[test]

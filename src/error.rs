@@ -62,6 +62,32 @@ pub enum ApiError {
     /// A browser preflight from an origin that is not allowed.
     #[error("this origin is not allowed to send events here")]
     OriginNotAllowed,
+    /// A batch body that does not parse; `index` is the first record that
+    /// does not, when there is one.
+    #[error("{reason}")]
+    InvalidBatch {
+        /// The first offending record (0-based), when known.
+        index: Option<usize>,
+        /// What is wrong, for the client.
+        reason: String,
+    },
+    /// A batch with no records.
+    #[error("the batch has no records; send at least one")]
+    EmptyBatch,
+    /// More records than one request may carry.
+    #[error("the batch has more than {max} records; split it (record {max} is the first over)")]
+    TooManyRecords {
+        /// `IMPORT_BATCH_MAX_RECORDS`.
+        max: usize,
+    },
+    /// One record of a batch is over the stream's record limit.
+    #[error("record {index} is larger than {limit} bytes (data plus partition key); nothing was stored")]
+    RecordTooLarge {
+        /// The offending record (0-based).
+        index: usize,
+        /// The record limit in bytes.
+        limit: usize,
+    },
     /// A `Content-Encoding` we do not decode.
     #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd, br or none")]
     UnsupportedEncoding(String),
@@ -85,12 +111,27 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", false),
             ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", false),
             ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", false),
+            ApiError::InvalidBatch { .. } => (StatusCode::BAD_REQUEST, "invalid_batch", false),
+            ApiError::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch", false),
+            ApiError::TooManyRecords { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", false),
+            ApiError::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-            ApiError::Sink(SinkError::Rejected(_)) => (StatusCode::BAD_REQUEST, "record_rejected", false),
-            ApiError::Sink(SinkError::Throttled(_)) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
-            ApiError::Sink(SinkError::Unavailable(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
-            ApiError::Sink(SinkError::Overloaded(_)) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-            ApiError::Sink(SinkError::Misconfigured(_)) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
+            ApiError::Sink(err) => sink_status(err),
+        }
+    }
+
+    /// Whether the request was shed for load (counted apart in metrics).
+    pub fn is_shed(&self) -> bool {
+        matches!(self, ApiError::Overloaded(_) | ApiError::Sink(SinkError::Overloaded(_)))
+    }
+
+    /// The first offending record of a batch, for the error body.
+    fn index(&self) -> Option<usize> {
+        match self {
+            ApiError::InvalidBatch { index, .. } => *index,
+            ApiError::TooManyRecords { max } => Some(*max),
+            ApiError::RecordTooLarge { index, .. } => Some(*index),
+            _ => None,
         }
     }
 
@@ -98,23 +139,10 @@ impl ApiError {
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let (status, code, retry) = self.status();
         let message = match &self {
-            ApiError::Sink(SinkError::Throttled(detail)) => {
-                tracing::warn!(%request_id, error = %detail, "Kinesis throttled a record");
-                "the stream is over its write capacity; the record was not stored, retry later".to_owned()
+            ApiError::Sink(err) => {
+                log_sink_failure(request_id, err, 1);
+                sink_message(err)
             }
-            ApiError::Sink(SinkError::Unavailable(detail)) => {
-                tracing::warn!(%request_id, error = %detail, "record not stored: upstream unavailable");
-                "the stream could not be reached; the record was not stored, retry later".to_owned()
-            }
-            ApiError::Sink(SinkError::Overloaded(detail)) => {
-                tracing::debug!(%request_id, error = %detail, "request shed");
-                "the gateway is at capacity; the record was not stored, retry later".to_owned()
-            }
-            ApiError::Sink(SinkError::Misconfigured(detail)) => {
-                tracing::error!(%request_id, error = %detail, "record not stored: gateway misconfigured");
-                "the gateway cannot write to its stream; the record was not stored".to_owned()
-            }
-            ApiError::Sink(SinkError::Rejected(detail)) => format!("the stream refused the record: {detail}"),
             other => other.to_string(),
         };
         let mut response = json_response(
@@ -122,11 +150,12 @@ impl ApiError {
             &ErrorBody {
                 error: code,
                 message: &message,
+                index: self.index(),
             },
         );
         let headers = response.headers_mut();
         if retry {
-            headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            add_retry_after(headers);
         }
         match self {
             ApiError::MethodNotAllowed { allow } => {
@@ -146,10 +175,61 @@ impl ApiError {
     }
 }
 
+/// How a record's failure to be stored is answered: status, error code and
+/// whether to send `Retry-After`. The sink-failure rows of [`ApiError::status`].
+pub fn sink_status(err: &SinkError) -> (StatusCode, &'static str, bool) {
+    match err {
+        SinkError::Rejected(_) => (StatusCode::BAD_REQUEST, "record_rejected", false),
+        SinkError::Throttled(_) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
+        SinkError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+        SinkError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
+        SinkError::Misconfigured(_) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
+    }
+}
+
+/// What a client is told about a record that was not stored: transient and
+/// setup failures are generic (the detail is logged), a refused record says why.
+pub fn sink_message(err: &SinkError) -> String {
+    match err {
+        SinkError::Throttled(_) => {
+            "the stream is over its write capacity; the record was not stored, retry later".into()
+        }
+        SinkError::Unavailable(_) => "the stream could not be reached; the record was not stored, retry later".into(),
+        SinkError::Overloaded(_) => "the gateway is at capacity; the record was not stored, retry later".into(),
+        SinkError::Misconfigured(_) => "the gateway cannot write to its stream; the record was not stored".into(),
+        SinkError::Rejected(detail) => format!("the stream refused the record: {detail}"),
+    }
+}
+
+/// Logs a sink failure once, where it is answered: `records` is how many
+/// records of the request failed this way.
+pub fn log_sink_failure(request_id: &str, err: &SinkError, records: usize) {
+    let (kind, error) = (err.label(), err.detail());
+    match err {
+        SinkError::Throttled(_) | SinkError::Unavailable(_) => {
+            tracing::warn!(%request_id, kind, records, error, "records not stored")
+        }
+        SinkError::Misconfigured(_) => {
+            tracing::error!(%request_id, kind, records, error, "records not stored: gateway misconfigured")
+        }
+        SinkError::Overloaded(_) | SinkError::Rejected(_) => {
+            tracing::debug!(%request_id, kind, records, error, "records not stored")
+        }
+    }
+}
+
+/// Adds `Retry-After` (seconds, as RFC 9110 defines it).
+pub fn add_retry_after(headers: &mut hyper::HeaderMap) {
+    headers.insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+}
+
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
     message: &'a str,
+    /// The first offending record of a batch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
 }
 
 /// A response with a JSON body.

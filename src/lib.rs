@@ -1,34 +1,47 @@
 //! A clickstream ingestion gateway: `POST /import` writes the request body as
-//! one record to an Amazon Kinesis data stream and answers with the Kinesis
-//! receipt (`ShardId`, `SequenceNumber`). A 2xx means the record is in the
-//! stream; any other answer means it is not, and says whether to retry.
+//! one record to an Amazon Kinesis data stream, `POST /import/batch` writes
+//! each event of the body as its own record, and both answer with the
+//! Kinesis receipts (`ShardId`, `SequenceNumber`). A 2xx means every record
+//! is in the stream; any other answer means it is not, and says whether to
+//! retry.
 //!
 //! # Layout
+//! A request flows `server` -> `api` (route table) -> `endpoints::*` (parse
+//! the body into records, shape the answer) -> `ingest` (shared by every
+//! endpoint that takes events) -> `app` -> `writer` -> `sink`.
 //! - [`config`]: environment variables into a typed [`config::Config`].
 //! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown ([`server::run`]).
-//! - [`api`]: routing and the endpoints.
+//! - [`routes`]: the route table, defined once.
+//! - [`api`]: dispatch, request ids, metrics and access log per request, the
+//!   probe and metrics endpoints.
+//! - [`endpoints`]: the doors that take events, one file each.
+//! - [`ingest`]: shed, authorise, reserve, read, decode: the shared step.
 //! - [`body`]: reading a body within a byte limit and a deadline.
 //! - [`encoding`]: `Content-Encoding` (gzip, deflate, zstd, br) decoded within the limit.
 //! - [`access`]: API keys and CORS.
-//! - [`partition_key`]: the client's key or a random one.
+//! - [`partition_key`]: the client's key, a key from the record's fields, or a random one.
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
-//! - [`batcher`]: concurrent records coalesced into `PutRecords`, one receipt each.
+//! - [`writer`]: batching, per-record retries and deadlines, one outcome per record.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`readiness`]: the cached `/readyz` answer.
-//! - [`sink`]: where records go: [`sink::kinesis`] (the product) or [`sink::file`].
+//! - [`sink`]: the [`sink::Sink`] seam and where records go: [`sink::kinesis`]
+//!   (the product) or [`sink::file`].
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod api;
 pub mod app;
-pub mod batcher;
 pub mod body;
 pub mod config;
 pub mod encoding;
+pub mod endpoints;
 pub mod error;
+pub mod ingest;
 pub mod metrics;
 pub mod partition_key;
 pub mod readiness;
+pub mod routes;
 pub mod server;
 pub mod sink;
+pub mod writer;

@@ -9,6 +9,7 @@ use anyhow::Context;
 use clickstream_gateway::app::App;
 use clickstream_gateway::config::{Config, LogFormat, SinkConfig};
 use tokio::net::TcpListener;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -23,9 +24,11 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => return Err(e).context("reading .env"),
     }
     let config = Config::from_env()?;
-    init_logging(config.log_format);
+    let (_flush_logs_at_exit, dropped_log_lines) = init_logging(config.log_format);
 
     let app = Arc::new(App::from_config(&config).await?);
+    app.metrics
+        .count_dropped_log_lines(move || dropped_log_lines.dropped_lines() as u64);
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -41,15 +44,30 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: LogFormat) {
+/// Lines a log writer may hold before it drops new ones.
+const LOG_BUFFER_LINES: usize = 64 * 1024;
+
+/// Logs go to stdout through a background thread with a bounded buffer: a
+/// slow terminal or log shipper never stalls a request; when the buffer is
+/// full, lines are dropped and counted (`log_lines_dropped_total`). The guard
+/// flushes what is buffered when `main` returns.
+fn init_logging(format: LogFormat) -> (WorkerGuard, ErrorCounter) {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BUFFER_LINES)
+        .thread_name("log-writer")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    (guard, dropped)
 }
 
 /// One line with the effective configuration; AWS credentials are never read here.
@@ -61,6 +79,7 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
         sink,
         target = %target,
         max_record_bytes = app.max_record_bytes(),
+        access_log = config.access_log,
         header_read_timeout = ?http.header_read_timeout,
         body_read_timeout = ?http.body_read_timeout,
         shutdown_timeout = ?http.shutdown_timeout,

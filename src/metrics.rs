@@ -1,7 +1,7 @@
 //! Prometheus metrics: one registry per [`App`](crate::app::App), rendered at
 //! `GET /metrics` in the OpenMetrics text format, which Prometheus scrapes.
 //!
-//! Labels are low-cardinality by construction: routes are the known paths or
+//! Labels are low-cardinality by construction: routes are the route table's paths or
 //! `other`, methods the usual verbs or `other`, outcomes and error codes come
 //! from fixed lists. Nothing from a record (data, partition key) or a client
 //! ever becomes a label.
@@ -64,7 +64,6 @@ fn seconds_histogram() -> Histogram {
 }
 
 /// Every metric the gateway exports.
-#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -79,6 +78,16 @@ pub struct Metrics {
     records_per_call: Histogram,
     failed_records: Family<ErrorLabels, Counter>,
     record_retries: Counter,
+    log_lines_dropped: Counter,
+    /// Where dropped log lines are counted (the log writer's own counter),
+    /// copied into `log_lines_dropped` at each scrape.
+    dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -104,6 +113,8 @@ impl Metrics {
             records_per_call: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             failed_records: Family::default(),
             record_retries: Counter::default(),
+            log_lines_dropped: Counter::default(),
+            dropped_source: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -115,7 +126,7 @@ impl Metrics {
         );
         r.register(
             "http_request_body_bytes",
-            "Sizes of POST /import bodies received",
+            "Sizes of decoded bodies received by the endpoints that take events",
             metrics.request_body_bytes.clone(),
         );
         r.register(
@@ -164,6 +175,12 @@ impl Metrics {
             metrics.record_retries.clone(),
         );
 
+        r.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer's buffer was full",
+            metrics.log_lines_dropped.clone(),
+        );
+
         let started = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
         started.set(
             SystemTime::now()
@@ -189,6 +206,10 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format.
     pub fn render(&self) -> String {
+        if let Some(source) = self.dropped_source.get() {
+            let (now, seen) = (source(), self.log_lines_dropped.get());
+            self.log_lines_dropped.inc_by(now.saturating_sub(seen));
+        }
         let mut out = String::new();
         // Writing to a String cannot fail.
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("encoding to a String");
@@ -202,6 +223,7 @@ impl Metrics {
         method: &'static str,
         status: u16,
         error: &'static str,
+        shed: bool,
         took: Duration,
     ) {
         let status_class = match status {
@@ -221,12 +243,12 @@ impl Metrics {
         self.request_duration
             .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
-        if error == "overloaded" {
+        if shed {
             self.requests_shed.inc();
         }
     }
 
-    /// The size of a body accepted for `/import`.
+    /// The decoded size of a body accepted by an endpoint that takes events.
     pub fn body_received(&self, bytes: usize) {
         self.request_body_bytes.observe(bytes as f64);
     }
@@ -249,7 +271,7 @@ impl Metrics {
     /// A sink call ended: `operation` is e.g. `PutRecords`, `failure` the
     /// whole call's error if it failed.
     pub fn upstream_call(&self, operation: &'static str, failure: Option<&SinkError>, took: Duration) {
-        let outcome = failure.map_or("success", outcome);
+        let outcome = failure.map_or("success", SinkError::label);
         self.upstream_calls
             .get_or_create(&CallLabels { operation, outcome })
             .inc();
@@ -266,8 +288,13 @@ impl Metrics {
     /// A record failed inside a successful `PutRecords` answer.
     pub fn record_failed(&self, error: &SinkError) {
         self.failed_records
-            .get_or_create(&ErrorLabels { error: outcome(error) })
+            .get_or_create(&ErrorLabels { error: error.label() })
             .inc();
+    }
+
+    /// Counts dropped log lines from `source`, a running total read at each scrape.
+    pub fn count_dropped_log_lines(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
+        let _ = self.dropped_source.set(Box::new(source));
     }
 
     /// Records resent alone.
@@ -292,28 +319,6 @@ impl<'a> GaugeGuard<'a> {
 impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-/// The fixed outcome label of a failure.
-fn outcome(error: &SinkError) -> &'static str {
-    match error {
-        SinkError::Throttled(_) => "throttled",
-        SinkError::Unavailable(_) => "unavailable",
-        SinkError::Rejected(_) => "rejected",
-        SinkError::Misconfigured(_) => "misconfigured",
-        SinkError::Overloaded(_) => "overloaded",
-    }
-}
-
-/// The route label: a known path, or `other`.
-pub fn route_label(path: &str) -> &'static str {
-    match path {
-        "/import" => "/import",
-        "/healthz" => "/healthz",
-        "/readyz" => "/readyz",
-        "/metrics" => "/metrics",
-        _ => "other",
     }
 }
 

@@ -1,10 +1,22 @@
-//! Partition keys: a client's own from `X-Partition-Key`, or a random one.
+//! Partition keys: which shard a record goes to, and so which records keep
+//! their order together.
 //!
-//! Kinesis hashes the key to pick a shard. A random UUID per record spreads
-//! load evenly over shards; a client that needs ordering for a user or session
-//! sends its own key, and records with one key keep their order in one shard.
+//! In order of precedence, for every endpoint that takes events:
+//! 1. `X-Partition-Key` (1 to 256 Unicode characters) applies to every record
+//!    of the request;
+//! 2. else, with `PARTITION_KEY_FIELDS` set, the first JSON Pointer that
+//!    resolves to a non-empty string or a number in the record is its key, so
+//!    one user's events stay in one shard, in order;
+//! 3. else a random UUID per record, which spreads load evenly over shards.
+//!
+//! A key taken from a record that is longer than Kinesis allows is replaced by
+//! [`shorten`]: `sha256:` and the hex SHA-256 of the key (71 characters),
+//! stable across instances and restarts, so the same user still maps to the
+//! same shard.
 
-/// The request header that sets a record's partition key.
+use sha2::{Digest, Sha256};
+
+/// The request header that sets every record's partition key.
 pub const HEADER: &str = "x-partition-key";
 
 /// Kinesis's limit on a partition key, in Unicode characters.
@@ -24,16 +36,78 @@ pub enum InvalidPartitionKey {
     NotUtf8,
 }
 
-/// The key for one record: the header's value when given, else a random UUID.
-pub fn resolve(header: Option<&[u8]>) -> Result<String, InvalidPartitionKey> {
-    let Some(raw) = header else {
-        return Ok(uuid::Uuid::new_v4().to_string());
-    };
+/// The `X-Partition-Key` header's key, checked; `None` when absent.
+pub fn from_header(header: Option<&[u8]>) -> Result<Option<String>, InvalidPartitionKey> {
+    let Some(raw) = header else { return Ok(None) };
     let key = std::str::from_utf8(raw).map_err(|_| InvalidPartitionKey::NotUtf8)?;
     match key.chars().count() {
         0 => Err(InvalidPartitionKey::Empty),
         n if n > MAX_CHARS => Err(InvalidPartitionKey::TooLong(n)),
-        _ => Ok(key.to_owned()),
+        _ => Ok(Some(key.to_owned())),
+    }
+}
+
+/// The key for one record of an `/import` request: the header's value when
+/// given, else a random UUID. (Kept for the fuzz target and callers that have
+/// no record fields to look at.)
+pub fn resolve(header: Option<&[u8]>) -> Result<String, InvalidPartitionKey> {
+    Ok(from_header(header)?.unwrap_or_else(random))
+}
+
+/// A fresh random key.
+pub fn random() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `key` itself when Kinesis takes it, else its stable hashed form.
+pub fn shorten(key: &str) -> String {
+    if key.chars().count() <= MAX_CHARS {
+        return key.to_owned();
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(7 + 64);
+    out.push_str("sha256:");
+    for byte in digest {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
+}
+
+/// The JSON Pointers of `PARTITION_KEY_FIELDS`, tried in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyFields {
+    pointers: Vec<String>,
+}
+
+impl KeyFields {
+    /// From pointers such as `/userId` or `/context/device/id` (RFC 6901).
+    pub fn new(pointers: Vec<String>) -> Self {
+        KeyFields { pointers }
+    }
+
+    /// Whether any pointer is configured.
+    pub fn is_empty(&self) -> bool {
+        self.pointers.is_empty()
+    }
+
+    /// The key for one record, from its JSON: the first pointer that
+    /// resolves to a non-empty string or a number, shortened when too long;
+    /// `None` when the record is not JSON or none resolves.
+    pub fn key_of(&self, data: &[u8]) -> Option<String> {
+        if self.pointers.is_empty() {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(data).ok()?;
+        self.key_of_value(&value)
+    }
+
+    /// As [`KeyFields::key_of`], for an already parsed record.
+    pub fn key_of_value(&self, value: &serde_json::Value) -> Option<String> {
+        self.pointers.iter().find_map(|pointer| match value.pointer(pointer)? {
+            serde_json::Value::String(s) if !s.is_empty() => Some(shorten(s)),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
     }
 }
 
@@ -62,5 +136,43 @@ mod tests {
         assert_eq!(resolve(Some(b"")), Err(InvalidPartitionKey::Empty));
         assert_eq!(resolve(Some(b"\xff\xfe")), Err(InvalidPartitionKey::NotUtf8));
         assert_eq!(resolve(Some(b"user-42")).unwrap(), "user-42");
+    }
+
+    fn fields(pointers: &[&str]) -> KeyFields {
+        KeyFields::new(pointers.iter().map(|p| p.to_string()).collect())
+    }
+
+    #[test]
+    fn the_first_pointer_that_resolves_wins() {
+        let f = fields(&["/userId", "/anonymousId", "/context/device/id"]);
+        assert_eq!(
+            f.key_of(br#"{"userId":"u1","anonymousId":"a1"}"#).as_deref(),
+            Some("u1")
+        );
+        assert_eq!(f.key_of(br#"{"userId":"","anonymousId":"a1"}"#).as_deref(), Some("a1"));
+        assert_eq!(
+            f.key_of(br#"{"userId":null,"context":{"device":{"id":"d"}}}"#)
+                .as_deref(),
+            Some("d")
+        );
+        assert_eq!(f.key_of(br#"{"userId":42}"#).as_deref(), Some("42"));
+        assert_eq!(f.key_of(br#"{"userId":1.5e3}"#).as_deref(), Some("1500.0"));
+        assert_eq!(f.key_of(br#"{"userId":{"nested":1}}"#), None, "objects are not keys");
+        assert_eq!(f.key_of(b"not json"), None);
+        assert_eq!(fields(&[]).key_of(br#"{"userId":"u"}"#), None);
+    }
+
+    #[test]
+    fn long_keys_are_hashed_stably() {
+        let long = "u".repeat(MAX_CHARS + 1);
+        let hashed = shorten(&long);
+        assert_eq!(hashed.len(), 71);
+        assert!(hashed.starts_with("sha256:"));
+        assert_eq!(hashed, shorten(&long), "stable");
+        assert_ne!(hashed, shorten(&"u".repeat(MAX_CHARS + 2)));
+        let at_limit = "é".repeat(MAX_CHARS);
+        assert_eq!(shorten(&at_limit), at_limit, "256 characters are kept as they are");
+        let record = format!(r#"{{"userId":"{long}"}}"#);
+        assert_eq!(fields(&["/userId"]).key_of(record.as_bytes()), Some(hashed));
     }
 }

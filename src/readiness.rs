@@ -70,7 +70,7 @@ impl Readiness {
 
     /// The probe answer. `on_destination` sees every fresh `describe` result, so
     /// the caller can pick up the stream's limits.
-    pub async fn check(&self, sink: &Sink, on_destination: impl FnOnce(&Destination)) -> Verdict {
+    pub async fn check(&self, sink: &dyn Sink, on_destination: impl FnOnce(&Destination)) -> Verdict {
         if self.is_shutting_down() {
             return Verdict {
                 ready: false,
@@ -114,8 +114,7 @@ impl Readiness {
 fn describe_failure(err: &SinkError) -> String {
     match err {
         SinkError::Throttled(_) => "the stream's control plane is throttling describe calls".into(),
-        SinkError::Unavailable(_) => "the stream cannot be reached".into(),
-        SinkError::Overloaded(_) => "the gateway is at capacity".into(),
+        SinkError::Unavailable(_) | SinkError::Overloaded(_) => "the stream cannot be reached".into(),
         SinkError::Rejected(_) | SinkError::Misconfigured(_) => {
             "the stream is missing or not accessible with these credentials".into()
         }

@@ -7,7 +7,6 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
 use clickstream_gateway::config::Config;
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
 use common::{TestServer, http, kinesis_config, sdk_config, test_config};
@@ -17,7 +16,7 @@ async fn gateway(upstream: &FaultUpstream, config: &Config) -> TestServer {
     let mut kinesis = kinesis_config("fake");
     kinesis.max_attempts = NonZeroU32::new(3).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;
-    TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis)), config).await
+    TestServer::start_with(KinesisSink::new(&sdk, &kinesis), config).await
 }
 
 /// Sends one request per (key, body) at once; returns the statuses in order.

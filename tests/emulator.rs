@@ -188,7 +188,10 @@ async fn readiness_follows_the_stream() {
 #[tokio::test]
 async fn a_missing_stream_stops_start_up() {
     let emulator = Emulator::start().await;
-    let app = clickstream_gateway::app::App::new(emulator.sink("no-such-stream"), &common::test_config());
+    let app = clickstream_gateway::app::App::new(
+        std::sync::Arc::new(emulator.sink("no-such-stream")),
+        &common::test_config(),
+    );
     let err = app
         .check_destination()
         .await

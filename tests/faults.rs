@@ -6,7 +6,6 @@ mod common;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
 use common::http;
@@ -21,7 +20,7 @@ async fn gateway(upstream: &FaultUpstream) -> TestServer {
     config.operation_timeout = Duration::from_millis(2500);
     config.max_attempts = NonZeroU32::new(2).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;
-    TestServer::start(Sink::Kinesis(KinesisSink::new(&sdk, &config))).await
+    TestServer::start(KinesisSink::new(&sdk, &config)).await
 }
 
 async fn import(server: &TestServer) -> http::Reply {

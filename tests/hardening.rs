@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use clickstream_gateway::config::Config;
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::file::FileSink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
@@ -21,7 +20,7 @@ use tokio::net::TcpStream;
 
 async fn file_server(config: &Config) -> (TestServer, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("gateway-hardening-{}.ndjson", uuid::Uuid::new_v4()));
-    let server = TestServer::start_with(Sink::File(FileSink::open(&path).unwrap()), config).await;
+    let server = TestServer::start_with(FileSink::open(&path).unwrap(), config).await;
     (server, path)
 }
 
@@ -159,7 +158,7 @@ async fn over_the_in_flight_cap_requests_are_shed_at_once() {
     let mut config = test_config();
     config.http.max_in_flight_requests = NonZeroUsize::new(3).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;
-    let server = TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis_config("fake"))), &config).await;
+    let server = TestServer::start_with(KinesisSink::new(&sdk, &kinesis_config("fake")), &config).await;
     upstream.set(Mode::Slow(Duration::from_millis(500)));
 
     let client = http::client();

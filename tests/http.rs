@@ -6,7 +6,6 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::file::FileSink;
 use common::TestServer;
 use common::http;
@@ -18,7 +17,7 @@ use tokio::net::TcpStream;
 
 async fn file_server() -> (TestServer, std::path::PathBuf) {
     let path = std::env::temp_dir().join(format!("gateway-http-test-{}.ndjson", uuid::Uuid::new_v4()));
-    let server = TestServer::start(Sink::File(FileSink::open(&path).unwrap())).await;
+    let server = TestServer::start(FileSink::open(&path).unwrap()).await;
     (server, path)
 }
 

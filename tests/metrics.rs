@@ -5,7 +5,6 @@ mod common;
 
 use std::collections::HashMap;
 
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
 use common::{TestServer, http, kinesis_config, sdk_config, test_config};
@@ -17,7 +16,7 @@ async fn gateway(upstream: &FaultUpstream, batching: bool) -> TestServer {
     let mut kinesis = kinesis_config("fake");
     kinesis.max_attempts = std::num::NonZeroU32::new(1).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;
-    TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis)), &config).await
+    TestServer::start_with(KinesisSink::new(&sdk, &kinesis), &config).await
 }
 
 /// Scrapes `/metrics`, checks it parses, and returns `name{labels}` -> value.
@@ -145,7 +144,7 @@ async fn metrics_addr_moves_metrics_off_the_public_port() {
     let mut config = test_config();
     config.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     let sdk = sdk_config(&upstream.endpoint()).await;
-    let server = TestServer::start_with(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis_config("fake"))), &config).await;
+    let server = TestServer::start_with(KinesisSink::new(&sdk, &kinesis_config("fake")), &config).await;
     assert_eq!(http::get(&server.url("/metrics")).await.status, StatusCode::NOT_FOUND);
 
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

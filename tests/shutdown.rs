@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
 use common::{TestServer, http, kinesis_config, sdk_config};
@@ -16,7 +15,7 @@ use tokio::net::TcpStream;
 async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let upstream = FaultUpstream::start(Mode::Healthy).await;
     let sdk = sdk_config(&upstream.endpoint()).await;
-    let mut server = TestServer::start(Sink::Kinesis(KinesisSink::new(&sdk, &kinesis_config("fake")))).await;
+    let mut server = TestServer::start(KinesisSink::new(&sdk, &kinesis_config("fake"))).await;
     upstream.set(Mode::Slow(Duration::from_millis(600)));
 
     let url = server.url("/import");

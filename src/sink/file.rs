@@ -5,20 +5,23 @@
 //! Each line carries the fields of a Kinesis `GetRecords` record
 //! (`SequenceNumber`, `ApproximateArrivalTimestamp`, base64 `Data`,
 //! `PartitionKey`) plus the `ShardId`, so tools can read it like a stream.
-//! A line is written with one `write` on an append-mode file before the
-//! receipt is returned: a 2xx means the line reached the operating system.
+//! A batch is written with one `write` on an append-mode file before the
+//! receipts are returned: a 2xx means the lines reached the operating system.
+//! The write runs on tokio's blocking pool, never on a runtime worker, so a
+//! slow disk stalls only the records waiting for it.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
-use super::{Destination, Receipt, Record, SinkError};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError};
 
 /// The one "shard" of the file sink.
 const SHARD_ID: &str = "shardId-000000000000";
@@ -32,8 +35,9 @@ const MAX_RECORD_BYTES: usize = 1024 * 1024;
 pub struct FileSink {
     path: PathBuf,
     /// The file and the next sequence number, under one lock so that the order
-    /// of lines is the order of sequence numbers.
-    state: Mutex<(File, u64)>,
+    /// of lines is the order of sequence numbers. Shared with the blocking
+    /// task that writes.
+    state: Arc<Mutex<(File, u64)>>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +62,7 @@ impl FileSink {
             .map_or(0, |d| d.as_nanos() as u64);
         Ok(FileSink {
             path,
-            state: Mutex::new((file, first)),
+            state: Arc::new(Mutex::new((file, first))),
         })
     }
 
@@ -67,14 +71,14 @@ impl FileSink {
         &self.path
     }
 
-    /// Appends records, one line each, with a single write.
-    pub fn put_many(&self, records: &[&Record]) -> Result<Vec<Receipt>, SinkError> {
+    /// Appends records, one line each, with a single write. Blocking.
+    fn append(state: &Mutex<(File, u64)>, path: &Path, records: &[Record]) -> Result<Vec<Receipt>, SinkError> {
         let arrival = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as f64
             / 1000.0;
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let (file, next) = &mut *state;
         let mut lines = Vec::new();
         let mut receipts = Vec::with_capacity(records.len());
@@ -98,21 +102,56 @@ impl FileSink {
             });
         }
         file.write_all(&lines)
-            .map_err(|e| SinkError::Unavailable(format!("writing {}: {e}", self.path.display())))?;
+            .map_err(|e| SinkError::Unavailable(format!("writing {}: {e}", path.display())))?;
         *next += records.len() as u64;
         Ok(receipts)
     }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
+        let (state, path, records) = (self.state.clone(), self.path.clone(), records.to_vec());
+        let receipts = tokio::task::spawn_blocking(move || FileSink::append(&state, &path, &records))
+            .await
+            .map_err(|e| SinkError::Unavailable(format!("the file writer failed: {e}")))??;
+        Ok(receipts.into_iter().map(Ok).collect())
+    }
 
     /// Always writable; the warning that this is not Kinesis travels in the status.
-    pub fn describe(&self) -> Destination {
-        Destination {
+    async fn describe(&self) -> Result<Destination, SinkError> {
+        Ok(Destination {
             writable: true,
             status: format!(
                 "records are written to the local file {}, NOT to Kinesis",
                 self.path.display()
             ),
             max_record_bytes: Some(MAX_RECORD_BYTES),
+        })
+    }
+
+    /// A local write takes no retries; five seconds covers a busy disk.
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            record_timeout: Duration::from_secs(5),
+            max_attempts: 1,
         }
+    }
+
+    fn operation(&self, _batch: bool) -> &'static str {
+        "FileAppend"
+    }
+
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn target(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn warning(&self) -> Option<&'static str> {
+        Some("records are NOT going to Kinesis")
     }
 }
 
@@ -121,8 +160,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    #[test]
-    fn lines_round_trip_with_increasing_sequence_numbers() {
+    #[tokio::test]
+    async fn lines_round_trip_with_increasing_sequence_numbers() {
         let dir = std::env::temp_dir().join(format!("file-sink-test-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let sink = FileSink::open(dir.join("records.ndjson")).unwrap();
@@ -134,8 +173,8 @@ mod tests {
             data: Bytes::from_static(b"{}"),
             partition_key: "k2".into(),
         };
-        let receipts = sink.put_many(&[&first, &second]).unwrap();
-        let (first, second) = (&receipts[0], &receipts[1]);
+        let outcomes = sink.put_batch(&[first, second]).await.unwrap();
+        let (first, second) = (outcomes[0].as_ref().unwrap(), outcomes[1].as_ref().unwrap());
         assert!(second.sequence_number > first.sequence_number);
 
         let text = std::fs::read_to_string(sink.path()).unwrap();

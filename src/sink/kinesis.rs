@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::config::StalledStreamProtectionConfig;
 use aws_sdk_kinesis::config::retry::RetryConfig;
@@ -16,7 +17,7 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 
-use super::{Destination, Receipt, Record, SinkError};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError};
 use crate::config::{KinesisConfig, RetryMode};
 
 /// Writes records to one Kinesis data stream.
@@ -62,37 +63,16 @@ impl KinesisSink {
         }
     }
 
-    /// The operation timeout and attempts per call.
-    pub fn deadline_and_attempts(&self) -> (Duration, u32) {
-        (self.operation_timeout, self.max_attempts)
-    }
-
     /// The stream records go to.
     pub fn stream_name(&self) -> &str {
         &self.stream_name
     }
+}
 
-    /// One `PutRecord`; returns once Kinesis has assigned a sequence number.
-    pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
-        let output = self
-            .client
-            .put_record()
-            .stream_name(&self.stream_name)
-            .partition_key(record.partition_key)
-            .data(Blob::new(record.data))
-            .send()
-            .await
-            .map_err(sdk_failure)?;
-        Ok(Receipt {
-            shard_id: output.shard_id,
-            sequence_number: output.sequence_number,
-            encryption_type: output.encryption_type.map(|e| e.as_str().to_owned()),
-        })
-    }
-
-    /// One `PutRecords` call for up to 500 records. A whole-call failure is
-    /// `Err`; otherwise one outcome per record, in request order.
-    pub async fn put_records(&self, records: &[&Record]) -> Result<Vec<Result<Receipt, SinkError>>, SinkError> {
+#[async_trait]
+impl Sink for KinesisSink {
+    /// One `PutRecords` call for up to 500 records.
+    async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
         let entries = records.iter().map(|record| {
             PutRecordsRequestEntry::builder()
                 .data(Blob::new(record.data.clone()))
@@ -111,9 +91,27 @@ impl KinesisSink {
         Ok(entry_outcomes(output, records.len()))
     }
 
+    /// One `PutRecord`; returns once Kinesis has assigned a sequence number.
+    async fn put_one(&self, record: &Record) -> Result<Receipt, SinkError> {
+        let output = self
+            .client
+            .put_record()
+            .stream_name(&self.stream_name)
+            .partition_key(&record.partition_key)
+            .data(Blob::new(record.data.clone()))
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        Ok(Receipt {
+            shard_id: output.shard_id,
+            sequence_number: output.sequence_number,
+            encryption_type: output.encryption_type.map(|e| e.as_str().to_owned()),
+        })
+    }
+
     /// `DescribeStreamSummary`, tried once: is the stream writable, and how
     /// large may a record be.
-    pub async fn describe(&self) -> Result<Destination, SinkError> {
+    async fn describe(&self) -> Result<Destination, SinkError> {
         let once = aws_sdk_kinesis::config::Builder::default()
             .retry_config(RetryConfig::disabled())
             .timeout_config(
@@ -144,6 +142,27 @@ impl KinesisSink {
                 .and_then(|kib| usize::try_from(kib).ok())
                 .map(|kib| kib * 1024),
         })
+    }
+
+    /// The SDK's operation timeout bounds a record's life; its attempts are
+    /// the retry budget for entries that fail alone too.
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            record_timeout: self.operation_timeout,
+            max_attempts: self.max_attempts,
+        }
+    }
+
+    fn operation(&self, batch: bool) -> &'static str {
+        if batch { "PutRecords" } else { "PutRecord" }
+    }
+
+    fn kind(&self) -> &'static str {
+        "kinesis"
+    }
+
+    fn target(&self) -> String {
+        self.stream_name.clone()
     }
 }
 

@@ -1,32 +1,46 @@
-//! Where accepted records go: the seam between the HTTP layer and storage.
+//! Where accepted records go: the seam between the writer and storage.
 //!
-//! The HTTP layer hands a [`Record`] to a [`Sink`] and gets back a [`Receipt`]
-//! (the stream's own acknowledgement) or a [`SinkError`] that says what kind of
-//! failure happened. Which HTTP status a failure becomes is decided above, in
-//! `error.rs`; the sinks only report.
+//! A [`Sink`] takes a batch of [`Record`]s in one upstream call and answers
+//! with one outcome per record: a [`Receipt`] (the destination's own
+//! acknowledgement) or a [`SinkError`] that says what kind of failure it was.
+//! Sinks are mechanism only: batching, retries and deadlines live in
+//! `writer.rs`, and which HTTP status a failure becomes lives in `error.rs`.
 //!
 //! Two sinks exist: [`kinesis::KinesisSink`] (the product) and
-//! [`file::FileSink`] (a developer's machine with no AWS). Batching of
-//! concurrent records into fewer upstream calls belongs behind [`Sink::put`],
-//! so the HTTP layer never changes when it arrives.
+//! [`file::FileSink`] (a developer's machine with no AWS). A third (a Kafka
+//! producer, a spill file) is one more file implementing [`Sink`] plus one
+//! [`SinkConfig`] variant and one arm in [`build`].
 
 pub mod file;
 pub mod kinesis;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
+
+use crate::config::SinkConfig;
 
 /// One record to store: opaque data and the key that picks its shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The request body, unchanged.
+    /// The event's bytes, unchanged.
     pub data: Bytes,
-    /// Kinesis partition key (1 to 256 Unicode characters).
+    /// Partition key (1 to 256 Unicode characters).
     pub partition_key: String,
 }
 
-/// The stream's acknowledgement of one stored record, serialised with
-/// Kinesis's own field names, as `PutRecord` returns it.
+impl Record {
+    /// The bytes Kinesis counts against its limits: data plus partition key.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.partition_key.len()
+    }
+}
+
+/// The destination's acknowledgement of one stored record. Serialised with
+/// Kinesis's field names because the file sink imitates a one-shard stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Receipt {
     /// The shard the record went to.
@@ -35,7 +49,7 @@ pub struct Receipt {
     /// The record's sequence number within its shard.
     #[serde(rename = "SequenceNumber")]
     pub sequence_number: String,
-    /// `NONE` or `KMS`, when the stream reports it.
+    /// `NONE` or `KMS`, when the destination reports it.
     #[serde(rename = "EncryptionType", skip_serializing_if = "Option::is_none")]
     pub encryption_type: Option<String>,
 }
@@ -47,20 +61,65 @@ pub struct Destination {
     pub writable: bool,
     /// Human-readable state, shown in `/readyz`.
     pub status: String,
-    /// The largest record (data + partition key, in bytes) the destination takes,
-    /// when it says.
+    /// The largest record (data + partition key, in bytes) the destination
+    /// takes, when it says.
     pub max_record_bytes: Option<usize>,
 }
 
-impl Record {
-    /// The bytes Kinesis counts against its limits: data plus partition key.
-    pub fn size(&self) -> usize {
-        self.data.len() + self.partition_key.len()
+/// How long a record may take from arrival to its answer, and how many
+/// times an upstream call is tried: the writer's deadline and retry budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// Arrival to answer, queueing, calls and retries included.
+    pub record_timeout: Duration,
+    /// Attempts per record, the first included.
+    pub max_attempts: u32,
+}
+
+/// One outcome per record of a call, in the order the records were sent.
+pub type Outcomes = Vec<Result<Receipt, SinkError>>;
+
+/// A destination for records.
+#[async_trait]
+pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
+    /// Stores `records` in one upstream call. `Err` means the whole call
+    /// failed; otherwise there is one outcome per record, in order, and some
+    /// may have failed alone. Returns only once the destination has answered.
+    async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError>;
+
+    /// Stores one record on its own (`BATCHING=false`). The default sends a
+    /// batch of one; Kinesis uses its single-record call.
+    async fn put_one(&self, record: &Record) -> Result<Receipt, SinkError> {
+        let mut outcomes = self.put_batch(std::slice::from_ref(record)).await?;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(SinkError::Unavailable("the sink answered no outcome".into())))
+    }
+
+    /// Asks the destination whether it can take records, and its limits.
+    async fn describe(&self) -> Result<Destination, SinkError>;
+
+    /// The writer's deadline and retry budget for this destination.
+    fn deadlines(&self) -> Deadlines;
+
+    /// The metric label of one call: `batch` picks [`Sink::put_batch`]'s
+    /// operation over [`Sink::put_one`]'s.
+    fn operation(&self, batch: bool) -> &'static str;
+
+    /// A short name for logs and `/readyz`: `kinesis` or `file`.
+    fn kind(&self) -> &'static str;
+
+    /// The stream name or file path records go to.
+    fn target(&self) -> String;
+
+    /// A warning for `/readyz` when records do not reach a real stream.
+    fn warning(&self) -> Option<&'static str> {
+        None
     }
 }
 
-/// Why a record was not stored. Each variant is a kind of failure, not an HTTP
-/// status: the mapping to what the client is told lives in `error.rs`.
+/// Why a record was not stored. Each variant is a kind of failure, not an
+/// HTTP status: the mapping to what a client is told lives in `error.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
     /// The gateway has more records waiting than it may queue: shed load now.
@@ -82,83 +141,68 @@ pub enum SinkError {
     Misconfigured(String),
 }
 
-/// The configured record destination.
-#[derive(Debug)]
-pub enum Sink {
-    /// An Amazon Kinesis data stream.
-    Kinesis(kinesis::KinesisSink),
-    /// A local NDJSON file.
-    File(file::FileSink),
+impl SinkError {
+    /// The fixed label of this kind of failure, for metrics, logs and the
+    /// per-record `ErrorCode` of batch answers.
+    pub fn label(&self) -> &'static str {
+        match self {
+            SinkError::Overloaded(_) => "overloaded",
+            SinkError::Throttled(_) => "throttled",
+            SinkError::Unavailable(_) => "unavailable",
+            SinkError::Rejected(_) => "rejected",
+            SinkError::Misconfigured(_) => "misconfigured",
+        }
+    }
+
+    /// Whether the same record may succeed later, unchanged.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Overloaded(_) | SinkError::Throttled(_) | SinkError::Unavailable(_)
+        )
+    }
+
+    /// Whether the failure says the destination itself is not working, so the
+    /// instance should stop taking traffic until it answers again.
+    pub fn makes_unready(&self) -> bool {
+        matches!(self, SinkError::Unavailable(_) | SinkError::Misconfigured(_))
+    }
+
+    /// The detail, for the one log line written where the failure is answered.
+    pub fn detail(&self) -> &str {
+        match self {
+            SinkError::Overloaded(d)
+            | SinkError::Throttled(d)
+            | SinkError::Unavailable(d)
+            | SinkError::Rejected(d)
+            | SinkError::Misconfigured(d) => d,
+        }
+    }
 }
 
-impl Sink {
-    /// Stores one record and returns the destination's receipt. Returns only
-    /// once the destination has acknowledged the record.
-    pub async fn put(&self, record: Record) -> Result<Receipt, SinkError> {
-        match self {
-            Sink::Kinesis(sink) => sink.put(record).await,
-            Sink::File(sink) => sink.put_many(&[&record]).map(|mut receipts| receipts.remove(0)),
-        }
-    }
+/// Why a sink could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The file sink's file cannot be opened.
+    #[error("cannot open the file sink at {path}: {source}")]
+    File {
+        /// The configured path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
 
-    /// Stores several records in one upstream call (`PutRecords`, one file
-    /// write). `Err` means the whole call failed; otherwise there is one
-    /// outcome per record, in order, and some may have failed alone.
-    pub async fn put_many(&self, records: &[&Record]) -> Result<Vec<Result<Receipt, SinkError>>, SinkError> {
-        match self {
-            Sink::Kinesis(sink) => sink.put_records(records).await,
-            Sink::File(sink) => sink
-                .put_many(records)
-                .map(|receipts| receipts.into_iter().map(Ok).collect()),
+/// Builds the configured sink; AWS settings come from aws-config's default chain.
+pub async fn build(config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildError> {
+    Ok(match config {
+        SinkConfig::Kinesis(kinesis) => {
+            let sdk = aws_config::load_from_env().await;
+            Arc::new(kinesis::KinesisSink::new(&sdk, kinesis))
         }
-    }
-
-    /// Asks the destination whether it can take records, and its limits.
-    pub async fn describe(&self) -> Result<Destination, SinkError> {
-        match self {
-            Sink::Kinesis(sink) => sink.describe().await,
-            Sink::File(sink) => Ok(sink.describe()),
-        }
-    }
-
-    /// How long a record may take from arrival to its answer, and how many
-    /// attempts a call gets: the Kinesis client's settings, or the file's.
-    pub fn deadline_and_attempts(&self) -> (std::time::Duration, u32) {
-        match self {
-            Sink::Kinesis(sink) => sink.deadline_and_attempts(),
-            Sink::File(_) => (std::time::Duration::from_secs(5), 1),
-        }
-    }
-
-    /// The operation label of [`Sink::put`] in metrics.
-    pub fn put_operation(&self) -> &'static str {
-        match self {
-            Sink::Kinesis(_) => "PutRecord",
-            Sink::File(_) => "FileAppend",
-        }
-    }
-
-    /// The operation label of [`Sink::put_many`] in metrics.
-    pub fn put_many_operation(&self) -> &'static str {
-        match self {
-            Sink::Kinesis(_) => "PutRecords",
-            Sink::File(_) => "FileAppend",
-        }
-    }
-
-    /// A short name for logs and `/readyz`: `kinesis` or `file`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Sink::Kinesis(_) => "kinesis",
-            Sink::File(_) => "file",
-        }
-    }
-
-    /// The stream name or file path records go to.
-    pub fn target(&self) -> String {
-        match self {
-            Sink::Kinesis(sink) => sink.stream_name().to_owned(),
-            Sink::File(sink) => sink.path().display().to_string(),
-        }
-    }
+        SinkConfig::File { path } => Arc::new(file::FileSink::open(path).map_err(|source| BuildError::File {
+            path: path.display().to_string(),
+            source,
+        })?),
+    })
 }

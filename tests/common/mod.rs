@@ -59,12 +59,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(sink: Sink) -> Self {
+    pub async fn start(sink: impl Sink) -> Self {
         Self::start_with(sink, &test_config()).await
     }
 
-    pub async fn start_with(sink: Sink, config: &Config) -> Self {
-        let app = Arc::new(App::new(sink, config));
+    pub async fn start_with(sink: impl Sink, config: &Config) -> Self {
+        let app = Arc::new(App::new(Arc::new(sink), config));
         app.check_destination().await.expect("destination usable");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -249,11 +249,11 @@ impl Emulator {
 
     /// A gateway sink writing to `stream`. Timeouts are generous: these
     /// tests check what is stored, and kinesis-local serves ~150 calls/s.
-    pub fn sink(&self, stream: &str) -> Sink {
+    pub fn sink(&self, stream: &str) -> KinesisSink {
         let mut config = kinesis_config(stream);
         config.operation_timeout = Duration::from_secs(60);
         config.attempt_timeout = Duration::from_secs(30);
-        Sink::Kinesis(KinesisSink::new(&self.sdk, &config))
+        KinesisSink::new(&self.sdk, &config)
     }
 
     /// Whether this is an emulator outside the test process (slower).

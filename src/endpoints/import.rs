@@ -1,0 +1,38 @@
+//! `POST /import`: the body, decoded, is one record; the answer is its
+//! receipt, with Kinesis's field names (`ShardId`, `SequenceNumber`).
+
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::{Request, StatusCode};
+
+use super::records;
+use crate::api::Reply;
+use crate::app::App;
+use crate::error::{ApiError, json_response};
+use crate::ingest::{Limits, ingest};
+
+/// Stores the body as one record and answers with its receipt.
+pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let limits = Limits {
+        max_body: app.max_record_bytes(),
+        key_counts: true,
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let bytes = ingested.body.len();
+    let mut batch = records(app, vec![ingested.body.clone()], ingested.partition_key.as_deref())
+        .map_err(|oversized| ApiError::PayloadTooLarge { limit: oversized.limit })?;
+    let record = batch.pop().expect("one event makes one record");
+    let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
+    let receipt = outcome?;
+    Ok(Reply {
+        response: json_response(StatusCode::OK, &receipt),
+        records: 1,
+        bytes,
+        shard_id: Some(receipt.shard_id),
+        error: "",
+    })
+}

@@ -1,0 +1,49 @@
+//! The doors that take events. Each endpoint is one file: it runs the shared
+//! ingest step (`ingest.rs`), parses its body into events, turns them into
+//! records here ([`records`]), writes them through [`App::put`], and shapes
+//! its own answer.
+//!
+//! - [`import`]: `POST /import`, the body is one record.
+//! - [`batch`]: `POST /import/batch`, a JSON array or NDJSON of records.
+
+pub mod batch;
+pub mod import;
+
+use bytes::Bytes;
+
+use crate::app::App;
+use crate::partition_key;
+use crate::sink::Record;
+
+/// A record over the stream's limit: which one, and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Oversized {
+    /// The offending record (0-based).
+    pub index: usize,
+    /// The record limit (data + partition key), in bytes.
+    pub limit: usize,
+}
+
+/// Records from a request's events, each with its partition key (the
+/// header's, else `PARTITION_KEY_FIELDS`, else random) and checked against
+/// the stream's record limit. All or nothing: the first record over the
+/// limit fails the request before anything is written.
+pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
+    let limit = app.max_record_bytes();
+    let fields = &app.import.key_fields;
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(index, data)| {
+            let partition_key = match header_key {
+                Some(key) => key.to_owned(),
+                None => fields.key_of(&data).unwrap_or_else(partition_key::random),
+            };
+            let record = Record { data, partition_key };
+            if record.size() > limit {
+                return Err(Oversized { index, limit });
+            }
+            Ok(record)
+        })
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! The ingest step every endpoint that takes events shares: shed, authorise,
+//! reserve the body's bytes, read within a limit and a deadline, decode.
+//!
+//! It owns no knowledge of what the body means: an endpoint calls [`ingest`]
+//! with its own byte limit, then parses the [`Ingested`] body into records
+//! and shapes its answer. The permits in [`Ingested`] hold the request's
+//! place in the in-flight caps until the endpoint has answered.
+//!
+//! A request refused before its body was read (shed, no key, a bad header)
+//! still has its body on the wire. A small declared body is read and thrown
+//! away first, so a keep-alive client keeps its connection for the next
+//! request instead of being cut off for a client error.
+
+use bytes::Bytes;
+use hyper::body::Body;
+use hyper::header::{CONTENT_ENCODING, EXPECT, HeaderMap};
+use hyper::{Request, http::request::Parts};
+use tokio::sync::SemaphorePermit;
+use tokio::time::Duration;
+
+use crate::app::App;
+use crate::body::{BodyHints, discard, read_limited};
+use crate::encoding;
+use crate::error::ApiError;
+use crate::partition_key;
+
+/// Bodies up to this many declared bytes are drained after an early refusal;
+/// larger ones cost more to read than a reconnect.
+const DRAIN_SMALL: u64 = 64 * 1024;
+/// How long an early refusal waits for a small body to arrive.
+const DRAIN_WAIT: Duration = Duration::from_secs(1);
+
+/// A request whose body was read and decoded.
+#[derive(Debug)]
+pub struct Ingested<'a> {
+    /// The request head.
+    pub head: Parts,
+    /// The decoded body; never empty.
+    pub body: Bytes,
+    /// The `X-Partition-Key` header's key, checked, when sent.
+    pub partition_key: Option<String>,
+    _slot: SemaphorePermit<'a>,
+    _bytes: SemaphorePermit<'a>,
+}
+
+impl Ingested<'_> {
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+}
+
+/// An endpoint's own limits on its body.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest body, raw and decoded, in bytes.
+    pub max_body: usize,
+    /// Whether the header's partition key counts against `max_body` (a
+    /// single record's limit is data + key).
+    pub key_counts: bool,
+}
+
+/// Runs the shared step for a request within the endpoint's `limits`.
+pub async fn ingest<B>(app: &App, request: Request<B>, limits: Limits) -> Result<Ingested<'_>, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let (head, mut body) = request.into_parts();
+    let admitted = admit(app, &head.headers, limits);
+    let (slot, partition_key, limit) = match admitted {
+        Ok(admitted) => admitted,
+        Err(err) => {
+            if !expects_continue(&head.headers) {
+                discard(&mut body, DRAIN_SMALL, DRAIN_WAIT).await;
+            }
+            return Err(err);
+        }
+    };
+    // Reserve the declared length (or, for a chunked body, the whole limit)
+    // from the in-flight byte budget before reading anything.
+    let reserve = body
+        .size_hint()
+        .exact()
+        .map_or(limit, |len| (len as usize).min(limit + 1));
+    let Some(bytes) = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
+    else {
+        if !expects_continue(&head.headers) {
+            discard(&mut body, DRAIN_SMALL, DRAIN_WAIT).await;
+        }
+        return Err(ApiError::Overloaded("too many body bytes in flight"));
+    };
+    let hints = BodyHints {
+        expects_continue: expects_continue(&head.headers),
+    };
+    let raw = read_limited(body, limit, app.http.body_read_timeout, hints).await?;
+    let body = encoding::decode(head.headers.get(CONTENT_ENCODING), raw, limit)?;
+    if body.is_empty() {
+        return Err(ApiError::EmptyBody);
+    }
+    app.metrics.body_received(body.len());
+    Ok(Ingested {
+        head,
+        body,
+        partition_key,
+        _slot: slot,
+        _bytes: bytes,
+    })
+}
+
+/// Everything decided from the head alone: a request slot (shed first: a
+/// queue that grows helps no one), the key check, the header key, and the
+/// body limit once that key is counted.
+fn admit<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    limits: Limits,
+) -> Result<(SemaphorePermit<'a>, Option<String>, usize), ApiError> {
+    let slot = app
+        .request_slots
+        .try_acquire()
+        .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
+    app.access.authorize(headers)?;
+    let key = partition_key::from_header(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
+    let limit = match (&key, limits.key_counts) {
+        // Kinesis counts the partition key's bytes against the record limit too.
+        (Some(key), true) => limits.max_body.saturating_sub(key.len()),
+        _ => limits.max_body,
+    };
+    Ok((slot, key, limit))
+}
+
+fn expects_continue(headers: &HeaderMap) -> bool {
+    headers
+        .get(EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}

@@ -315,3 +315,218 @@ fn backoff_ceiling(attempt: u32) -> Duration {
 fn backoff(attempt: u32) -> Duration {
     backoff_ceiling(attempt).mul_f64(fastrand::f64())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::num::NonZeroUsize;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::sink::Destination;
+
+    #[test]
+    fn backoff_ceilings_double_then_cap() {
+        let ceilings: Vec<u64> = (1..=7).map(|a| backoff_ceiling(a).as_millis() as u64).collect();
+        assert_eq!(ceilings, [50, 100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff_ceiling(40), RETRY_CAP);
+    }
+
+    #[test]
+    fn backoff_is_jittered_over_the_whole_range() {
+        let delays: Vec<Duration> = (0..2000).map(|_| backoff(3)).collect();
+        assert!(delays.iter().all(|d| *d <= backoff_ceiling(3)));
+        // Full jitter: both halves of [0, 200 ms] are used.
+        assert!(delays.iter().any(|d| *d < Duration::from_millis(100)));
+        assert!(delays.iter().any(|d| *d > Duration::from_millis(100)));
+    }
+
+    /// What the fake sink does with each call.
+    #[derive(Debug, Clone, Copy)]
+    enum Behaviour {
+        /// Answers after `delay`; keys starting `throttle-once` fail their first time.
+        Answer { delay: Duration },
+        /// Never answers.
+        Hang,
+    }
+
+    #[derive(Debug)]
+    struct FakeSink {
+        behaviour: Behaviour,
+        calls: AtomicUsize,
+        seen: Mutex<Vec<String>>,
+    }
+
+    #[async_trait]
+    impl Sink for FakeSink {
+        async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let delay = match self.behaviour {
+                Behaviour::Answer { delay } => delay,
+                Behaviour::Hang => Duration::from_secs(3600),
+            };
+            sleep(delay).await;
+            let mut seen = self.seen.lock().unwrap();
+            Ok(records
+                .iter()
+                .map(|r| {
+                    let first_time = !seen.contains(&r.partition_key);
+                    seen.push(r.partition_key.clone());
+                    if r.partition_key.starts_with("throttle-once") && first_time {
+                        Err(SinkError::Throttled("slow down".into()))
+                    } else {
+                        Ok(Receipt {
+                            shard_id: "shard".into(),
+                            sequence_number: seen.len().to_string(),
+                            encryption_type: None,
+                        })
+                    }
+                })
+                .collect())
+        }
+
+        async fn describe(&self) -> Result<Destination, SinkError> {
+            unreachable!("the writer never describes")
+        }
+
+        fn deadlines(&self) -> Deadlines {
+            Deadlines {
+                record_timeout: Duration::from_secs(1),
+                max_attempts: 3,
+            }
+        }
+
+        fn operation(&self, _batch: bool) -> &'static str {
+            "Fake"
+        }
+
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+
+        fn target(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    fn writer(behaviour: Behaviour, max_calls: usize) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
+        let sink = Arc::new(FakeSink {
+            behaviour,
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+        });
+        let metrics = Arc::new(Metrics::new());
+        let mut config = crate::config::Config::from_lookup(|_| None).unwrap().batch;
+        config.max_concurrent_calls = NonZeroUsize::new(max_calls).unwrap();
+        (Writer::new(sink.clone(), metrics.clone(), config), sink, metrics)
+    }
+
+    fn record(key: &str) -> Record {
+        Record {
+            data: Bytes::from_static(b"{}"),
+            partition_key: key.into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_still_in_flight_at_the_deadline_is_answered_unavailable() {
+        let (writer, sink, _) = writer(Behaviour::Hang, 4);
+        let started = Instant::now();
+        let outcomes = writer.put(vec![record("a"), record("b")]).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "answered at the record deadline"
+        );
+        assert!(
+            outcomes.iter().all(|o| matches!(o, Err(SinkError::Unavailable(_)))),
+            "{outcomes:?}"
+        );
+        assert_eq!(sink.calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn records_that_wait_past_their_deadline_are_never_sent() {
+        // One call at a time, and the first takes longer than a record may wait.
+        let (writer, sink, _) = writer(
+            Behaviour::Answer {
+                delay: Duration::from_millis(1500),
+            },
+            1,
+        );
+        let writer = Arc::new(writer);
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.put(vec![record("first")]).await }
+        });
+        // Let the first call start before the second record queues behind it.
+        while sink.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let second = writer.put(vec![record("second")]).await;
+        assert!(matches!(&second[0], Err(SinkError::Unavailable(_))), "{second:?}");
+        assert!(matches!(&first.await.unwrap()[0], Err(SinkError::Unavailable(_))));
+        // The dispatcher drops the expired record when the slot frees up.
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            sink.calls.load(Ordering::SeqCst),
+            1,
+            "the expired record was not sent late"
+        );
+        assert!(
+            sink.seen.lock().unwrap().is_empty(),
+            "the first call was abandoned at its deadline"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_that_fail_alone_are_retried_and_counted() {
+        let (writer, sink, metrics) = writer(
+            Behaviour::Answer {
+                delay: Duration::from_millis(5),
+            },
+            4,
+        );
+        let outcomes = writer
+            .put(vec![record("ok"), record("throttle-once-1"), record("throttle-once-2")])
+            .await;
+        assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+        assert_eq!(
+            sink.calls.load(Ordering::SeqCst),
+            2,
+            "one call, then one retry of the two"
+        );
+        let text = metrics.render();
+        assert!(text.contains("upstream_record_retries_total 2\n"), "{text}");
+        assert!(
+            text.contains("upstream_failed_records_total{error=\"throttled\"} 2\n"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_queue_refuses_the_whole_request() {
+        let sink = Arc::new(FakeSink {
+            behaviour: Behaviour::Hang,
+            calls: AtomicUsize::new(0),
+            seen: Mutex::new(Vec::new()),
+        });
+        let mut config = crate::config::Config::from_lookup(|_| None).unwrap().batch;
+        config.queue_capacity = NonZeroUsize::new(3).unwrap();
+        let writer = Writer::new(sink.clone(), Arc::new(Metrics::new()), config);
+        let outcomes = writer.put((0..4).map(|i| record(&i.to_string())).collect()).await;
+        assert!(
+            outcomes.iter().all(|o| matches!(o, Err(SinkError::Overloaded(_)))),
+            "{outcomes:?}"
+        );
+        tokio::task::yield_now().await;
+        assert_eq!(
+            sink.calls.load(Ordering::SeqCst),
+            0,
+            "nothing of the request was queued"
+        );
+    }
+}

@@ -176,3 +176,96 @@ async fn batching_off_sends_one_put_record_per_request() {
         "{writes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_batch_with_entries_throttled_past_their_retries_is_503_naming_exactly_those() {
+    let upstream = FaultUpstream::start(Mode::Healthy).await;
+    let mut config = test_config();
+    config.import.key_fields = clickstream_gateway::partition_key::KeyFields::new(vec!["/key".into()]);
+    let server = gateway(&upstream, &config).await;
+
+    let keys: Vec<String> = (0..20)
+        .map(|i| match i {
+            3 | 11 => format!("throttle-always-{i}"),
+            7 => format!("throttle-once-{i}"),
+            _ => format!("user-{i}"),
+        })
+        .collect();
+    let body = format!(
+        "[{}]",
+        keys.iter()
+            .map(|k| format!(r#"{{"key":"{k}"}}"#))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let reply = http::post(&server.url("/import/batch"), body).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", reply.json());
+    assert_eq!(reply.headers["retry-after"], "1");
+    let json = reply.json();
+    assert_eq!(json["FailedRecordCount"], 2);
+    let entries = json["Records"].as_array().unwrap();
+    assert_eq!(entries.len(), 20);
+    for (i, entry) in entries.iter().enumerate() {
+        if i == 3 || i == 11 {
+            assert_eq!(entry["ErrorCode"], "throttled", "{i}: {entry}");
+            assert!(entry["ErrorMessage"].as_str().unwrap().contains("retry later"));
+            assert!(entry.get("SequenceNumber").is_none());
+        } else {
+            assert!(entry["SequenceNumber"].is_string(), "{i}: {entry}");
+        }
+    }
+    // Every other record stored exactly once (the throttled-once one on its retry).
+    let mut stored: Vec<String> = upstream.stored().into_iter().map(|(key, _)| key).collect();
+    stored.sort();
+    let mut expected: Vec<String> = keys
+        .iter()
+        .filter(|k| !k.starts_with("throttle-always"))
+        .cloned()
+        .collect();
+    expected.sort();
+    assert_eq!(stored, expected);
+}
+
+#[tokio::test]
+async fn under_load_several_calls_run_at_once_and_every_record_is_stored_once() {
+    let upstream = FaultUpstream::start(Mode::Healthy).await;
+    let mut config = test_config();
+    config.batch.max_concurrent_calls = NonZeroUsize::new(4).unwrap();
+    let server = gateway(&upstream, &config).await;
+    upstream.set(Mode::Slow(Duration::from_millis(150)));
+
+    // 8 requests of 500 records arrive at once: full batches wait, so calls overlap.
+    let client = http::client();
+    let tasks: Vec<_> = (0..8)
+        .map(|r| {
+            let (client, url) = (client.clone(), server.url("/import/batch"));
+            tokio::spawn(async move {
+                let body = format!(
+                    "[{}]",
+                    (0..500).map(|i| format!("\"{r}-{i}\"")).collect::<Vec<_>>().join(",")
+                );
+                let request = hyper::Request::post(url)
+                    .body(http_body_util::Full::from(body))
+                    .unwrap();
+                http::send_with(&client, request).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{}", String::from_utf8_lossy(&reply.body));
+    }
+    assert!(
+        upstream.max_in_flight() > 1,
+        "more than one PutRecords at once: {}",
+        upstream.max_in_flight()
+    );
+    assert!(upstream.max_in_flight() <= 4, "never more than the limit");
+    let writes = upstream.writes();
+    assert!(writes.iter().all(|c| c.records <= 500), "{writes:?}");
+    let mut stored: Vec<Vec<u8>> = upstream.stored().into_iter().map(|(_, data)| data).collect();
+    assert_eq!(stored.len(), 4000);
+    stored.sort();
+    stored.dedup();
+    assert_eq!(stored.len(), 4000, "no record twice");
+}

@@ -5,6 +5,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use common::http::{self, Reply};
 use common::{Emulator, StoredRecord, TestServer};
@@ -182,6 +183,26 @@ async fn readiness_follows_the_stream() {
     let ready = http::get(&server.url("/readyz")).await;
     assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.json());
     assert_eq!(ready.json()["sink"], "kinesis");
+    assert_eq!(http::get(&server.url("/healthz")).await.status, StatusCode::OK);
+
+    // The stream goes away: once the cached answer expires, the probe asks
+    // the stream again and turns 503, while the process keeps serving.
+    emulator
+        .client
+        .delete_stream()
+        .stream_name(&stream)
+        .send()
+        .await
+        .expect("DeleteStream");
+    let url = server.url("/readyz");
+    common::eventually(
+        "/readyz turns 503 without the stream",
+        Duration::from_secs(20),
+        || async { http::get(&url).await.status == StatusCode::SERVICE_UNAVAILABLE },
+    )
+    .await;
+    let unready = http::get(&url).await.json();
+    assert_eq!(unready["status"], "not_ready", "{unready}");
     assert_eq!(http::get(&server.url("/healthz")).await.status, StatusCode::OK);
 }
 

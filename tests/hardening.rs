@@ -198,7 +198,12 @@ async fn over_the_connection_cap_a_connection_gets_503() {
     ]
     .into_iter()
     .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let app = server.app.clone();
+    common::eventually("both connections accepted", Duration::from_secs(10), || {
+        let open = app.metrics.render().contains("http_connections_open 2\n");
+        async move { open }
+    })
+    .await;
     let mut third = TcpStream::connect(server.addr).await.unwrap();
     third
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")

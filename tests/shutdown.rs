@@ -21,17 +21,23 @@ async fn in_flight_requests_finish_and_new_connections_are_refused() {
     let url = server.url("/import");
     let in_flight = tokio::spawn(async move { http::post(&url, "in flight").await });
     // Let the request reach the (slow) upstream before shutting down.
-    while upstream.calls() < 2 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually("the request reaches the upstream", Duration::from_secs(10), || {
+        let calls = upstream.calls();
+        async move { calls >= 2 }
+    })
+    .await;
     let stopped = server.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-
-    assert!(!server.app.readiness().await.ready, "not ready once shutdown began");
-    assert!(
-        TcpStream::connect(server.addr).await.is_err(),
-        "new connections are refused"
-    );
+    let app = server.app.clone();
+    common::eventually("readiness turns to not ready", Duration::from_secs(5), || {
+        let app = app.clone();
+        async move { !app.readiness().await.ready }
+    })
+    .await;
+    let addr = server.addr;
+    common::eventually("new connections are refused", Duration::from_secs(5), || async move {
+        TcpStream::connect(addr).await.is_err()
+    })
+    .await;
 
     let reply = in_flight.await.unwrap();
     assert_eq!(

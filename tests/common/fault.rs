@@ -55,6 +55,11 @@ struct Shared {
     /// Partition keys seen, for `throttle-once-*` entries.
     seen: Mutex<HashSet<String>>,
     sequence: AtomicUsize,
+    /// Write calls being answered now, and the most there ever were at once.
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// (partition key, data) of every entry answered with a sequence number.
+    stored: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
 /// The fake upstream; stops serving when dropped.
@@ -111,6 +116,16 @@ impl FaultUpstream {
         self.shared.log.lock().unwrap().clone()
     }
 
+    /// The most write calls that were in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// (partition key, data) of every entry the fake stored, in order.
+    pub fn stored(&self) -> Vec<(String, Vec<u8>)> {
+        self.shared.stored.lock().unwrap().clone()
+    }
+
     /// Stops listening: new connections are refused (open ones are cut too).
     pub fn stop(&mut self) {
         if let Some(task) = self.task.take() {
@@ -138,6 +153,7 @@ async fn connection(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, shared: Arc<S
         shared.calls.fetch_add(1, Ordering::SeqCst);
         let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
         let current = *mode.lock().unwrap();
+        let _in_flight = InFlight::enter(&shared, &operation);
         let (status, body) = match current {
             Mode::Healthy => success(&operation, &body, &shared),
             Mode::Slow(delay) => {
@@ -167,6 +183,28 @@ async fn connection(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, shared: Arc<S
     }
 }
 
+/// Counts a write call as in flight while it lives.
+struct InFlight<'a>(Option<&'a Shared>);
+
+impl<'a> InFlight<'a> {
+    fn enter(shared: &'a Shared, operation: &str) -> Self {
+        if !operation.starts_with("put") {
+            return InFlight(None);
+        }
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(Some(shared))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0 {
+            shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
 fn success(operation: &str, request: &[u8], shared: &Shared) -> (u16, String) {
     let request: Value = serde_json::from_slice(request).unwrap_or(Value::Null);
     let next_sequence = || format!("{:056}", shared.sequence.fetch_add(1, Ordering::SeqCst) + 1);
@@ -188,6 +226,7 @@ fn success(operation: &str, request: &[u8], shared: &Shared) -> (u16, String) {
                         failed += 1;
                         json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "Rate exceeded"})
                     } else {
+                        store(shared, entry);
                         json!({"ShardId": "shardId-000000000000", "SequenceNumber": next_sequence()})
                     }
                 })
@@ -196,6 +235,7 @@ fn success(operation: &str, request: &[u8], shared: &Shared) -> (u16, String) {
         }
         _ => {
             log(shared, "PutRecord", std::slice::from_ref(&request));
+            store(shared, &request);
             json!({"ShardId": "shardId-000000000000", "SequenceNumber": next_sequence(), "EncryptionType": "NONE"})
         }
     };
@@ -218,6 +258,14 @@ fn log(shared: &Shared, operation: &str, entries: &[Value]) {
         bytes,
     };
     shared.log.lock().unwrap().push(call);
+}
+
+fn store(shared: &Shared, entry: &Value) {
+    let key = entry["PartitionKey"].as_str().unwrap_or_default().to_owned();
+    let data = BASE64
+        .decode(entry["Data"].as_str().unwrap_or_default())
+        .unwrap_or_default();
+    shared.stored.lock().unwrap().push((key, data));
 }
 
 fn error_body(code: &str, message: &str) -> String {

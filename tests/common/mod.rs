@@ -97,6 +97,24 @@ impl Drop for TestServer {
     }
 }
 
+/// Polls `check` every 20 ms until it returns true; panics naming `what`
+/// when `within` passes first, so a condition that never comes fails the
+/// test instead of hanging it.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A tiny HTTP/1.1 client.
 pub mod http {
     use super::*;
@@ -145,6 +163,15 @@ pub mod http {
             .body(Full::new(body.into()))
             .unwrap();
         send(request).await
+    }
+
+    /// POSTs `body` with `headers`.
+    pub async fn post_with(url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+        let mut request = Request::post(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        send(request.body(Full::new(body.into())).unwrap()).await
     }
 
     pub async fn get(url: &str) -> Reply {

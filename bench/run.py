@@ -3,14 +3,24 @@
 
 Builds release binaries, starts a null Kinesis upstream (measured alone
 first), then for each system and connection count starts the system fresh,
-warms up, drives `wrk` with a ~1 KiB clickstream event and records requests/s,
-p50/p99/max latency, non-2xx and socket errors, the server's peak RSS and CPU
-seconds, and upstream calls per 1000 requests. Systems:
+warms up, drives `wrk` with ~1 KiB clickstream events and records requests/s,
+events/s, p50/p99/max latency, non-2xx and socket errors, the server's peak
+RSS, CPU seconds and CPU microseconds per event, and upstream calls per 1000
+events. Systems (the gateway always runs with its defaults; a system's name
+says what differs):
 
-  bare       a bare hyper server answering a canned receipt (this machine's ceiling)
-  unbatched  the gateway, BATCHING=false (one PutRecord per request)
-  batched    the gateway, BATCHING=true (PutRecords coalescing)
-  go, node   the seed's peer servers in ../shared/peers (with --peers)
+  bare          a bare hyper server answering a canned receipt (the ceiling)
+  gateway       the gateway, defaults (batching on, no access log), POST /import
+  unbatched     the gateway, BATCHING=false (one PutRecord per request)
+  batch10       the gateway, POST /import/batch with 10 events per request
+  batch100      the gateway, POST /import/batch with 100 events per request
+  access-log    the gateway, ACCESS_LOG=true, stdout read by a pipe (a log shipper)
+  access-file   the gateway, ACCESS_LOG=true, stdout to a file
+  go, node      the seed's peer servers in ../shared/peers (with --peers)
+
+--pin runs the system under test alone on CPU 0 and wrk and the upstream on
+CPU 1 (taskset), so CPU per event and requests/s per core are the system's
+own; without it everything shares both cores, as on a 2-core box.
 
 Writes results.json, results.md and chart.png to --out. Every wrk run is
 bounded by --duration; every address is 127.0.0.1.
@@ -100,9 +110,9 @@ def upstream_stats():
         return json.load(r)
 
 
-def wrk(port, connections, duration, path="/import", body=None):
+def wrk(port, connections, duration, path="/import", body=None, cpus=None):
     env = dict(os.environ, BENCH_BODY=str(body or ROOT / "bench" / "event.json"))
-    cmd = [
+    cmd = pinned(cpus) + [
         "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk.lua"), f"http://127.0.0.1:{port}{path}",
     ]
@@ -113,10 +123,15 @@ def wrk(port, connections, duration, path="/import", body=None):
     raise RuntimeError(f"wrk printed no summary:\n{out}")
 
 
+def pinned(cpus):
+    """A taskset prefix that keeps a process on `cpus` ("0", "1"), or nothing."""
+    return ["taskset", "-c", cpus] if cpus else []
+
+
 def aws_env(port):
-    # Gateway tuning from the caller's environment (BATCH_*, KINESIS_*) passes through.
-    tuning = {k: v for k, v in os.environ.items() if k.startswith(("BATCH_", "KINESIS_"))}
-    return tuning | {
+    """Where the null upstream is, and nothing else: the gateway runs with its
+    defaults (logging included), as a user who copies nothing gets it."""
+    return {
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "KINESIS_STREAM_NAME": "bench",
@@ -124,24 +139,47 @@ def aws_env(port):
         "AWS_ACCESS_KEY_ID": "bench",
         "AWS_SECRET_ACCESS_KEY": "bench",
         "AWS_ENDPOINT_URL_KINESIS": f"http://127.0.0.1:{UPSTREAM_PORT}",
-        "RUST_LOG": "warn",
         "PATH": os.environ.get("PATH", ""),
     }
 
 
+def batch_body(events):
+    """A JSON array of `events` copies of the ~1 KiB event, each with its own id."""
+    event = json.loads((ROOT / "bench" / "event.json").read_text())
+    items = [json.dumps(dict(event, messageId=f"bench-{i:04d}"), separators=(",", ":")) for i in range(events)]
+    path = Path(f"/tmp/bench-batch-{events}.json")
+    path.write_text("[" + ",".join(items) + "]")
+    return path
+
+
+class Case:
+    """One system under test: how to start it, what to send, what it logs to."""
+
+    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None):
+        self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.body = batch_body(events) if events > 1 else None
+        self.connections = connections
+
+
 def systems(args):
     release = ROOT / "target" / "release"
-    gateway = str(release / "clickstream-gateway")
+    gateway = [str(release / "clickstream-gateway")]
+    env = aws_env(SYSTEM_PORT)
     found = {
-        "bare": ([str(release / "examples" / "bare_hyper"), f"127.0.0.1:{SYSTEM_PORT}"], {}),
-        "unbatched": ([gateway], dict(aws_env(SYSTEM_PORT), BATCHING="false")),
-        "batched": ([gateway], dict(aws_env(SYSTEM_PORT), BATCHING="true")),
+        "bare": Case([str(release / "examples" / "bare_hyper"), f"127.0.0.1:{SYSTEM_PORT}"], {}),
+        "gateway": Case(gateway, env),
+        "unbatched": Case(gateway, dict(env, BATCHING="false")),
+        "batch10": Case(gateway, env, "/import/batch", 10, connections=[50, 500]),
+        "batch100": Case(gateway, env, "/import/batch", 100, connections=[50, 500]),
+        "access-log": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="pipe", connections=[50, 500]),
+        "access-file": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="file", connections=[50, 500]),
     }
     if args.peers:
         go, node = build_peers()
-        found["go"] = ([go], aws_env(SYSTEM_PORT))
-        found["node"] = (["node", str(node / "server.js")], aws_env(SYSTEM_PORT))
-    return {name: found[name] for name in args.systems.split(",") if name in found} if args.systems else found
+        found["go"] = Case([go], env)
+        found["node"] = Case(["node", str(node / "server.js")], env)
+    names = args.systems.split(",") if args.systems else list(found)
+    return {name: found[name] for name in names if name in found}
 
 
 def build_peers():
@@ -158,33 +196,51 @@ def build_peers():
     return str(go), node
 
 
-def measure(name, cmd, env, connections, duration):
-    proc = subprocess.Popen(cmd, env=env or None, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def measure(name, case, connections, duration, pin):
+    system_cpu, load_cpu = ("0", "1") if pin else (None, None)
+    log_path = Path(f"/tmp/bench-{name}-{connections}.log")
+    stdout = {"null": subprocess.DEVNULL, "pipe": subprocess.PIPE, "file": open(log_path, "wb")}[case.stdout]
+    proc = subprocess.Popen(pinned(system_cpu) + case.cmd, env=case.env or None, cwd=ROOT,
+                            stdout=stdout, stderr=subprocess.DEVNULL)
+    # A log shipper reading the pipe (on the load generator's core when pinned).
+    reader = subprocess.Popen(pinned(load_cpu) + ["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL) \
+        if case.stdout == "pipe" else None
     try:
         wait_for_port(SYSTEM_PORT, proc)
         time.sleep(0.3)  # node's cluster workers start after the primary binds
-        wrk(SYSTEM_PORT, connections, 2)  # warm-up: connections, pools, JIT
+        wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
         before_cpu, before = cpu_seconds(proc.pid), upstream_stats()
-        result = wrk(SYSTEM_PORT, connections, duration)
+        result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu)
         after_cpu, after = cpu_seconds(proc.pid), upstream_stats()
         rss = peak_rss_mib(proc.pid)
     finally:
         stop(proc)
+        if reader:
+            reader.wait(timeout=15)
+        if case.stdout == "file":
+            stdout.close()
     calls = (after["put_record"] - before["put_record"]) + (after["put_records"] - before["put_records"])
     seconds = result["duration_us"] / 1e6
+    events = result["requests"] * case.events
+    cpu = after_cpu - before_cpu
     row = {
         "system": name,
+        "pinned": pin,
         "connections": connections,
+        "events_per_request": case.events,
         "requests": result["requests"],
         "rps": round(result["requests"] / seconds, 1),
+        "events_per_s": round(events / seconds, 1),
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "max_ms": result["max_us"] / 1000,
         "non2xx": result["non2xx"],
         "socket_errors": result["connect_errors"] + result["read_errors"] + result["write_errors"] + result["timeouts"],
         "peak_rss_mib": round(rss, 1),
-        "cpu_seconds": round(after_cpu - before_cpu, 2),
-        "upstream_calls_per_1000": None if name == "bare" else round(1000 * calls / max(result["requests"], 1), 1),
+        "cpu_seconds": round(cpu, 2),
+        "cpu_us_per_event": round(cpu * 1e6 / max(events, 1), 1),
+        "upstream_calls_per_1000": None if name == "bare" else round(1000 * calls / max(events, 1), 1),
+        "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
     log(json.dumps(row))
     return row
@@ -213,19 +269,47 @@ def markdown(rows, upstream_rps, args):
     lines = [
         f"Null upstream alone (PutRecord, 50 connections): **{upstream_rps:,.0f} req/s**.",
         "",
-        f"wrk -t2 --timeout 10s, {args.duration} s per run after a 2 s warm-up, ~1 KiB event, all on one "
-        f"{os.cpu_count()}-core machine (wrk, upstream and server share the cores: compare ratios).",
+        f"wrk -t2 --timeout 10s, {args.duration} s per run after a 2 s warm-up, ~1 KiB events, on one "
+        f"{os.cpu_count()}-core machine. Pinned rows: the system alone on CPU 0, wrk and the upstream on "
+        "CPU 1. Unpinned rows: everything shares both cores. Compare ratios within one run.",
         "",
-        "| system | conns | req/s | p50 ms | p99 ms | max ms | non-2xx | socket errors | peak RSS MiB | CPU s | upstream calls / 1000 req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| system | pinned | conns | events/req | req/s | events/s | CPU µs/event | p50 ms | p99 ms | max ms "
+        "| non-2xx | socket errors | peak RSS MiB | upstream calls / 1000 events |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         calls = "-" if r["upstream_calls_per_1000"] is None else f'{r["upstream_calls_per_1000"]:.1f}'
         lines.append(
-            f'| {r["system"]} | {r["connections"]} | {r["rps"]:,.0f} | {r["p50_ms"]:.2f} | {r["p99_ms"]:.2f} | '
-            f'{r["max_ms"]:.1f} | {r["non2xx"]} | {r["socket_errors"]} | {r["peak_rss_mib"]:.1f} | '
-            f'{r["cpu_seconds"]:.1f} | {calls} |')
+            f'| {r["system"]} | {"yes" if r["pinned"] else "no"} | {r["connections"]} | {r["events_per_request"]} '
+            f'| {r["rps"]:,.0f} | {r["events_per_s"]:,.0f} | {r["cpu_us_per_event"]:.1f} | {r["p50_ms"]:.2f} '
+            f'| {r["p99_ms"]:.2f} | {r["max_ms"]:.1f} | {r["non2xx"]} | {r["socket_errors"]} '
+            f'| {r["peak_rss_mib"]:.1f} | {calls} |')
+    lines += ["", ratios(rows)]
     return "\n".join(lines) + "\n"
+
+
+def ratios(rows):
+    """The gateway against the Go peer and bare hyper, per run mode and connection count."""
+    out = ["| pinned | conns | gateway / bare req/s | gateway / go req/s | go / gateway CPU per event "
+           "| batch100 / gateway events/s |", "|---|---:|---:|---:|---:|---:|"]
+    index = {(r["system"], r["pinned"], r["connections"]): r for r in rows}
+    for pin in sorted({r["pinned"] for r in rows}, reverse=True):
+        for conns in sorted({r["connections"] for r in rows}):
+            gw = index.get(("gateway", pin, conns))
+            if not gw:
+                continue
+            def ratio(other, key, invert=False):
+                o = index.get((other, pin, conns))
+                if not o or not gw[key] or not o[key]:
+                    return "-"
+                return f"{(o[key] / gw[key]) if invert else (gw[key] / o[key]):.2f}"
+            bare = ratio("bare", "rps")
+            go = ratio("go", "rps")
+            cpu = ratio("go", "cpu_us_per_event", invert=True)
+            b100 = index.get(("batch100", pin, conns))
+            batch = f'{b100["events_per_s"] / gw["events_per_s"]:.1f}' if b100 else "-"
+            out.append(f'| {"yes" if pin else "no"} | {conns} | {bare} | {go} | {cpu} | {batch} |')
+    return "\n".join(out)
 
 
 def chart(rows, path):
@@ -237,6 +321,7 @@ def chart(rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rows = [r for r in rows if r["pinned"] == rows[0]["pinned"]]
     names = list(dict.fromkeys(r["system"] for r in rows))
     conns = sorted({r["connections"] for r in rows})
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -244,9 +329,9 @@ def chart(rows, path):
     for i, name in enumerate(names):
         by_conn = {r["connections"]: r for r in rows if r["system"] == name}
         xs = [j + i * width for j in range(len(conns))]
-        left.bar(xs, [by_conn.get(c, {}).get("rps", 0) for c in conns], width, label=name)
+        left.bar(xs, [by_conn.get(c, {}).get("events_per_s", 0) for c in conns], width, label=name)
         right.bar(xs, [by_conn.get(c, {}).get("p99_ms", 0) for c in conns], width, label=name)
-    for ax, title in ((left, "throughput (req/s, higher is better)"), (right, "p99 latency (ms, log, lower is better)")):
+    for ax, title in ((left, "throughput (events/s, higher is better)"), (right, "p99 latency (ms, log, lower is better)")):
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(conns))], [str(c) for c in conns])
         ax.set_xlabel("concurrent connections")
         ax.set_title(title)
@@ -262,6 +347,8 @@ def main():
     parser.add_argument("--connections", default="1,50,500,1000")
     parser.add_argument("--systems", default="", help="comma list to run a subset, e.g. batched,go")
     parser.add_argument("--peers", action="store_true", help="also build and run the Go and Node peers")
+    parser.add_argument("--pin", choices=["yes", "no", "both"], default="both",
+                        help="pin the system to CPU 0 and the load to CPU 1 (default: both, pinned first)")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
@@ -271,23 +358,36 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True)
+    pins = {"yes": [True], "no": [False], "both": [True, False]}[args.pin]
+    if os.cpu_count() < 2:
+        pins = [False]
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bins", "--examples"], cwd=ROOT, check=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    upstream = subprocess.Popen([str(ROOT / "target" / "release" / "examples" / "null_kinesis"),
-                                 f"127.0.0.1:{UPSTREAM_PORT}"], stderr=subprocess.DEVNULL)
+    # The upstream stays on the load's core when pinned; it is restarted per pinning mode.
+    upstream = None
     rows = []
+    cases = systems(args)
+    default_connections = [int(c) for c in args.connections.split(",")]
+    upstream_rps = 0
     try:
-        wait_for_port(UPSTREAM_PORT, upstream)
-        upstream_rps = upstream_alone(min(args.duration, 5))
-        log(f"null upstream alone: {upstream_rps:,.0f} req/s")
-        for name, (cmd, env) in systems(args).items():
-            for connections in [int(c) for c in args.connections.split(",")]:
-                rows.append(measure(name, cmd, env, connections, args.duration))
+        for pin in pins:
+            upstream = subprocess.Popen(pinned("1" if pin else None) + [
+                str(ROOT / "target" / "release" / "examples" / "null_kinesis"), f"127.0.0.1:{UPSTREAM_PORT}"],
+                stderr=subprocess.DEVNULL)
+            wait_for_port(UPSTREAM_PORT, upstream)
+            upstream_rps = max(upstream_rps, upstream_alone(min(args.duration, 5)))
+            log(f"null upstream alone: {upstream_rps:,.0f} req/s")
+            for name, case in cases.items():
+                for connections in default_connections:
+                    if case.connections is None or connections in case.connections:
+                        rows.append(measure(name, case, connections, args.duration, pin))
+            stop(upstream)
     finally:
-        stop(upstream)
+        if upstream:
+            stop(upstream)
 
     (out / "results.json").write_text(json.dumps({"upstream_alone_rps": upstream_rps, "runs": rows}, indent=2))
     (out / "results.md").write_text(markdown(rows, upstream_rps, args))

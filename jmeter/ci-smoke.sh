@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI smoke run of the JMeter plan: installs JMeter if missing, starts the
 # gateway binary given as $1 with the file sink on a free loopback port, runs
-# the `smoke` scenario (4 users, 6 s), and checks that no request failed and
+# the `smoke` and `smoke-batch` scenarios (4 users, 6 s each; the second posts
+# 10 events per request to /import/batch), and checks that no request failed and
 # that every event answered 200 is in the file with the bytes sent. Stops the
 # gateway, and ends with `jmeter smoke: N passed, M failed` (N: events
 # verified); exits non-zero on any failure.
@@ -46,7 +47,7 @@ pid=$!
 
 set +e
 "$HERE/run.sh" --port "$port" --out "$work/results" --no-chart \
-  --verify-file "$work/records.ndjson" smoke 2>&1 | tee "$work/run.txt"
+  --verify-file "$work/records.ndjson" smoke smoke-batch 2>&1 | tee "$work/run.txt"
 rc=${PIPESTATUS[0]}
 set -e
 stop_gateway

@@ -22,7 +22,7 @@ options:
   --host H             gateway address (127.0.0.1)
   --port P             gateway port (3000)
   --protocol P         http or https (http)
-  --path P             request path (/import)
+  --path P             request path (default: the scenario's, else /import)
   --runs N             runs of each scenario (1)
   --duration S         seconds per run, ramp-up included (default: the scenario's,
                        ramp-up + 30 s)
@@ -41,7 +41,7 @@ EOF
 die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "[jmeter] $*" >&2; }
 
-host=127.0.0.1 port=3000 protocol=http path=/import runs=1 duration="" pause=5 out=""
+host=127.0.0.1 port=3000 protocol=http path="" runs=1 duration="" pause=5 out=""
 verify_file="" verify_stream="" endpoint_url="" chart=1
 props=() scenarios=()
 while [ $# -gt 0 ]; do
@@ -54,6 +54,7 @@ while [ $# -gt 0 ]; do
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option $1" ;;
     seed) scenarios+=(seed-1 seed-50 seed-500 seed-1000); shift ;;
+    batch) scenarios+=(batch-10 batch-100); shift ;;
     *) scenarios+=("$1"); shift ;;
   esac
 done
@@ -115,6 +116,13 @@ python_with() {
   echo "$HERE/.venv/bin/python"
 }
 
+# The batch corpora are made from the single-event one (make_batches.py).
+for scenario in "${scenarios[@]}"; do
+  if grep -q '^payloads=payloads/batch-' "$HERE/scenarios/$scenario.properties"; then
+    [ -f "$HERE/payloads/batch-100.tsv" ] || python3 "$HERE/make_batches.py" >&2
+    break
+  fi
+done
 failed=0
 first=1
 for scenario in "${scenarios[@]}"; do
@@ -124,13 +132,14 @@ for scenario in "${scenarios[@]}"; do
     first=0
     name="$scenario-run$run"
     rm -f "$out/$name.jtl" "$out/$name.log"  # JMeter 2.13 appends to an existing .jtl
-    log "$name: ${seconds}s against $base$path"
+    scenario_path="$(sed -n 's/^path=//p' "$HERE/scenarios/$scenario.properties")"
+    log "$name: ${seconds}s against $base${path:-${scenario_path:-/import}}"
     set +e
     # The run ends itself after $seconds; the timeout only catches a JMeter that hangs.
     JAVA_CLASSPATH="$compat" timeout -k 10 "$((seconds + 120))" "$JMETER" -n \
       -t "$HERE/clickstream.jmx" \
       -q "$HERE/clickstream.properties" -q "$HERE/scenarios/$scenario.properties" \
-      -Jhost="$host" -Jport="$port" -Jprotocol="$protocol" -Jpath="$path" \
+      -Jhost="$host" -Jport="$port" -Jprotocol="$protocol" ${path:+-Jpath="$path"} \
       ${duration:+-Jduration="$duration"} "${props[@]}" \
       -l "$out/$name.jtl" -j "$out/$name.log" </dev/null
     rc=$?

@@ -2,7 +2,9 @@
 """Check a JMeter run against what reached the stream.
 
 Every sample in the .jtl files that got a 200 carries the event id it sent
-(the eventId column, from clickstream.properties). This reads the records
+(the eventId column, from clickstream.properties). A batch sample (a kind
+from payloads/batch-N.tsv, made by make_batches.py) sent N events with the
+ids `<eventId>-0` .. `<eventId>-(N-1)`, and each must be its own record. This reads the records
 back, from the gateway's file sink (--file) or from a Kinesis stream or
 emulator (--stream, needs boto3), and checks that each such event is there
 with exactly the bytes the plan sent: its corpus template with the event id
@@ -24,28 +26,39 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from make_batches import element_templates, single_templates
+
 HERE = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 MESSAGE_ID = re.compile(rb'"messageId":"([^"]*)"')
 
 
-def load_patterns(path):
-    """kind -> a pattern of its corpus template (kind TAB template), the event id captured."""
+def load_patterns(paths):
+    """kind -> the patterns of its events (kind TAB template), the event id captured: one for a
+    single-event kind, one per element for a batch kind (rebuilt from the single-event corpus
+    the way make_batches.py built it)."""
     patterns = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            kind, template = line.split("\t", 1)
-            patterns[kind] = compile_template(template)
+    for path in paths:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                kind, template = line.split("\t", 1)
+                if kind.startswith("batch"):
+                    elements = element_templates(single_templates(), kind)
+                    patterns[kind] = [compile_template(e, str(i)) for i, e in enumerate(elements)]
+                else:
+                    patterns[kind] = [compile_template(template)]
     return patterns
 
 
-def compile_template(template):
-    """${eventId} becomes the group `id` (later ones must repeat it), any other ${...} any string value."""
+def compile_template(template, suffix=None):
+    """${eventId} becomes the group `id` (later ones must repeat it), followed by `-suffix` for a
+    batch element; any other ${...} any string value."""
     parts, pos, seen_id = [], 0, False
+    tail = "" if suffix is None else re.escape("-" + suffix)
     for m in PLACEHOLDER.finditer(template):
         parts.append(re.escape(template[pos:m.start()]))
         if m.group() == "${eventId}":
-            parts.append("(?P=id)" if seen_id else '(?P<id>[^"]*)')
+            parts.append(("(?P=id)" if seen_id else '(?P<id>[^"]*)') + tail)
             seen_id = True
         else:
             parts.append('[^"]*')
@@ -107,8 +120,18 @@ def records_from_stream(name, endpoint_url, region, since_ms, deadline_s):
             time.sleep(0.2)  # Kinesis allows 5 GetRecords calls per second per shard
 
 
+def expected_events(ok, patterns):
+    """Every event id the 200'd samples sent: the sample's own, or one per batch element."""
+    for sample_id, kind in ok.items():
+        count = len(patterns.get(kind, [None]))
+        if kind.startswith("batch"):
+            yield from (f"{sample_id}-{i}" for i in range(count))
+        else:
+            yield sample_id
+
+
 def check(records, ok, patterns):
-    """event id -> whether a record carried it with the bytes sent, for the ids in ok that were found.
+    """event id -> whether a record carried it with the bytes sent, for the expected ids found.
 
     Checked as the records stream by, so memory holds ids, never bodies.
     A record without one of our ids is another producer's, and skipped."""
@@ -116,10 +139,19 @@ def check(records, ok, patterns):
     for data in records:
         m = MESSAGE_ID.search(data)
         event_id = m and m.group(1).decode("ascii", "replace")
-        if event_id not in ok or seen.get(event_id):
+        if not event_id or seen.get(event_id):
             continue
-        pattern = patterns.get(ok[event_id])
-        seen[event_id] = pattern is None or matches(pattern, event_id, data.decode("utf-8", "replace"))
+        sample_id, index = event_id, 0
+        if event_id not in ok:
+            sample_id, _, suffix = event_id.rpartition("-")
+            if sample_id not in ok or not ok[sample_id].startswith("batch") or not suffix.isdigit():
+                continue
+            index = int(suffix)
+        kind_patterns = patterns.get(ok[sample_id])
+        if kind_patterns is None:
+            seen[event_id] = True
+        elif index < len(kind_patterns):
+            seen[event_id] = matches(kind_patterns[index], sample_id, data.decode("utf-8", "replace"))
     return seen
 
 
@@ -131,22 +163,26 @@ def main():
     source.add_argument("--stream", help="a Kinesis stream name")
     parser.add_argument("--endpoint-url", help="Kinesis endpoint (an emulator); default: AWS")
     parser.add_argument("--region", default=None, help="AWS region (default: from the AWS environment)")
-    parser.add_argument("--payloads", default=str(HERE / "payloads" / "events.tsv"))
+    parser.add_argument("--payloads", action="append",
+                        help="corpus files (default: payloads/events.tsv and every payloads/batch-*.tsv)")
     parser.add_argument("--deadline", type=float, default=300, help="seconds to spend reading a stream (300)")
     args = parser.parse_args()
 
-    patterns = load_patterns(args.payloads)
+    payloads = args.payloads or [HERE / "payloads" / "events.tsv", *sorted((HERE / "payloads").glob("batch-*.tsv"))]
+    patterns = load_patterns(payloads)
     ok, failed, first_ms = read_samples(args.jtl)
     if args.file:
         records = records_from_file(args.file)
     else:
         records = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, args.deadline)
     seen = check(records, ok, patterns)
-    missing = [event_id for event_id in ok if event_id not in seen]
+    expected = list(expected_events(ok, patterns))
+    missing = [event_id for event_id in expected if event_id not in seen]
     different = [event_id for event_id, same in seen.items() if not same]
 
-    passed = len(ok) - len(missing) - len(different)
-    print(f"verify: {len(ok) + failed.total()} samples, {len(ok)} answered 200, {failed.total()} did not")
+    passed = len(expected) - len(missing) - len(different)
+    print(f"verify: {len(ok) + failed.total()} samples, {len(ok)} answered 200 ({len(expected)} events), "
+          f"{failed.total()} did not")
     for reason, count in failed.most_common(10):
         print(f"  not answered 200: {count} x {reason}")
     for what, ids in (("missing from the sink", missing), ("bytes differ", different)):

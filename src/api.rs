@@ -39,6 +39,8 @@ pub struct Reply {
     pub shard_id: Option<String>,
     /// The error code when some records were not stored; empty otherwise.
     pub error: &'static str,
+    /// Whether the request was refused for load (`http_requests_shed_total`).
+    pub shed: bool,
 }
 
 impl Reply {
@@ -49,6 +51,7 @@ impl Reply {
             bytes: 0,
             shard_id: None,
             error: "",
+            shed: false,
         }
     }
 }
@@ -72,21 +75,19 @@ where
         None => Err(ApiError::NotFound),
         Some(route) => dispatch(&app, route, request, &request_id).await,
     };
-    let (reply, shed) = match result {
-        Ok(reply) => (reply, false),
-        Err(err) => {
-            let (error, shed) = (err.status().1, err.is_shed());
-            let mut reply = Reply::plain(err.into_response(&request_id));
-            reply.error = error;
-            (reply, shed)
-        }
-    };
+    let reply = result.unwrap_or_else(|err| {
+        let (error, shed) = (err.status().1, err.is_shed());
+        let mut reply = Reply::plain(err.into_response(&request_id));
+        (reply.error, reply.shed) = (error, shed);
+        reply
+    });
     let Reply {
         mut response,
         records,
         bytes,
         shard_id,
         error,
+        shed,
     } = reply;
     let status = response.status().as_u16();
     let took = started.elapsed();

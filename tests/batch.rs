@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use clickstream_gateway::partition_key::{KeyFields, shorten};
 use common::http::{self, Reply};
-use common::{Emulator, StoredRecord, TestServer, test_config};
+use common::{Emulator, TestServer, record_at, test_config};
 use hyper::StatusCode;
 use serde_json::Value;
 
@@ -28,15 +28,6 @@ fn positions(reply: &Reply, expected: usize) -> Vec<(String, String)> {
             (shard, r["SequenceNumber"].as_str().expect("SequenceNumber").to_owned())
         })
         .collect()
-}
-
-fn at<'a>(records: &'a [StoredRecord], (shard, sequence): &(String, String)) -> &'a StoredRecord {
-    let found: Vec<_> = records
-        .iter()
-        .filter(|r| &r.shard_id == shard && &r.sequence_number == sequence)
-        .collect();
-    assert_eq!(found.len(), 1, "exactly one record at {shard}/{sequence}");
-    found[0]
 }
 
 /// 100 elements of every JSON kind, each followed by varied whitespace.
@@ -83,7 +74,7 @@ async fn array_elements_are_stored_as_sent_at_the_answered_positions() {
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), elements.len());
     for (position, element) in answered.iter().zip(&elements) {
-        let record = at(&records, position);
+        let record = record_at(&records, position);
         assert_eq!(String::from_utf8_lossy(&record.data), *element);
         assert_eq!(record.partition_key.len(), 36, "a random UUID per record");
     }
@@ -110,7 +101,7 @@ async fn ndjson_lines_are_records_without_their_line_ends() {
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), lines.len());
     for (position, line) in answered.iter().zip(lines) {
-        let record = at(&records, position);
+        let record = record_at(&records, position);
         assert_eq!(record.data, line.as_bytes());
         assert_eq!(
             record.partition_key, "one-key",
@@ -163,7 +154,7 @@ async fn partition_key_fields_pick_each_records_key() {
 
     let records = emulator.read_all(&stream).await;
     for (position, (event, key)) in answered.iter().zip(&events) {
-        let record = at(&records, position);
+        let record = record_at(&records, position);
         assert_eq!(record.data, event.as_bytes());
         match key {
             Some(key) => assert_eq!(&record.partition_key, key, "{event}"),
@@ -232,7 +223,7 @@ async fn invalid_batches_are_refused_whole_and_nothing_is_stored() {
     let answered = positions(&http::post(&url, at_limit).await, 60);
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), 60);
-    assert_eq!(at(&records, &answered[37]).data.len() + 36, limit);
+    assert_eq!(record_at(&records, &answered[37]).data.len() + 36, limit);
 }
 
 #[tokio::test]
@@ -295,7 +286,7 @@ async fn gzip_batches_are_decoded_and_compared_after_decoding() {
     let records = emulator.read_all(&stream).await;
     let data: Vec<Value> = answered
         .iter()
-        .map(|p| serde_json::from_slice(&at(&records, p).data).unwrap())
+        .map(|p| serde_json::from_slice(&record_at(&records, p).data).unwrap())
         .collect();
     assert_eq!(data[0]["event"], "A");
     assert_eq!(data[1]["event"], "B");

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::http::{self, Reply};
-use common::{Emulator, StoredRecord, TestServer};
+use common::{Emulator, TestServer, record_at};
 use hyper::StatusCode;
 
 /// Asserts a 200 receipt and returns (ShardId, SequenceNumber).
@@ -24,15 +24,6 @@ fn receipt(reply: &Reply) -> (String, String) {
     let shard = json["ShardId"].as_str().expect("ShardId").to_owned();
     let sequence = json["SequenceNumber"].as_str().expect("SequenceNumber").to_owned();
     (shard, sequence)
-}
-
-fn find<'a>(records: &'a [StoredRecord], (shard, sequence): &(String, String)) -> &'a StoredRecord {
-    let found: Vec<_> = records
-        .iter()
-        .filter(|r| &r.shard_id == shard && &r.sequence_number == sequence)
-        .collect();
-    assert_eq!(found.len(), 1, "expected exactly one record at {shard}/{sequence}");
-    found[0]
 }
 
 #[tokio::test]
@@ -59,7 +50,7 @@ async fn bodies_arrive_byte_for_byte_at_the_returned_position() {
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), bodies.len());
     for (position, body) in &sent {
-        let record = find(&records, position);
+        let record = record_at(&records, position);
         assert_eq!(&record.data, *body);
         assert_eq!(
             record.partition_key.len(),
@@ -87,7 +78,7 @@ async fn the_client_partition_key_is_used_and_validated() {
 
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), 2, "the refused record must not be written");
-    assert_eq!(find(&records, &position).partition_key, key);
+    assert_eq!(record_at(&records, &position).partition_key, key);
     assert!(records.iter().any(|r| r.partition_key == max_key && r.data == b"e2"));
 }
 
@@ -123,7 +114,7 @@ async fn the_size_limit_counts_data_plus_key_and_refuses_before_writing() {
 
     let records = emulator.read_all(&stream).await;
     assert_eq!(records.len(), 1, "only the record at the limit is stored");
-    assert_eq!(find(&records, &position).data, at_limit);
+    assert_eq!(record_at(&records, &position).data, at_limit);
 }
 
 #[tokio::test]
@@ -170,7 +161,7 @@ async fn concurrent_requests_are_each_stored_exactly_once(batching: bool, count:
     let positions: HashSet<_> = sent.iter().map(|(position, _)| position.clone()).collect();
     assert_eq!(positions.len(), count, "every receipt is distinct");
     for (position, body) in &sent {
-        assert_eq!(find(&records, position).data, body.as_bytes());
+        assert_eq!(record_at(&records, position).data, body.as_bytes());
     }
 }
 

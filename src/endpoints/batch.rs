@@ -235,6 +235,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         bytes,
         shard_id,
         error,
+        shed: matches!(gravest, Some(SinkError::Overloaded(_))),
     }
 }
 

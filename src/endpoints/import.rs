@@ -34,5 +34,6 @@ where
         bytes,
         shard_id: Some(receipt.shard_id),
         error: "",
+        shed: false,
     })
 }

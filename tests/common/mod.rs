@@ -210,6 +210,16 @@ pub struct StoredRecord {
     pub data: Vec<u8>,
 }
 
+/// The one record at `(shard, sequence)`; fails unless there is exactly one.
+pub fn record_at<'a>(records: &'a [StoredRecord], (shard, sequence): &(String, String)) -> &'a StoredRecord {
+    let found: Vec<_> = records
+        .iter()
+        .filter(|r| &r.shard_id == shard && &r.sequence_number == sequence)
+        .collect();
+    assert_eq!(found.len(), 1, "expected exactly one record at {shard}/{sequence}");
+    found[0]
+}
+
 /// A real Kinesis emulator that nobody here wrote.
 pub struct Emulator {
     pub endpoint: String,

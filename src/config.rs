@@ -249,7 +249,9 @@ impl Config {
                 max_records: vars.at_most("BATCH_MAX_RECORDS", 500, KINESIS_MAX_BATCH_RECORDS)?,
                 max_bytes: vars.at_most("BATCH_MAX_BYTES", 5 * 1024 * 1024, KINESIS_MAX_BATCH_BYTES)?,
                 max_concurrent_calls: vars.at_most("BATCH_MAX_CONCURRENT_CALLS", 4, 1024)?,
-                queue_capacity: vars.at_most("BATCH_QUEUE_CAPACITY", 10_000, 1_000_000)?,
+                // Sized for batch requests (up to 500 records each): memory is bounded
+                // by MAX_IN_FLIGHT_BODY_BYTES and waiting by the record deadline.
+                queue_capacity: vars.at_most("BATCH_QUEUE_CAPACITY", 100_000, 1_000_000)?,
             },
             readiness_cache_ttl: vars.millis("READINESS_CACHE_TTL_MS", 5_000)?,
             log_format: vars.one_of(
@@ -387,6 +389,7 @@ mod tests {
         assert!(config.batch.enabled);
         assert_eq!(config.batch.max_records.get(), 500);
         assert_eq!(config.batch.max_bytes.get(), 5 * 1024 * 1024);
+        assert_eq!(config.batch.queue_capacity.get(), 100_000);
         assert!(!config.access_log, "no line per request unless asked for");
         assert_eq!(config.import.batch_max_records, 500);
         assert_eq!(config.import.batch_max_bytes, 5 * 1024 * 1024);

@@ -67,33 +67,24 @@ where
     B::Error: std::fmt::Display,
 {
     let (head, mut body) = request.into_parts();
-    let admitted = admit(app, &head.headers, limits);
-    let (slot, partition_key, limit) = match admitted {
+    let hints = BodyHints {
+        expects_continue: expects_continue(&head.headers),
+    };
+    let admitted = admit(app, &head.headers, limits, body.size_hint().exact());
+    let Admitted {
+        slot,
+        bytes,
+        partition_key,
+        limit,
+    } = match admitted {
         Ok(admitted) => admitted,
         Err(err) => {
-            if !expects_continue(&head.headers) {
+            // A client waiting for `100 Continue` sends no body to drain.
+            if !hints.expects_continue {
                 discard(&mut body, DRAIN_SMALL, DRAIN_WAIT).await;
             }
             return Err(err);
         }
-    };
-    // Reserve the declared length (or, for a chunked body, the whole limit)
-    // from the in-flight byte budget before reading anything.
-    let reserve = body
-        .size_hint()
-        .exact()
-        .map_or(limit, |len| (len as usize).min(limit + 1));
-    let Some(bytes) = u32::try_from(reserve)
-        .ok()
-        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
-    else {
-        if !expects_continue(&head.headers) {
-            discard(&mut body, DRAIN_SMALL, DRAIN_WAIT).await;
-        }
-        return Err(ApiError::Overloaded("too many body bytes in flight"));
-    };
-    let hints = BodyHints {
-        expects_continue: expects_continue(&head.headers),
     };
     let raw = read_limited(body, limit, app.http.body_read_timeout, hints).await?;
     let body = encoding::decode(head.headers.get(CONTENT_ENCODING), raw, limit)?;
@@ -110,26 +101,47 @@ where
     })
 }
 
-/// Everything decided from the head alone: a request slot (shed first: a
-/// queue that grows helps no one), the key check, the header key, and the
-/// body limit once that key is counted.
+/// What the head alone earned the request: its place in the in-flight
+/// caps, the header's key, and the body limit once that key is counted.
+struct Admitted<'a> {
+    slot: SemaphorePermit<'a>,
+    bytes: SemaphorePermit<'a>,
+    partition_key: Option<String>,
+    limit: usize,
+}
+
+/// Everything decided from the head: a request slot (shed first: a queue
+/// that grows helps no one), the key check, the header key, and the body's
+/// bytes reserved from the in-flight budget before anything is read (the
+/// declared length, or the whole limit for a chunked body).
 fn admit<'a>(
     app: &'a App,
     headers: &HeaderMap,
     limits: Limits,
-) -> Result<(SemaphorePermit<'a>, Option<String>, usize), ApiError> {
+    declared: Option<u64>,
+) -> Result<Admitted<'a>, ApiError> {
     let slot = app
         .request_slots
         .try_acquire()
         .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
     app.access.authorize(headers)?;
-    let key = partition_key::from_header(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
-    let limit = match (&key, limits.key_counts) {
+    let partition_key = partition_key::from_header(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
+    let limit = match (&partition_key, limits.key_counts) {
         // Kinesis counts the partition key's bytes against the record limit too.
         (Some(key), true) => limits.max_body.saturating_sub(key.len()),
         _ => limits.max_body,
     };
-    Ok((slot, key, limit))
+    let reserve = declared.map_or(limit, |len| (len as usize).min(limit + 1));
+    let bytes = u32::try_from(reserve)
+        .ok()
+        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
+        .ok_or(ApiError::Overloaded("too many body bytes in flight"))?;
+    Ok(Admitted {
+        slot,
+        bytes,
+        partition_key,
+        limit,
+    })
 }
 
 fn expects_continue(headers: &HeaderMap) -> bool {

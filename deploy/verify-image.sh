@@ -53,7 +53,14 @@ ok() { printf 'ok: %s\n' "$*"; }
 # Any command that fails outside an explicit check still says what failed
 # (only while errexit is on: a check that captures a failure with `set +e`
 # is left alone).
-trap 'rc=$?; if [[ $- == *e* ]]; then printf "FAIL: line %s: \`%s\` exited %s\n" "$LINENO" "$BASH_COMMAND" "$rc" >&2; exit "$rc"; fi' ERR
+on_error() { # line command; $? is still the failed command's status here
+    local rc=$?
+    if [[ $- == *e* ]]; then
+        printf "FAIL: line %s: '%s' exited %s\n" "$1" "$2" "$rc" >&2
+        exit "$rc"
+    fi
+}
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
 
 [ "$(id -u)" = 0 ] || fail "run as root (rootful podman, debootstrap)"
 [ -n "$RUST_IMAGE" ] && [ -n "$RUNTIME_IMAGE" ] || fail "Dockerfile has no ARG RUST_IMAGE= / ARG RUNTIME_IMAGE="

@@ -65,12 +65,11 @@ pub fn shorten(key: &str) -> String {
         return key.to_owned();
     }
     let digest = Sha256::digest(key.as_bytes());
-    let mut out = String::with_capacity(7 + 64);
-    out.push_str("sha256:");
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    digest.iter().fold(String::from("sha256:"), |mut out, byte| {
+        use std::fmt::Write;
+        let _ = write!(out, "{byte:02x}"); // writing to a String cannot fail
+        out
+    })
 }
 
 /// The JSON Pointers of `PARTITION_KEY_FIELDS`, tried in order.
@@ -98,11 +97,6 @@ impl KeyFields {
             return None;
         }
         let value: serde_json::Value = serde_json::from_slice(data).ok()?;
-        self.key_of_value(&value)
-    }
-
-    /// As [`KeyFields::key_of`], for an already parsed record.
-    pub fn key_of_value(&self, value: &serde_json::Value) -> Option<String> {
         self.pointers.iter().find_map(|pointer| match value.pointer(pointer)? {
             serde_json::Value::String(s) if !s.is_empty() => Some(shorten(s)),
             serde_json::Value::Number(n) => Some(n.to_string()),

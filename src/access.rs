@@ -42,24 +42,41 @@ impl Access {
     /// Ok when no keys are configured, or the request carries one in
     /// `Authorization: Bearer` or `X-Api-Key`.
     pub fn authorize(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        if self.key_digests.is_empty() {
+        self.authorize_key(None, headers)
+    }
+
+    /// Ok when no keys are configured, or `key` (the key in an SDK's own
+    /// form: a Basic user name, a body field) is one of them, or the headers
+    /// carry one as [`Access::authorize`] reads them.
+    pub fn authorize_key(&self, key: Option<&str>, headers: &HeaderMap) -> Result<(), ApiError> {
+        if self.key_digests.is_empty() || key.is_some_and(|key| self.is_key(key.as_bytes())) {
             return Ok(());
         }
         let bearer = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
         let presented = bearer.or_else(|| headers.get("x-api-key").map(HeaderValue::as_bytes));
-        let presented = digest(presented.unwrap_or_default());
-        // Compare with every key, without stopping early.
-        let matched = self
-            .key_digests
-            .iter()
-            .fold(0u8, |acc, key| acc | key.ct_eq(&presented).unwrap_u8());
-        if matched == 1 {
+        if self.is_key(presented.unwrap_or_default()) {
             Ok(())
         } else {
             Err(ApiError::Unauthorized)
         }
+    }
+
+    /// Whether keys are configured at all.
+    pub fn keys_required(&self) -> bool {
+        !self.key_digests.is_empty()
+    }
+
+    /// Whether `presented` is a configured key, compared with every key
+    /// without stopping early.
+    fn is_key(&self, presented: &[u8]) -> bool {
+        let presented = digest(presented);
+        let matched = self
+            .key_digests
+            .iter()
+            .fold(0u8, |acc, key| acc | key.ct_eq(&presented).unwrap_u8());
+        matched == 1
     }
 
     /// Adds `Access-Control-Allow-Origin` (and friends) when the request's
@@ -135,6 +152,23 @@ mod tests {
         ] {
             assert!(matches!(access.authorize(&refused), Err(ApiError::Unauthorized)));
         }
+    }
+
+    #[test]
+    fn an_sdk_key_counts_as_well_as_the_headers() {
+        let gate = access(&["wk"], &[]);
+        assert!(gate.authorize_key(Some("wk"), &HeaderMap::new()).is_ok());
+        assert!(
+            gate.authorize_key(Some("nope"), &headers(&[("x-api-key", "wk")]))
+                .is_ok()
+        );
+        for key in [Some("nope"), Some(""), None] {
+            assert!(matches!(
+                gate.authorize_key(key, &HeaderMap::new()),
+                Err(ApiError::Unauthorized)
+            ));
+        }
+        assert!(access(&[], &[]).authorize_key(Some("any"), &HeaderMap::new()).is_ok());
     }
 
     #[test]

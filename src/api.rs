@@ -26,6 +26,11 @@ use crate::routes::{self, Endpoint, Route};
 /// The header that carries a request's id, taken from the client when sane.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The TCP peer of a request's connection, set by the server as a request
+/// extension (absent when a test calls [`handle`] directly).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
 /// A successful answer and what metrics and the access log say about it.
 #[derive(Debug)]
 pub struct Reply {
@@ -44,6 +49,16 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The answer to a request whose `records` (from `bytes` of body) are stored.
+    pub fn stored(response: Response<Full<Bytes>>, records: usize, bytes: usize, shard_id: Option<String>) -> Self {
+        Reply {
+            records,
+            bytes,
+            shard_id,
+            ..Reply::plain(response)
+        }
+    }
+
     fn plain(response: Response<Full<Bytes>>) -> Self {
         Reply {
             response,
@@ -137,6 +152,12 @@ where
         Endpoint::Health => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
         Endpoint::Ready => Ok(Reply::plain(readyz(app).await)),
         Endpoint::Metrics => Ok(Reply::plain(metrics_response(app))),
+        Endpoint::Segment(kind) => endpoints::segment::handle(app, request, kind, request_id).await,
+        Endpoint::SegmentSettings => endpoints::segment::settings(app, request.uri().path(), request.headers()),
+        Endpoint::SegmentTelemetry => endpoints::segment::telemetry(app, request).await,
+        Endpoint::PostHog => endpoints::posthog::handle(app, request, request_id).await,
+        Endpoint::SnowplowPost => endpoints::snowplow::post(app, request, request_id).await,
+        Endpoint::SnowplowPixel => endpoints::snowplow::pixel(app, request, request_id).await,
     }
 }
 

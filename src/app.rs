@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::access::Access;
-use crate::config::{Config, HttpConfig, ImportConfig};
+use crate::config::{Config, HttpConfig, ImportConfig, SdkConfig};
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::{self, Destination, Outcomes, Record, Sink, SinkError};
@@ -49,6 +49,8 @@ pub struct App {
     pub http: HttpConfig,
     /// Limits and partition keys of the endpoints that take events.
     pub import: ImportConfig,
+    /// Limits and client-IP policy of the analytics SDKs' endpoints.
+    pub sdk: SdkConfig,
     /// This instance's metrics.
     pub metrics: Arc<Metrics>,
     /// Whether to log one line per request.
@@ -76,6 +78,7 @@ impl App {
             max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
             http: config.http,
             import: config.import.clone(),
+            sdk: config.sdk,
             metrics,
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),

@@ -32,6 +32,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// Limits and partition keys of the endpoints that take events.
     pub import: ImportConfig,
+    /// The analytics SDKs' endpoints (Segment, RudderStack, PostHog, Snowplow).
+    pub sdk: SdkConfig,
     /// How long a `/readyz` answer may be reused before the stream is asked again.
     pub readiness_cache_ttl: Duration,
     /// Log line format.
@@ -120,6 +122,35 @@ pub struct ImportConfig {
     /// JSON Pointers tried in order for a record's partition key when the
     /// request has no `X-Partition-Key` (`PARTITION_KEY_FIELDS`).
     pub key_fields: KeyFields,
+}
+
+/// The analytics SDKs' endpoints: body limits per protocol, events per
+/// request, and whether records carry the client's IP address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SdkConfig {
+    /// Decoded body bytes of a Segment / RudderStack request (`SEGMENT_MAX_BODY_BYTES`).
+    pub segment_max_bytes: usize,
+    /// Decoded body bytes of a PostHog request (`POSTHOG_MAX_BODY_BYTES`).
+    pub posthog_max_bytes: usize,
+    /// Decoded body bytes of a Snowplow request (`SNOWPLOW_MAX_BODY_BYTES`).
+    pub snowplow_max_bytes: usize,
+    /// Events one request may carry (`SDK_MAX_EVENTS`).
+    pub max_events: usize,
+    /// Where a record's client IP address comes from, if anywhere (`CLIENT_IP`).
+    pub client_ip: ClientIp,
+}
+
+/// Whether records carry the client's IP address, and whose (`CLIENT_IP`).
+/// It is personal data, so the default is not to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIp {
+    /// No IP address in records.
+    Off,
+    /// The TCP peer's address: right when clients connect directly.
+    Socket,
+    /// The last address of `X-Forwarded-For` (the one the operator's proxy
+    /// appended), else the peer's: only behind a trusted proxy.
+    Forwarded,
 }
 
 /// Coalescing of concurrent records into one upstream call (`PutRecords`).
@@ -243,6 +274,21 @@ impl Config {
                     .at_most("IMPORT_BATCH_MAX_BYTES", 5 * 1024 * 1024, 256 << 20)?
                     .get(),
                 key_fields: vars.pointers("PARTITION_KEY_FIELDS")?,
+            },
+            sdk: SdkConfig {
+                segment_max_bytes: vars.at_most("SEGMENT_MAX_BODY_BYTES", 8 << 20, 256 << 20)?.get(),
+                posthog_max_bytes: vars.at_most("POSTHOG_MAX_BODY_BYTES", 20 << 20, 256 << 20)?.get(),
+                snowplow_max_bytes: vars.at_most("SNOWPLOW_MAX_BODY_BYTES", 1 << 20, 256 << 20)?.get(),
+                max_events: vars.at_most("SDK_MAX_EVENTS", 10_000, 100_000)?.get(),
+                client_ip: vars.one_of(
+                    "CLIENT_IP",
+                    &[
+                        ("off", ClientIp::Off),
+                        ("socket", ClientIp::Socket),
+                        ("x-forwarded-for", ClientIp::Forwarded),
+                    ],
+                    ClientIp::Off,
+                )?,
             },
             batch: BatchConfig {
                 enabled: vars.parse("BATCHING", true)?,

@@ -4,8 +4,11 @@
 //!
 //! The rule the table encodes: 4xx means "your request is wrong, do not
 //! retry it as is"; 503 with `Retry-After` means "not stored, retry later";
-//! 502 means "not stored, the gateway is misconfigured". 4xx bodies say what
-//! was wrong; 5xx bodies are generic, and the detail is logged here, once.
+//! 502 means "not stored, the gateway is misconfigured"; 429 with
+//! `Retry-After` (the SDKs' endpoints only) means "throttled, retry later".
+//! 4xx bodies say what was wrong; 5xx bodies are generic, and the detail is
+//! logged here, once. Every error body has `error` and `code` (the same
+//! value) and `message`.
 
 use std::time::Duration;
 
@@ -14,6 +17,7 @@ use http_body_util::Full;
 use hyper::header::{ALLOW, CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
+use crate::endpoints::sdk::Rejection;
 use crate::partition_key::InvalidPartitionKey;
 use crate::sink::SinkError;
 
@@ -94,6 +98,18 @@ pub enum ApiError {
     /// A compressed body that does not decode.
     #[error("the body does not decode as its Content-Encoding says: {0}")]
     BadEncoding(String),
+    /// An SDK's request that does not parse as its protocol.
+    #[error("{0}")]
+    BadSdkRequest(String),
+    /// Every event of an SDK's request was rejected; `rejected` says why.
+    #[error("no event of the request could be stored; see `rejected`")]
+    NoValidEvents {
+        /// Each event's index and reason.
+        rejected: Vec<Rejection>,
+    },
+    /// The stream is throttled: for SDKs that honour `Retry-After` on 429.
+    #[error("the stream is over its write capacity; nothing was stored, retry later")]
+    RateLimited,
 }
 
 impl ApiError {
@@ -115,6 +131,9 @@ impl ApiError {
             ApiError::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch", false),
             ApiError::TooManyRecords { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", false),
             ApiError::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large", false),
+            ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
+            ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
+            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "throttled", true),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
             ApiError::Sink(err) => sink_status(err),
         }
@@ -145,12 +164,18 @@ impl ApiError {
             }
             other => other.to_string(),
         };
+        let rejected = match &self {
+            ApiError::NoValidEvents { rejected } => Some(rejected.as_slice()),
+            _ => None,
+        };
         let mut response = json_response(
             status,
             &ErrorBody {
                 error: code,
+                code,
                 message: &message,
                 index: self.index(),
+                rejected,
             },
         );
         let headers = response.headers_mut();
@@ -226,10 +251,16 @@ pub fn add_retry_after(headers: &mut hyper::HeaderMap) {
 #[derive(serde::Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
+    /// `error` again, under the name Segment's and RudderStack's SDKs read
+    /// (RudderStack's Python SDK fails on a 4xx body without it).
+    code: &'a str,
     message: &'a str,
     /// The first offending record of a batch.
     #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<usize>,
+    /// An SDK request's rejected events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [Rejection]>,
 }
 
 /// A response with a JSON body.

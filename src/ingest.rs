@@ -35,7 +35,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(1);
 pub struct Ingested<'a> {
     /// The request head.
     pub head: Parts,
-    /// The decoded body; never empty.
+    /// The decoded body; empty only when the endpoint allows it.
     pub body: Bytes,
     /// The `X-Partition-Key` header's key, checked, when sent.
     pub partition_key: Option<String>,
@@ -58,6 +58,23 @@ pub struct Limits {
     /// Whether the header's partition key counts against `max_body` (a
     /// single record's limit is data + key).
     pub key_counts: bool,
+    /// Whether `API_KEYS` are checked here, in the headers. The SDKs'
+    /// endpoints check after parsing, since their key may be in the body.
+    pub header_auth: bool,
+    /// Whether an empty body is fine (a `GET` with its event in the query).
+    pub allow_empty: bool,
+}
+
+impl Limits {
+    /// An endpoint whose body is events: headers authorise, empty is an error.
+    pub fn events(max_body: usize) -> Self {
+        Limits {
+            max_body,
+            key_counts: false,
+            header_auth: true,
+            allow_empty: false,
+        }
+    }
 }
 
 /// Runs the shared step for a request within the endpoint's `limits`.
@@ -88,7 +105,7 @@ where
     };
     let raw = read_limited(body, limit, app.http.body_read_timeout, hints).await?;
     let body = encoding::decode(head.headers.get(CONTENT_ENCODING), raw, limit)?;
-    if body.is_empty() {
+    if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
     }
     app.metrics.body_received(body.len());
@@ -124,7 +141,9 @@ fn admit<'a>(
         .request_slots
         .try_acquire()
         .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
-    app.access.authorize(headers)?;
+    if limits.header_auth {
+        app.access.authorize(headers)?;
+    }
     let partition_key = partition_key::from_header(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
     let limit = match (&partition_key, limits.key_counts) {
         // Kinesis counts the partition key's bytes against the record limit too.

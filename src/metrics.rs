@@ -51,6 +51,17 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    protocol: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
     git_sha: &'static str,
@@ -79,6 +90,9 @@ pub struct Metrics {
     failed_records: Family<ErrorLabels, Counter>,
     record_retries: Counter,
     log_lines_dropped: Counter,
+    sdk_events_stored: Family<ProtocolLabels, Counter>,
+    sdk_events_rejected: Family<RejectionLabels, Counter>,
+    sdk_telemetry_discarded: Counter,
     /// Where dropped log lines are counted (the log writer's own counter),
     /// copied into `log_lines_dropped` at each scrape.
     dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
@@ -114,6 +128,9 @@ impl Metrics {
             failed_records: Family::default(),
             record_retries: Counter::default(),
             log_lines_dropped: Counter::default(),
+            sdk_events_stored: Family::default(),
+            sdk_events_rejected: Family::default(),
+            sdk_telemetry_discarded: Counter::default(),
             dropped_source: std::sync::OnceLock::new(),
             registry: Registry::default(),
         };
@@ -174,7 +191,21 @@ impl Metrics {
             "Records resent alone after failing inside a PutRecords answer",
             metrics.record_retries.clone(),
         );
-
+        r.register(
+            "sdk_events_stored",
+            "Events of the analytics SDKs' protocols stored, by protocol",
+            metrics.sdk_events_stored.clone(),
+        );
+        r.register(
+            "sdk_events_rejected",
+            "Events of the analytics SDKs' protocols rejected alone (the rest of their request stored), by reason",
+            metrics.sdk_events_rejected.clone(),
+        );
+        r.register(
+            "sdk_telemetry_discarded",
+            "Telemetry requests of Segment's browser SDK (POST /v1/m), accepted and dropped",
+            metrics.sdk_telemetry_discarded.clone(),
+        );
         r.register(
             "log_lines_dropped",
             "Log lines dropped because the log writer's buffer was full",
@@ -295,6 +326,25 @@ impl Metrics {
     /// Counts dropped log lines from `source`, a running total read at each scrape.
     pub fn count_dropped_log_lines(&self, source: impl Fn() -> u64 + Send + Sync + 'static) {
         let _ = self.dropped_source.set(Box::new(source));
+    }
+
+    /// `count` events of `protocol` stored.
+    pub fn sdk_events_stored(&self, protocol: &'static str, count: usize) {
+        self.sdk_events_stored
+            .get_or_create(&ProtocolLabels { protocol })
+            .inc_by(count as u64);
+    }
+
+    /// One event of `protocol` rejected for `reason` (a fixed code).
+    pub fn sdk_event_rejected(&self, protocol: &'static str, reason: &'static str) {
+        self.sdk_events_rejected
+            .get_or_create(&RejectionLabels { protocol, reason })
+            .inc();
+    }
+
+    /// One telemetry request of the browser SDK dropped.
+    pub fn sdk_telemetry_discarded(&self) {
+        self.sdk_telemetry_discarded.inc();
     }
 
     /// Records resent alone.

@@ -67,7 +67,11 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             continue;
         };
         let service_app = app.clone();
-        let service = service_fn(move |request| api::handle(service_app.clone(), request));
+        let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            // The peer's address, for records when `CLIENT_IP` asks for it.
+            request.extensions_mut().insert(api::Peer(peer));
+            api::handle(service_app.clone(), request)
+        });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
         let app = app.clone();
         tokio::spawn(async move {

@@ -37,11 +37,7 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let limits = Limits {
-        max_body: app.import.batch_max_bytes,
-        key_counts: false,
-    };
-    let ingested = ingest(app, request, limits).await?;
+    let ingested = ingest(app, request, Limits::events(app.import.batch_max_bytes)).await?;
     let max_records = app.import.batch_max_records;
     let events = match Format::of(ingested.headers()) {
         Format::Ndjson => split_ndjson(&ingested.body, max_records)?,

@@ -18,8 +18,8 @@ where
     B::Error: std::fmt::Display,
 {
     let limits = Limits {
-        max_body: app.max_record_bytes(),
         key_counts: true,
+        ..Limits::events(app.max_record_bytes())
     };
     let ingested = ingest(app, request, limits).await?;
     let bytes = ingested.body.len();

@@ -5,9 +5,15 @@
 //!
 //! - [`import`]: `POST /import`, the body is one record.
 //! - [`batch`]: `POST /import/batch`, a JSON array or NDJSON of records.
+//! - [`segment`], [`posthog`], [`snowplow`]: the analytics SDKs' own
+//!   protocols, one record per event, sharing [`sdk`].
 
 pub mod batch;
 pub mod import;
+pub mod posthog;
+pub mod sdk;
+pub mod segment;
+pub mod snowplow;
 
 use bytes::Bytes;
 

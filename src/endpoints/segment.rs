@@ -1,0 +1,429 @@
+//! Segment's HTTP tracking API, which RudderStack's SDKs speak as well.
+//!
+//! - `POST /v1/batch` (server SDKs) and `/v1/b` (the browser SDK, batching):
+//!   `{"batch": [event, ...], "sentAt": ..., "writeKey"?: ...}`.
+//! - `POST /v1/track` ... `/v1/alias`, and the browser SDK's `/v1/t` ...
+//!   `/v1/a`: the body is one event; a missing `type` is the path's.
+//! - `GET /v1/projects/{writeKey}/settings`: the settings the browser SDK
+//!   loads at start, pointing it back at this gateway.
+//! - `POST /v1/m`: the browser SDK's telemetry, counted and dropped.
+//!
+//! The write key is the Basic-auth user name, else the body's `writeKey`,
+//! else the first event's. Each event is stored as sent, plus what
+//! Segment's API adds: `receivedAt` (always the gateway's), `sentAt` from the
+//! batch when the event has none, a `messageId` when missing, `context.ip`
+//! when `CLIENT_IP` is on, and `_gateway`. Its partition key is `userId`,
+//! else `anonymousId`, so one user's events stay in order on one shard.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{AUTHORIZATION, HOST, HeaderMap};
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::sdk::{Context, Events, Id, Object, Present, Protocol, Rejection, Viewed, id_text, store, without};
+use crate::api::Reply;
+use crate::app::App;
+use crate::error::{ApiError, json_response};
+use crate::ingest::{Limits, ingest};
+
+/// The event types of the tracking API.
+pub const TYPES: &[&str] = &["track", "identify", "page", "screen", "group", "alias"];
+
+/// Fields the gateway sets whatever the event says.
+const OVERWRITTEN: &[&str] = &["receivedAt", super::sdk::GATEWAY_FIELD];
+
+/// Telemetry bodies are small; anything bigger is not the SDK's.
+const TELEMETRY_MAX_BYTES: usize = 64 * 1024;
+
+#[derive(Deserialize)]
+struct Batch<'a> {
+    #[serde(borrow)]
+    batch: Vec<&'a RawValue>,
+    #[serde(rename = "sentAt", borrow, default)]
+    sent_at: Option<&'a RawValue>,
+    #[serde(rename = "writeKey", borrow, default)]
+    write_key: Option<Cow<'a, str>>,
+}
+
+/// The fields of an event the gateway reads; the rest pass through unread.
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(rename = "userId", borrow, default)]
+    user_id: Option<Id<'a>>,
+    #[serde(rename = "anonymousId", borrow, default)]
+    anonymous_id: Option<Id<'a>>,
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(rename = "writeKey", borrow, default)]
+    write_key: Option<Cow<'a, str>>,
+    #[serde(rename = "messageId", default)]
+    message_id: Present,
+    #[serde(rename = "sentAt", default)]
+    sent_at: Present,
+    #[serde(rename = "receivedAt", default)]
+    received_at: Present,
+    #[serde(rename = "_gateway", default)]
+    gateway: Present,
+}
+
+/// The request's events, parsed: each one's raw text and view, or why not.
+struct Parsed<'a> {
+    events: Vec<Viewed<'a, View<'a>>>,
+    sent_at: Option<&'a RawValue>,
+    write_key: Option<Cow<'a, str>>,
+}
+
+/// Parses a body: a batch when `kind` is `None`, else one event of `kind`.
+fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Parsed<'a>, ApiError> {
+    let not_object = || ApiError::BadSdkRequest("the body must be a JSON object".into());
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_object());
+    }
+    let (raw_events, sent_at, write_key) = match kind {
+        None => {
+            let batch: Batch = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadSdkRequest(format!("the body is not a tracking API batch: {e}")))?;
+            (batch.batch, batch.sent_at, batch.write_key)
+        }
+        Some(_) => {
+            let event: &RawValue = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadSdkRequest(format!("the body is not valid JSON: {e}")))?;
+            (vec![event], None, None)
+        }
+    };
+    if raw_events.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if raw_events.len() > max_events {
+        return Err(ApiError::TooManyRecords { max: max_events });
+    }
+    let events = raw_events
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| (raw, view(index, raw)))
+        .collect();
+    Ok(Parsed {
+        events,
+        sent_at,
+        write_key,
+    })
+}
+
+fn view(index: usize, raw: &RawValue) -> Result<View<'_>, Rejection> {
+    let reject = |code, message: String| Rejection { index, code, message };
+    if !raw.get().starts_with('{') {
+        return Err(reject("not_an_object", "the event is not a JSON object".into()));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
+}
+
+/// Stores a request's events: a batch when `kind` is `None`.
+pub async fn handle<B>(
+    app: &App,
+    request: Request<B>,
+    kind: Option<&'static str>,
+    request_id: &str,
+) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let limits = Limits {
+        header_auth: false,
+        ..Limits::events(app.sdk.segment_max_bytes)
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let parsed = parse(&ingested.body, kind, app.sdk.max_events)?;
+    let basic_user = basic_user(ingested.headers());
+    let first_event_key = || {
+        parsed
+            .events
+            .iter()
+            .find_map(|(_, view)| view.as_ref().ok()?.write_key.clone())
+    };
+    let write_key = basic_user
+        .map(Cow::Owned)
+        .or(parsed.write_key.clone())
+        .or_else(first_event_key);
+    app.access.authorize_key(write_key.as_deref(), ingested.headers())?;
+
+    let context = Context::new(app, Protocol::Segment, &ingested.head);
+    let mut events = Events::new(app, parsed.events.len());
+    for (index, (raw, view)) in parsed.events.into_iter().enumerate() {
+        match view.and_then(|view| record(&context, kind, index, raw, &view, parsed.sent_at, write_key.as_deref())) {
+            Ok((data, key)) => events.accept(index, data, &key),
+            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
+        }
+    }
+    let stored = store(app, Protocol::Segment, events, request_id).await?;
+    let response = json_response(
+        StatusCode::OK,
+        &Success {
+            success: true,
+            rejected: &stored.rejected,
+        },
+    );
+    Ok(Reply::stored(
+        response,
+        stored.records,
+        ingested.body.len(),
+        stored.shard_id,
+    ))
+}
+
+/// One event's record text and partition key, or why it is rejected.
+fn record(
+    context: &Context,
+    path_kind: Option<&'static str>,
+    index: usize,
+    raw: &RawValue,
+    view: &View,
+    batch_sent_at: Option<&RawValue>,
+    write_key: Option<&str>,
+) -> Result<(Vec<u8>, String), Rejection> {
+    let reject = |code, message: &str| Rejection {
+        index,
+        code,
+        message: message.into(),
+    };
+    let kind = match (view.kind.as_deref(), path_kind) {
+        (Some(kind), _) if TYPES.contains(&kind) => kind,
+        (Some(_), _) => {
+            return Err(reject(
+                "unknown_type",
+                "`type` is not one of track, identify, page, screen, group, alias",
+            ));
+        }
+        (None, Some(kind)) => kind,
+        (None, None) => return Err(reject("unknown_type", "the event has no `type`")),
+    };
+    if kind == "track" && view.event.as_deref().is_none_or(str::is_empty) {
+        return Err(reject("missing_event", "a track event needs an `event` name"));
+    }
+    let Some(user) = id_text(&view.user_id).or_else(|| id_text(&view.anonymous_id)) else {
+        return Err(reject("missing_user", "the event needs a `userId` or an `anonymousId`"));
+    };
+    let rewritten;
+    let mut text = raw.get().as_bytes();
+    if view.received_at.0 || view.gateway.0 || context.ip.is_some() {
+        rewritten = rewrite(text, context.ip.as_deref())
+            .map_err(|e| reject("invalid_event", &format!("the event does not parse: {e}")))?;
+        text = &rewritten;
+    }
+    let mut object = Object::extend(text);
+    if view.kind.is_none() {
+        object.field("type", &kind);
+    }
+    if !view.message_id.0 {
+        object.field("messageId", &uuid::Uuid::new_v4().to_string());
+    }
+    if !view.sent_at.0
+        && let Some(sent_at) = batch_sent_at
+    {
+        object.field("sentAt", &sent_at);
+    }
+    object.field("receivedAt", &context.received_at);
+    context.mark(&mut object, write_key);
+    Ok((object.finish(), user.to_owned()))
+}
+
+/// The event without the fields the gateway sets, and with `context.ip`
+/// when there is an address and the event has none.
+fn rewrite(raw: &[u8], ip: Option<&str>) -> Result<Vec<u8>, serde_json::Error> {
+    let Some(ip) = ip else {
+        return without(raw, OVERWRITTEN);
+    };
+    let mut event: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)?;
+    for name in OVERWRITTEN {
+        event.remove(*name);
+    }
+    let context = event
+        .entry("context")
+        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+    if let Some(context) = context.as_object_mut() {
+        context.entry("ip").or_insert_with(|| ip.into());
+    }
+    serde_json::to_vec(&event)
+}
+
+/// The user name of `Authorization: Basic`, which is how the SDKs send the
+/// write key (with an empty password).
+fn basic_user(headers: &HeaderMap) -> Option<String> {
+    let encoded = headers.get(AUTHORIZATION)?.as_bytes().strip_prefix(b"Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_ascii())
+        .ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let user = decoded.split_once(':').map_or(decoded.as_str(), |(user, _)| user);
+    Some(user.to_owned()).filter(|u| !u.is_empty())
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    success: bool,
+    #[serde(skip_serializing_if = "<[Rejection]>::is_empty")]
+    rejected: &'a [Rejection],
+}
+
+/// `GET /v1/projects/{writeKey}/settings`: what the browser SDK needs to
+/// start and to send its events here (this host, `/v1`), and nothing that
+/// would make it load code from elsewhere.
+pub fn settings(app: &App, path: &str, headers: &HeaderMap) -> Result<Reply, ApiError> {
+    let write_key = path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
+    app.access.authorize_key(Some(write_key), headers)?;
+    let host = headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic() && b != b'/'))
+        .ok_or_else(|| ApiError::BadSdkRequest("the request needs a Host header".into()))?;
+    let protocol = match headers.get("x-forwarded-proto").map(|v| v.as_bytes()) {
+        Some(b"https") => "https",
+        _ => "http",
+    };
+    let api_host = format!("{host}/v1");
+    let settings = serde_json::json!({
+        "integrations": {
+            "Segment.io": {
+                "apiKey": write_key,
+                "apiHost": api_host,
+                "protocol": protocol,
+                "unbundledIntegrations": [],
+                "addBundledMetadata": false,
+                "maybeBundledConfigIds": {},
+            }
+        },
+        "plan": {"track": {"__default": {"enabled": true, "integrations": {}}}},
+        "edgeFunction": {},
+        "analyticsNextEnabled": true,
+        "middlewareSettings": {},
+        "enabledMiddleware": {},
+        "metrics": {"sampleRate": 0, "host": api_host},
+        "legacyVideoPluginsEnabled": false,
+        "remotePlugins": [],
+    });
+    let mut response = json_response(StatusCode::OK, &settings);
+    // The SDK fetches this at every page load; a short cache spares us.
+    response.headers_mut().insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("max-age=60"),
+    );
+    Ok(Reply::stored(response, 0, 0, None))
+}
+
+/// `POST /v1/m`: the browser SDK's telemetry about itself. Not events:
+/// read (so the connection stays usable), counted, dropped.
+pub async fn telemetry<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let limits = Limits {
+        header_auth: false,
+        allow_empty: true,
+        ..Limits::events(TELEMETRY_MAX_BYTES)
+    };
+    ingest(app, request, limits).await?;
+    app.metrics.sdk_telemetry_discarded();
+    Ok(Reply::stored(success_response(), 0, 0, None))
+}
+
+fn success_response() -> Response<Full<Bytes>> {
+    json_response(
+        StatusCode::OK,
+        &Success {
+            success: true,
+            rejected: &[],
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(body: &str, kind: Option<&str>) -> Result<Vec<Result<(), &'static str>>, ApiError> {
+        let parsed = parse(body.as_bytes(), kind, 6)?;
+        Ok(parsed
+            .events
+            .into_iter()
+            .map(|(_, view)| view.map(|_| ()).map_err(|r| r.code))
+            .collect())
+    }
+
+    #[test]
+    fn a_request_that_is_not_a_batch_is_400() {
+        for body in [
+            "",
+            "[]",
+            r#"[{"batch":[]}]"#,
+            r#"{"batch":{}}"#,
+            r#"{"batch":[1,2"#,
+            "{\"batch\":[]}\u{0}",
+            r#"{"batch":[{}], "batch":[{}]}"#,
+        ] {
+            let err = parsed(body, None).unwrap_err();
+            assert!(
+                matches!(err, ApiError::BadSdkRequest(_) | ApiError::EmptyBatch),
+                "{body:?}: {err:?}"
+            );
+        }
+        assert!(matches!(parsed(r#"{"batch":[]}"#, None), Err(ApiError::EmptyBatch)));
+        assert!(matches!(
+            parsed(r#"{"batch":[1,2,3,4,5,6,7]}"#, None),
+            Err(ApiError::TooManyRecords { max: 6 })
+        ));
+        assert_eq!(parsed(r#"{"batch":[{},{},{},{},{},{}]}"#, None).unwrap().len(), 6);
+        let bad_utf8 = b"{\"batch\":[{\"userId\":\"\xff\"}]}";
+        assert!(parse(bad_utf8, None, 5).is_err());
+    }
+
+    #[test]
+    fn bad_events_are_rejected_one_by_one() {
+        let got = parsed(
+            r#"{"batch":[
+                {"type":"track","event":"a","userId":"u"},
+                [1],
+                "str",
+                {"type":"track","userId":{"nested":1}},
+                {"type":"track","userId":"u","userId":"v"},
+                {"type":"track","event":"a","userId":"u","x":"\u0000"}
+            ]}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                Ok(()),
+                Err("not_an_object"),
+                Err("not_an_object"),
+                Err("invalid_event"),
+                Err("invalid_event"),
+                Ok(())
+            ]
+        );
+    }
+
+    #[test]
+    fn basic_auth_user_is_the_write_key() {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, "Basic d2stMTo=".parse().unwrap()); // "wk-1:"
+        assert_eq!(basic_user(&headers).as_deref(), Some("wk-1"));
+        headers.insert(AUTHORIZATION, "Basic d2stMQ==".parse().unwrap()); // "wk-1", no colon
+        assert_eq!(basic_user(&headers).as_deref(), Some("wk-1"));
+        headers.insert(AUTHORIZATION, "Basic Og==".parse().unwrap()); // ":"
+        assert_eq!(basic_user(&headers), None);
+        headers.insert(AUTHORIZATION, "Basic !!".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+        headers.insert(AUTHORIZATION, "Bearer d2stMTo=".parse().unwrap());
+        assert_eq!(basic_user(&headers), None);
+    }
+}

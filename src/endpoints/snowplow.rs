@@ -1,0 +1,292 @@
+//! The Snowplow tracker protocol, as its collector serves it.
+//!
+//! - `POST /com.snowplowanalytics.snowplow/tp2`: a self-describing
+//!   `payload_data` JSON, `{"schema": "iglu:com.snowplowanalytics.snowplow/
+//!   payload_data/jsonschema/1-0-*", "data": [event, ...]}`, each event a flat
+//!   object of tracker parameters (`e`, `eid`, `duid`, `uid`, `aid`, ...).
+//! - `GET /i?e=pv&...`: one event in the query string, answered with a
+//!   1x1 transparent GIF, as a pixel in an `<img>` or an email needs.
+//!
+//! Each event is stored as that object, plus `eid` when missing,
+//! `collector_tstamp` (the gateway's time, the collector's name for it), `ip`
+//! when `CLIENT_IP` is on and the tracker set none, and `_gateway`. Its
+//! partition key is the domain user id (`duid`), else the user id (`uid`),
+//! else the event id.
+//!
+//! Trackers carry no credential: with `API_KEYS` set, a request passes with
+//! a key in the headers (`Authorization: Bearer`, `X-Api-Key`), or when every
+//! event's app id (`aid`) is one of the keys.
+
+use std::borrow::Cow;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::sdk::{Context, Events, Id, Object, Present, Protocol, Rejection, Viewed, id_text, store, without};
+use crate::api::Reply;
+use crate::app::App;
+use crate::error::{ApiError, json_response};
+use crate::ingest::{Limits, ingest};
+
+/// The schema prefix of a tracker's POST body.
+const PAYLOAD_DATA: &str = "iglu:com.snowplowanalytics.snowplow/payload_data/";
+
+/// Fields the gateway sets whatever the event says.
+const OVERWRITTEN: &[&str] = &["collector_tstamp", super::sdk::GATEWAY_FIELD];
+
+/// A 1x1 transparent GIF, what the collector answers `GET /i` with.
+const PIXEL: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00,
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
+    0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+#[derive(Deserialize)]
+struct PayloadData<'a> {
+    #[serde(borrow)]
+    schema: Cow<'a, str>,
+    #[serde(borrow)]
+    data: Vec<&'a RawValue>,
+}
+
+/// The tracker parameters the gateway reads.
+#[derive(Deserialize)]
+struct View<'a> {
+    #[serde(borrow, default)]
+    e: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    eid: Option<Id<'a>>,
+    #[serde(borrow, default)]
+    duid: Option<Id<'a>>,
+    #[serde(borrow, default)]
+    uid: Option<Id<'a>>,
+    #[serde(borrow, default)]
+    aid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    ip: Present,
+    #[serde(default)]
+    collector_tstamp: Present,
+    #[serde(rename = "_gateway", default)]
+    gateway: Present,
+}
+
+fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, ApiError> {
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::BadSdkRequest(
+            "the body must be a payload_data JSON object".into(),
+        ));
+    }
+    let payload: PayloadData = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadSdkRequest(format!("the body is not a Snowplow payload_data: {e}")))?;
+    if !payload.schema.starts_with(PAYLOAD_DATA) {
+        return Err(ApiError::BadSdkRequest(format!(
+            "`schema` must be {PAYLOAD_DATA}jsonschema/1-0-*"
+        )));
+    }
+    if payload.data.is_empty() {
+        return Err(ApiError::EmptyBatch);
+    }
+    if payload.data.len() > max_events {
+        return Err(ApiError::TooManyRecords { max: max_events });
+    }
+    Ok(payload
+        .data
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| (raw, view(index, raw)))
+        .collect())
+}
+
+fn view(index: usize, raw: &RawValue) -> Result<View<'_>, Rejection> {
+    let reject = |code, message: String| Rejection { index, code, message };
+    if !raw.get().starts_with('{') {
+        return Err(reject("not_an_object", "the event is not a JSON object".into()));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
+}
+
+/// `POST /com.snowplowanalytics.snowplow/tp2`.
+pub async fn post<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let limits = Limits {
+        header_auth: false,
+        ..Limits::events(app.sdk.snowplow_max_bytes)
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let events = parse(&ingested.body, app.sdk.max_events)?;
+    authorize(app, &events, ingested.headers())?;
+    let context = Context::new(app, Protocol::Snowplow, &ingested.head);
+    let stored = write(app, &context, events, request_id).await?;
+    let response = json_response(
+        StatusCode::OK,
+        &Success {
+            status: "ok",
+            rejected: &stored.1,
+        },
+    );
+    Ok(Reply::stored(response, stored.0, ingested.body.len(), stored.2))
+}
+
+/// `GET /i?...`: the query's parameters are the event.
+pub async fn pixel<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let limits = Limits {
+        header_auth: false,
+        allow_empty: true,
+        ..Limits::events(app.sdk.snowplow_max_bytes)
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let query = ingested.head.uri.query().unwrap_or_default();
+    let event: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+        .collect();
+    if event.is_empty() {
+        return Err(ApiError::BadSdkRequest(
+            "the event goes in the query string: /i?e=pv&...".into(),
+        ));
+    }
+    let text = serde_json::to_string(&event).expect("a map of strings serialises");
+    let raw = RawValue::from_string(text).expect("serde_json wrote valid JSON");
+    let events = vec![(&*raw, view(0, &raw))];
+    authorize(app, &events, ingested.headers())?;
+    let context = Context::new(app, Protocol::Snowplow, &ingested.head);
+    let (records, _, shard_id) = write(app, &context, events, request_id).await?;
+    Ok(Reply::stored(pixel_response(), records, query.len(), shard_id))
+}
+
+fn pixel_response() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(PIXEL)));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("image/gif"));
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, must-revalidate"),
+    );
+    response
+}
+
+/// Header key, else every event's `aid` must be a key.
+fn authorize(app: &App, events: &[Viewed<View>], headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    if !app.access.keys_required() || app.access.authorize(headers).is_ok() {
+        return Ok(());
+    }
+    for (_, view) in events {
+        let aid = view.as_ref().ok().and_then(|v| v.aid.as_deref());
+        app.access.authorize_key(aid.or(Some("")), headers)?;
+    }
+    Ok(())
+}
+
+async fn write(
+    app: &App,
+    context: &Context,
+    parsed: Vec<Viewed<'_, View<'_>>>,
+    request_id: &str,
+) -> Result<(usize, Vec<Rejection>, Option<String>), ApiError> {
+    let mut events = Events::new(app, parsed.len());
+    for (index, (raw, view)) in parsed.into_iter().enumerate() {
+        match view.and_then(|view| record(context, index, raw, &view)) {
+            Ok((data, key)) => events.accept(index, data, &key),
+            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
+        }
+    }
+    let stored = store(app, Protocol::Snowplow, events, request_id).await?;
+    Ok((stored.records, stored.rejected, stored.shard_id))
+}
+
+fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Result<(Vec<u8>, String), Rejection> {
+    let reject = |code, message: &str| Rejection {
+        index,
+        code,
+        message: message.into(),
+    };
+    if view.e.as_deref().is_none_or(str::is_empty) {
+        return Err(reject("missing_event_type", "the event needs `e`, its type"));
+    }
+    let rewritten;
+    let mut text = raw.get().as_bytes();
+    if view.collector_tstamp.0 || view.gateway.0 {
+        rewritten = without(text, OVERWRITTEN).map_err(|e| reject("invalid_event", &e.to_string()))?;
+        text = &rewritten;
+    }
+    let mut object = Object::extend(text);
+    let generated;
+    let eid = match view.eid.as_ref().and_then(Id::text) {
+        Some(eid) => eid,
+        None => {
+            generated = uuid::Uuid::new_v4().to_string();
+            object.field("eid", &generated);
+            &generated
+        }
+    };
+    object.field("collector_tstamp", &context.received_at);
+    if !view.ip.0
+        && let Some(ip) = &context.ip
+    {
+        object.field("ip", ip);
+    }
+    context.mark(&mut object, view.aid.as_deref());
+    let key = id_text(&view.duid).or_else(|| id_text(&view.uid)).unwrap_or(eid);
+    Ok((object.finish(), key.to_owned()))
+}
+
+#[derive(Serialize)]
+struct Success<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "<[Rejection]>::is_empty")]
+    rejected: &'a [Rejection],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+
+    #[test]
+    fn payload_data_parses_and_bad_events_are_rejected_alone() {
+        let body = format!(r#"{{"schema":"{SCHEMA}","data":[{{"e":"pv","eid":"1"}},[],{{"e":1}}]}}"#);
+        let events = parse(body.as_bytes(), 5).unwrap();
+        let codes: Vec<_> = events
+            .iter()
+            .map(|(_, v)| v.as_ref().map(|_| ()).map_err(|r| r.code))
+            .collect();
+        assert_eq!(codes, [Ok(()), Err("not_an_object"), Err("invalid_event")]);
+    }
+
+    #[test]
+    fn other_bodies_are_400() {
+        for body in [
+            String::new(),
+            "[]".into(),
+            r#"{"schema":"iglu:com.acme/x/jsonschema/1-0-0","data":[{"e":"pv"}]}"#.into(),
+            format!(r#"{{"schema":"{SCHEMA}","data":{{}}}}"#),
+            format!(r#"{{"schema":"{SCHEMA}"}}"#),
+            format!(r#"{{"schema":"{SCHEMA}","data":[]}}"#),
+        ] {
+            assert!(parse(body.as_bytes(), 5).is_err(), "{body}");
+        }
+        let six = format!(r#"{{"schema":"{SCHEMA}","data":[{{}},{{}},{{}},{{}},{{}},{{}}]}}"#);
+        assert!(matches!(
+            parse(six.as_bytes(), 5),
+            Err(ApiError::TooManyRecords { max: 5 })
+        ));
+    }
+
+    #[test]
+    fn the_pixel_is_a_gif() {
+        assert!(PIXEL.starts_with(b"GIF89a"));
+        assert_eq!(PIXEL.last(), Some(&0x3b));
+    }
+}

@@ -1,0 +1,346 @@
+#!/usr/bin/env python3
+"""The analytics SDKs, unmodified, against the gateway and a Kinesis emulator.
+
+Starts the gateway binary (127.0.0.1, a fresh stream on the emulator, write
+keys in API_KEYS), sends events from several users with each SDK, flushes,
+then reads every shard back and checks that each event is stored exactly once
+as its own record, with its fields intact, the gateway's enrichment, and the
+user's partition key, in the user's order; and that no SDK reported an error.
+
+SDKs: segment-analytics-python, rudder-sdk-python, posthog, snowplow-tracker
+(POST and GET), @segment/analytics-node, @rudderstack/rudder-sdk-node
+(send.mjs), and @segment/analytics-next in headless Chromium (browser.mjs).
+
+    sdk-tests/run.sh target/debug/clickstream-gateway    # installs, then runs this
+
+Exit status 0 only when every check passed.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import defaultdict
+
+import boto3
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+USERS = ["user-1", "user-2", "user-\u00e9-3"]
+EVENTS_PER_USER = 7
+KEYS = {
+    "segment-python": "wk-segment-python",
+    "rudder-python": "wk-rudder-python",
+    "posthog-python": "phc_posthog_python",
+    "snowplow-python": "app-snowplow",
+    "segment-node": "wk-segment-node",
+    "rudder-node": "wk-rudder-node",
+    "segment-browser": "wk-segment-browser",
+}
+# SDKs with more than one request in flight at once.
+CONCURRENT_SENDERS = {"segment-node"}
+# Every event carries this, with characters that must survive byte for byte.
+PAYLOAD = {"price": 12.5, "qty": 3, "note": "caf\u00e9 \u2713 \"quoted\" \\ slash", "nested": {"a": [1, None, True]}}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_id(run, sdk, user, seq):
+    return f"{run}.{sdk}.{USERS.index(user)}.{seq}"
+
+
+class Gateway:
+    def __init__(self, binary, kinesis, stream, extra_env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tempfile.mkdtemp(prefix="sdk-gateway-")
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOST": "127.0.0.1",
+            "PORT": str(self.port),
+            "KINESIS_STREAM_NAME": stream,
+            "AWS_ENDPOINT_URL_KINESIS": kinesis,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "AKIDSDKTEST",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "API_KEYS": ",".join(KEYS.values()),
+            "RUST_LOG": "warn",
+            **extra_env,
+        }
+        # From an empty directory, so no developer's .env is read.
+        self.log = open(os.path.join(self.dir, "gateway.log"), "w")
+        self.proc = subprocess.Popen([os.path.abspath(binary)], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        sys.exit("the gateway did not become ready; log:\n" + open(self.log.name).read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def send_segment_like(client_class, sdk, url, run, errors, **options):
+    client = client_class(KEYS[sdk], host=url, on_error=lambda e, batch: errors.append(f"{sdk}: {e}"), **options)
+    expected = []
+    for seq in range(EVENTS_PER_USER):
+        for user in USERS:
+            tid = test_id(run, sdk, user, seq)
+            props = {"test_id": tid, "seq": seq, **PAYLOAD}
+            if seq % 3 == 1:
+                client.identify(user, traits={"test_id": tid, "seq": seq, **PAYLOAD}, message_id=tid)
+                kind = "identify"
+            elif seq % 3 == 2:
+                client.page(user, name="Home", properties=props, message_id=tid)
+                kind = "page"
+            else:
+                client.track(user, "Order Completed", properties=props, message_id=tid)
+                kind = "track"
+            expected.append({"id": tid, "sdk": sdk, "user": user, "seq": seq, "type": kind, "protocol": "segment"})
+    client.flush()
+    client.shutdown()
+    return expected
+
+
+def send_posthog(url, run, errors):
+    from posthog import Posthog
+
+    sdk = "posthog-python"
+    client = Posthog(KEYS[sdk], host=url, on_error=lambda e, batch: errors.append(f"{sdk}: {e}"), gzip=True, flush_at=10)
+    expected = []
+    for seq in range(EVENTS_PER_USER):
+        for user in USERS:
+            tid = test_id(run, sdk, user, seq)
+            event_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, tid))
+            client.capture("order completed", distinct_id=user, properties={"test_id": tid, "seq": seq, **PAYLOAD}, uuid=event_uuid)
+            expected.append({"id": tid, "sdk": sdk, "user": user, "seq": seq, "protocol": "posthog", "uuid": event_uuid})
+    client.flush()
+    client.shutdown()
+    return expected
+
+
+def send_snowplow(url, run, errors, method):
+    from snowplow_tracker import Emitter, Subject, Tracker
+
+    sdk = "snowplow-python"
+    host, port = url.removeprefix("http://").split(":")
+    emitter = Emitter(
+        host,
+        protocol="http",
+        port=int(port),
+        method=method,
+        batch_size=5,
+        on_failure=lambda count, failed: errors.append(f"{sdk} {method}: {count} sent, {len(failed)} failed"),
+    )
+    tracker = Tracker(namespace="sdk-test", emitters=emitter, app_id=KEYS[sdk])
+    expected = []
+    for seq in range(EVENTS_PER_USER):
+        for user in USERS:
+            tid = test_id(run, f"{sdk}-{method}", user, seq)
+            subject = Subject().set_user_id(user).set_domain_user_id(f"duid-{user}")
+            tracker.track_struct_event("sdk-test", "order", label=tid, property_=PAYLOAD["note"], value=seq, event_subject=subject)
+            expected.append(
+                {"id": tid, "sdk": f"{sdk}-{method}", "user": f"duid-{user}", "seq": seq, "protocol": "snowplow", "uid": user}
+            )
+    tracker.flush()
+    return expected
+
+
+def run_node(script, url, run, node_dir, errors, extra=()):
+    env = {**os.environ, "NODE_PATH": os.path.join(os.path.abspath(node_dir), "node_modules")}
+    done = subprocess.run(
+        ["node", os.path.join(HERE, script), url, run, json.dumps(KEYS), json.dumps(USERS), str(EVENTS_PER_USER), json.dumps(PAYLOAD), *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        errors.append(f"{script} exited {done.returncode}: {done.stderr.strip()[-2000:]}")
+        return []
+    for line in done.stderr.splitlines():
+        print(f"  {script}: {line}")
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def read_stream(kinesis, stream):
+    records = []
+    shards = kinesis.list_shards(StreamName=stream)["Shards"]
+    for shard in shards:
+        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        empty = 0
+        while iterator and empty < 3:
+            got = kinesis.get_records(ShardIterator=iterator, Limit=1000)
+            for r in got["Records"]:
+                records.append((shard["ShardId"], r["PartitionKey"], r["Data"]))
+            empty = 0 if got["Records"] else empty + 1
+            iterator = got.get("NextShardIterator")
+    return records
+
+
+def identify(record):
+    """The test id of a stored record, and its protocol, from its own fields."""
+    protocol = record.get("_gateway", {}).get("protocol")
+    if protocol == "segment":
+        return record.get("messageId"), protocol
+    if protocol == "posthog":
+        return record.get("properties", {}).get("test_id"), protocol
+    if protocol == "snowplow":
+        return record.get("se_la"), protocol
+    return None, protocol
+
+
+def verify(expected, stored, run):
+    failures = []
+    by_id = defaultdict(list)
+    for position, (shard, key, data) in enumerate(stored):
+        try:
+            record = json.loads(data)
+        except ValueError:
+            continue
+        tid, protocol = identify(record)
+        if isinstance(tid, str) and tid.startswith(run + "."):
+            by_id[tid].append((position, shard, key, record))
+    seen_order = defaultdict(list)
+    for want in expected:
+        got = by_id.pop(want["id"], [])
+        if len(got) != 1:
+            failures.append(f"{want['id']}: stored {len(got)} times")
+            continue
+        position, shard, key, record = got[0]
+        problems = check_record(want, key, record)
+        failures += [f"{want['id']}: {p}" for p in problems]
+        seen_order[(want["sdk"], want["user"])].append((shard, position, want["seq"]))
+    for tid in by_id:
+        failures.append(f"{tid}: stored but never sent")
+    for (sdk, user), seen in seen_order.items():
+        shards = {shard for shard, _, _ in seen}
+        order = [seq for _, _, seq in sorted(seen)]
+        if len(shards) != 1:
+            failures.append(f"{sdk} {user}: events on {len(shards)} shards")
+        # @segment/analytics-node sends its batches concurrently, so only the
+        # order inside each batch is the client's; the others send in turn.
+        elif sdk not in CONCURRENT_SENDERS and order != sorted(order):
+            failures.append(f"{sdk} {user}: stored out of order {order}")
+    return failures
+
+
+def check_record(want, key, record):
+    problems = []
+    gateway = record.get("_gateway", {})
+    protocol = want["protocol"]
+    sdk_key = KEYS[want["sdk"].removesuffix("-post").removesuffix("-get")]
+    if gateway != {"protocol": protocol, "key": sdk_key}:
+        problems.append(f"_gateway is {gateway}")
+    if protocol == "segment":
+        if key != want["user"]:
+            problems.append(f"partition key {key!r}, want {want['user']!r}")
+        if record.get("userId") != want["user"] or record.get("type") != want["type"]:
+            problems.append(f"userId/type {record.get('userId')!r}/{record.get('type')!r}")
+        fields = record.get("properties", {})
+        if want["type"] == "identify":
+            # RudderStack's SDKs put traits in context.traits.
+            fields = record.get("traits") or record.get("context", {}).get("traits", {})
+        if {k: fields.get(k) for k in PAYLOAD} != PAYLOAD or fields.get("seq") != want["seq"]:
+            problems.append(f"fields changed: {fields}")
+        for name in ("receivedAt", "sentAt"):
+            if not isinstance(record.get(name), str):
+                problems.append(f"no {name}")
+        if not isinstance(record.get("timestamp") or record.get("originalTimestamp"), str):
+            problems.append("no timestamp or originalTimestamp")
+    elif protocol == "posthog":
+        if key != f"{KEYS['posthog-python']}:{want['user']}":
+            problems.append(f"partition key {key!r}")
+        props = record.get("properties", {})
+        if record.get("distinct_id") != want["user"] or record.get("event") != "order completed":
+            problems.append(f"distinct_id/event {record.get('distinct_id')!r}/{record.get('event')!r}")
+        if {k: props.get(k) for k in PAYLOAD} != PAYLOAD or record.get("uuid") != want["uuid"]:
+            problems.append(f"fields changed: {record}")
+        for name in ("now", "sent_at", "token"):
+            if not isinstance(record.get(name), str):
+                problems.append(f"no {name}")
+    elif protocol == "snowplow":
+        if key != want["user"]:
+            problems.append(f"partition key {key!r}, want {want['user']!r}")
+        if record.get("uid") != want["uid"] or record.get("se_pr") != PAYLOAD["note"] or record.get("e") != "se":
+            problems.append(f"fields changed: {record}")
+        if record.get("se_va") != str(want["seq"]) or not record.get("eid") or not record.get("collector_tstamp"):
+            problems.append(f"se_va/eid/collector_tstamp: {record}")
+    return problems
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("gateway", help="the gateway binary")
+    parser.add_argument("--kinesis", default=os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567"))
+    parser.add_argument("--node-dir", required=True, help="where node_modules with the Node SDKs is")
+    parser.add_argument("--no-browser", action="store_true")
+    args = parser.parse_args()
+
+    run = uuid.uuid4().hex[:10]
+    stream = f"sdk-{run}"
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=args.kinesis, region_name="us-east-1", aws_access_key_id="AKIDSDKTEST", aws_secret_access_key="secret"
+    )
+    kinesis.create_stream(StreamName=stream, ShardCount=4)
+    kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
+    page_port = free_port()
+    gateway = Gateway(args.gateway, args.kinesis, stream, {"CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{page_port}"})
+    print(f"gateway {gateway.url}, stream {stream}")
+
+    from rudderstack.analytics.client import Client as RudderClient
+    from segment.analytics import Client as SegmentClient
+
+    errors, expected, counts = [], [], {}
+
+    def add(name, sent):
+        counts[name] = len(sent)
+        expected.extend(sent)
+        print(f"  {name}: sent {len(sent)} events")
+
+    try:
+        add("segment-analytics-python", send_segment_like(SegmentClient, "segment-python", gateway.url, run, errors, gzip=True))
+        add("rudder-sdk-python", send_segment_like(RudderClient, "rudder-python", gateway.url, run, errors))
+        add("posthog", send_posthog(gateway.url, run, errors))
+        add("snowplow-tracker (POST)", send_snowplow(gateway.url, run, errors, "post"))
+        add("snowplow-tracker (GET /i)", send_snowplow(gateway.url, run, errors, "get"))
+        add("@segment/analytics-node + @rudderstack/rudder-sdk-node", run_node("send.mjs", gateway.url, run, args.node_dir, errors))
+        if not args.no_browser:
+            add(
+                "@segment/analytics-next in Chromium",
+                run_node("browser.mjs", gateway.url, run, args.node_dir, errors, [str(page_port)]),
+            )
+        time.sleep(1)
+    finally:
+        gateway.stop()
+    stored = read_stream(kinesis, stream)
+    failures = errors + verify(expected, stored, run)
+    kinesis.delete_stream(StreamName=stream)
+    for failure in failures[:50]:
+        print("FAIL", failure)
+    print(f"sdk check: {len(expected)} events sent by {len(counts)} SDK runs, {len(stored)} records read back, {len(failures)} failures")
+    sys.exit(1 if failures or not expected else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,7 @@ Exit status 0 only when every check passed.
 
 import argparse
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -140,6 +141,10 @@ def send_posthog(url, run, errors):
 def send_snowplow(url, run, errors, method):
     from snowplow_tracker import Emitter, Subject, Tracker
 
+    # It logs every request at INFO.
+    for name in ("snowplow_tracker", "snowplow_tracker.emitters", "snowplow_tracker.tracker"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
     sdk = "snowplow-python"
     host, port = url.removeprefix("http://").split(":")
     emitter = Emitter(
@@ -198,11 +203,19 @@ def read_stream(kinesis, stream):
     return records
 
 
+RUN_PREFIX = [""]
+
+
 def identify(record):
     """The test id of a stored record, and its protocol, from its own fields."""
     protocol = record.get("_gateway", {}).get("protocol")
     if protocol == "segment":
-        return record.get("messageId"), protocol
+        message_id = record.get("messageId")
+        if isinstance(message_id, str) and message_id.startswith(RUN_PREFIX[0]):
+            return message_id, protocol
+        # The browser SDK makes its own message ids.
+        fields = record.get("properties") or record.get("traits") or {}
+        return fields.get("test_id"), protocol
     if protocol == "posthog":
         return record.get("properties", {}).get("test_id"), protocol
     if protocol == "snowplow":
@@ -298,6 +311,7 @@ def main():
     args = parser.parse_args()
 
     run = uuid.uuid4().hex[:10]
+    RUN_PREFIX[0] = run + "."
     stream = f"sdk-{run}"
     kinesis = boto3.client(
         "kinesis", endpoint_url=args.kinesis, region_name="us-east-1", aws_access_key_id="AKIDSDKTEST", aws_secret_access_key="secret"

@@ -255,11 +255,15 @@ pub struct Events {
 impl Events {
     /// Room for `count` events, each record at most the stream's record limit.
     pub fn new(app: &App, count: usize) -> Self {
+        Self::with_limit(app.max_record_bytes(), count)
+    }
+
+    fn with_limit(max_record: usize, count: usize) -> Self {
         Events {
             records: Vec::with_capacity(count),
             positions: Vec::with_capacity(count),
             rejected: Vec::new(),
-            max_record: app.max_record_bytes(),
+            max_record,
         }
     }
 
@@ -445,6 +449,21 @@ mod tests {
         assert_eq!(forwarded_for(&headers).as_deref(), Some("198.51.100.7"));
         headers.insert("x-forwarded-for", "not-an-ip".parse().unwrap());
         assert_eq!(forwarded_for(&headers), None);
+    }
+
+    #[test]
+    fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
+        let mut events = Events::with_limit(100, 3);
+        events.accept(0, vec![b'x'; 96], "user");
+        events.accept(1, vec![b'x'; 97], "user");
+        let long_key = "k".repeat(300);
+        // A long key is hashed to 71 characters first, as Kinesis needs.
+        events.accept(2, vec![b'x'; 29], &long_key);
+        assert_eq!(events.positions, [0, 2]);
+        assert_eq!(events.records[1].partition_key, partition_key::shorten(&long_key));
+        assert_eq!(events.records[1].partition_key.len(), 71);
+        assert_eq!(events.rejected.len(), 1);
+        assert_eq!((events.rejected[0].index, events.rejected[0].code), (1, "too_large"));
     }
 
     #[test]

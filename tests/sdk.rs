@@ -268,7 +268,9 @@ async fn keys_are_checked_in_each_protocols_own_form() {
     let snowplow = |aid: &str| format!(r#"{{"schema":"{SCHEMA}","data":[{{"e":"pv","aid":"{aid}","eid":"1"}}]}}"#);
     let url = |path| server.url(path);
 
-    let cases: Vec<(&str, Vec<(&str, String)>, String, StatusCode)> = vec![
+    // (path, headers, body, status wanted)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, StatusCode);
+    let cases: Vec<Case> = vec![
         (
             "/v1/batch",
             vec![("Authorization", basic("wk-good"))],

@@ -182,31 +182,10 @@ where
     } else {
         ingested.body.clone()
     };
-    let parsed = parse(&body, app.sdk.max_events)?;
-    let key = match parsed.key.as_deref() {
-        Some(key) => Some(key),
-        None => events_key(&parsed.events)?,
-    };
-    app.access.authorize_key(key, ingested.headers())?;
-
     let context = Context::new(app, Protocol::PostHog, &ingested.head);
-    let query_sent_at = sent_at_by_query(query);
-    let sent_at = match (parsed.sent_at, &query_sent_at) {
-        (Some(raw), _) => Some(SentAt::Raw(raw)),
-        (None, Some(text)) => Some(SentAt::Text(text)),
-        (None, None) => None,
-    };
-    let mut events = Events::new(app, parsed.events.len());
-    for (index, (raw, view)) in parsed.events.iter().enumerate() {
-        let built = view
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|view| record(&context, index, raw, view, sent_at.as_ref(), key));
-        match built {
-            Ok((data, partition_key)) => events.accept(index, data, &partition_key),
-            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
-        }
-    }
+    let sent_at = sent_at_by_query(query);
+    let Decoded { key, events } = decode(&body, sent_at.as_deref(), &context, app.sdk.max_events, Events::new(app))?;
+    app.access.authorize_key(key.as_deref(), ingested.headers())?;
     let stored = store(app, Protocol::PostHog, events, request_id).await?;
     let response = json_response(
         StatusCode::OK,
@@ -216,6 +195,51 @@ where
         },
     );
     Ok(Reply::stored(response, stored.records, body.len(), stored.shard_id))
+}
+
+/// A request's events as records, and the project key they came with.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The body's `api_key` / `token`, else the one the events agree on.
+    pub key: Option<String>,
+    /// The records and rejections.
+    pub events: Events,
+}
+
+/// Turns a decompressed body into records (`query_sent_at`: posthog-js's
+/// `_`, as a timestamp), without touching the network: what the handler and
+/// the fuzzer share.
+pub fn decode(
+    body: &[u8],
+    query_sent_at: Option<&str>,
+    context: &Context,
+    max_events: usize,
+    mut events: Events,
+) -> Result<Decoded, ApiError> {
+    let parsed = parse(body, max_events)?;
+    let key = match parsed.key.as_deref() {
+        Some(key) => Some(key),
+        None => events_key(&parsed.events)?,
+    };
+    let sent_at = match (parsed.sent_at, query_sent_at) {
+        (Some(raw), _) => Some(SentAt::Raw(raw)),
+        (None, Some(text)) => Some(SentAt::Text(text)),
+        (None, None) => None,
+    };
+    for (index, (raw, view)) in parsed.events.iter().enumerate() {
+        let built = view
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|view| record(context, index, raw, view, sent_at.as_ref(), key));
+        match built {
+            Ok((data, partition_key)) => events.accept(index, data, &partition_key),
+            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
+        }
+    }
+    Ok(Decoded {
+        key: key.map(str::to_owned),
+        events,
+    })
 }
 
 /// The key the events carry when the body has none: all must agree.

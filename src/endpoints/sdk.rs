@@ -77,6 +77,15 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context with no IP address, received now: for tests and the fuzzer.
+    pub fn plain(protocol: Protocol) -> Self {
+        Context {
+            protocol,
+            received_at: timestamp(SystemTime::now()),
+            ip: None,
+        }
+    }
+
     /// The context of a request in `protocol` from `head`.
     pub fn new(app: &App, protocol: Protocol, head: &Parts) -> Self {
         Context {
@@ -253,18 +262,29 @@ pub struct Events {
 }
 
 impl Events {
-    /// Room for `count` events, each record at most the stream's record limit.
-    pub fn new(app: &App, count: usize) -> Self {
-        Self::with_limit(app.max_record_bytes(), count)
+    /// None yet, each record to be at most the stream's record limit.
+    pub fn new(app: &App) -> Self {
+        Self::with_limit(app.max_record_bytes())
     }
 
-    fn with_limit(max_record: usize, count: usize) -> Self {
+    /// None yet, each record to be at most `max_record` bytes.
+    pub fn with_limit(max_record: usize) -> Self {
         Events {
-            records: Vec::with_capacity(count),
-            positions: Vec::with_capacity(count),
+            records: Vec::new(),
+            positions: Vec::new(),
             rejected: Vec::new(),
             max_record,
         }
+    }
+
+    /// The records, in the order they will be written.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// The rejections so far.
+    pub fn rejected(&self) -> &[Rejection] {
+        &self.rejected
     }
 
     /// Event `index` as a record, unless it is over the record limit. A key
@@ -453,7 +473,7 @@ mod tests {
 
     #[test]
     fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
-        let mut events = Events::with_limit(100, 3);
+        let mut events = Events::with_limit(100);
         events.accept(0, vec![b'x'; 96], "user");
         events.accept(1, vec![b'x'; 97], "user");
         let long_key = "k".repeat(300);

@@ -141,28 +141,11 @@ where
         ..Limits::events(app.sdk.segment_max_bytes)
     };
     let ingested = ingest(app, request, limits).await?;
-    let parsed = parse(&ingested.body, kind, app.sdk.max_events)?;
-    let basic_user = basic_user(ingested.headers());
-    let first_event_key = || {
-        parsed
-            .events
-            .iter()
-            .find_map(|(_, view)| view.as_ref().ok()?.write_key.clone())
-    };
-    let write_key = basic_user
-        .map(Cow::Owned)
-        .or(parsed.write_key.clone())
-        .or_else(first_event_key);
-    app.access.authorize_key(write_key.as_deref(), ingested.headers())?;
-
     let context = Context::new(app, Protocol::Segment, &ingested.head);
-    let mut events = Events::new(app, parsed.events.len());
-    for (index, (raw, view)) in parsed.events.into_iter().enumerate() {
-        match view.and_then(|view| record(&context, kind, index, raw, &view, parsed.sent_at, write_key.as_deref())) {
-            Ok((data, key)) => events.accept(index, data, &key),
-            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
-        }
-    }
+    let events = Events::new(app);
+    let basic_user = basic_user(ingested.headers());
+    let Decoded { write_key, events } = decode(&ingested.body, kind, basic_user, &context, app.sdk.max_events, events)?;
+    app.access.authorize_key(write_key.as_deref(), ingested.headers())?;
     let stored = store(app, Protocol::Segment, events, request_id).await?;
     let response = json_response(
         StatusCode::OK,
@@ -177,6 +160,49 @@ where
         ingested.body.len(),
         stored.shard_id,
     ))
+}
+
+/// A request's events as records, and the write key they came with.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The Basic user name, else the body's `writeKey`, else the first event's.
+    pub write_key: Option<String>,
+    /// The records and rejections.
+    pub events: Events,
+}
+
+/// Turns a body into records (a batch when `kind` is `None`, else one event
+/// of `kind`), without touching the network: what the handler and the
+/// fuzzer share.
+pub fn decode(
+    body: &[u8],
+    kind: Option<&'static str>,
+    basic_user: Option<String>,
+    context: &Context,
+    max_events: usize,
+    mut events: Events,
+) -> Result<Decoded, ApiError> {
+    let parsed = parse(body, kind, max_events)?;
+    let first_event_key = || {
+        parsed
+            .events
+            .iter()
+            .find_map(|(_, view)| Some(view.as_ref().ok()?.write_key.as_deref()?.to_owned()))
+    };
+    let write_key = basic_user
+        .or_else(|| parsed.write_key.as_deref().map(str::to_owned))
+        .or_else(first_event_key);
+    for (index, (raw, view)) in parsed.events.iter().enumerate() {
+        let built = view
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|view| record(context, kind, index, raw, view, parsed.sent_at, write_key.as_deref()));
+        match built {
+            Ok((data, key)) => events.accept(index, data, &key),
+            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
+        }
+    }
+    Ok(Decoded { write_key, events })
 }
 
 /// One event's record text and partition key, or why it is rejected.

@@ -121,18 +121,18 @@ where
         ..Limits::events(app.sdk.snowplow_max_bytes)
     };
     let ingested = ingest(app, request, limits).await?;
-    let events = parse(&ingested.body, app.sdk.max_events)?;
-    authorize(app, &events, ingested.headers())?;
     let context = Context::new(app, Protocol::Snowplow, &ingested.head);
-    let stored = write(app, &context, events, request_id).await?;
+    let decoded = decode(&ingested.body, &context, app.sdk.max_events, Events::new(app))?;
+    authorize(app, &decoded, ingested.headers())?;
+    let stored = store(app, Protocol::Snowplow, decoded.events, request_id).await?;
     let response = json_response(
         StatusCode::OK,
         &Success {
             status: "ok",
-            rejected: &stored.1,
+            rejected: &stored.rejected,
         },
     );
-    Ok(Reply::stored(response, stored.0, ingested.body.len(), stored.2))
+    Ok(Reply::stored(response, stored.records, ingested.body.len(), stored.shard_id))
 }
 
 /// `GET /i?...`: the query's parameters are the event.
@@ -148,21 +148,11 @@ where
     };
     let ingested = ingest(app, request, limits).await?;
     let query = ingested.head.uri.query().unwrap_or_default();
-    let event: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
-        .collect();
-    if event.is_empty() {
-        return Err(ApiError::BadSdkRequest(
-            "the event goes in the query string: /i?e=pv&...".into(),
-        ));
-    }
-    let text = serde_json::to_string(&event).expect("a map of strings serialises");
-    let raw = RawValue::from_string(text).expect("serde_json wrote valid JSON");
-    let events = vec![(&*raw, view(0, &raw))];
-    authorize(app, &events, ingested.headers())?;
     let context = Context::new(app, Protocol::Snowplow, &ingested.head);
-    let (records, _, shard_id) = write(app, &context, events, request_id).await?;
-    Ok(Reply::stored(pixel_response(), records, query.len(), shard_id))
+    let decoded = decode_query(query, &context, Events::new(app))?;
+    authorize(app, &decoded, ingested.headers())?;
+    let stored = store(app, Protocol::Snowplow, decoded.events, request_id).await?;
+    Ok(Reply::stored(pixel_response(), stored.records, query.len(), stored.shard_id))
 }
 
 fn pixel_response() -> Response<Full<Bytes>> {
@@ -176,33 +166,57 @@ fn pixel_response() -> Response<Full<Bytes>> {
     response
 }
 
-/// Header key, else every event's `aid` must be a key.
-fn authorize(app: &App, events: &[Viewed<View>], headers: &hyper::HeaderMap) -> Result<(), ApiError> {
-    if !app.access.keys_required() || app.access.authorize(headers).is_ok() {
-        return Ok(());
-    }
-    for (_, view) in events {
-        let aid = view.as_ref().ok().and_then(|v| v.aid.as_deref());
-        app.access.authorize_key(aid.or(Some("")), headers)?;
-    }
-    Ok(())
+/// A request's events as records, and the app ids they came with.
+#[derive(Debug)]
+pub struct Decoded {
+    /// Each event's `aid` (none for an event that did not parse).
+    pub app_ids: Vec<Option<String>>,
+    /// The records and rejections.
+    pub events: Events,
 }
 
-async fn write(
-    app: &App,
-    context: &Context,
-    parsed: Vec<Viewed<'_, View<'_>>>,
-    request_id: &str,
-) -> Result<(usize, Vec<Rejection>, Option<String>), ApiError> {
-    let mut events = Events::new(app, parsed.len());
+/// Turns a `payload_data` body into records, without touching the
+/// network: what the handler and the fuzzer share.
+pub fn decode(body: &[u8], context: &Context, max_events: usize, events: Events) -> Result<Decoded, ApiError> {
+    Ok(build(parse(body, max_events)?, context, events))
+}
+
+/// Turns a `GET /i` query string into its one record.
+pub fn decode_query(query: &str, context: &Context, events: Events) -> Result<Decoded, ApiError> {
+    let event: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
+        .collect();
+    if event.is_empty() {
+        return Err(ApiError::BadSdkRequest(
+            "the event goes in the query string: /i?e=pv&...".into(),
+        ));
+    }
+    let text = serde_json::to_string(&event).expect("a map of strings serialises");
+    let raw = RawValue::from_string(text).expect("serde_json wrote valid JSON");
+    Ok(build(vec![(&*raw, view(0, &raw))], context, events))
+}
+
+fn build(parsed: Vec<Viewed<'_, View<'_>>>, context: &Context, mut events: Events) -> Decoded {
+    let mut app_ids = Vec::with_capacity(parsed.len());
     for (index, (raw, view)) in parsed.into_iter().enumerate() {
+        app_ids.push(view.as_ref().ok().and_then(|v| v.aid.as_deref().map(str::to_owned)));
         match view.and_then(|view| record(context, index, raw, &view)) {
             Ok((data, key)) => events.accept(index, data, &key),
             Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
         }
     }
-    let stored = store(app, Protocol::Snowplow, events, request_id).await?;
-    Ok((stored.records, stored.rejected, stored.shard_id))
+    Decoded { app_ids, events }
+}
+
+/// Header key, else every event's `aid` must be a key.
+fn authorize(app: &App, decoded: &Decoded, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
+    if !app.access.keys_required() || app.access.authorize(headers).is_ok() {
+        return Ok(());
+    }
+    for aid in &decoded.app_ids {
+        app.access.authorize_key(Some(aid.as_deref().unwrap_or_default()), headers)?;
+    }
+    Ok(())
 }
 
 fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Result<(Vec<u8>, String), Rejection> {

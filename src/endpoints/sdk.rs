@@ -108,7 +108,7 @@ impl Context {
     }
 }
 
-/// `time` as RFC 3339 UTC with milliseconds at most (`2026-11-23T10:00:00.5Z`).
+/// `time` as RFC 3339 UTC, to the microsecond at most (`2026-11-23T10:00:00.5Z`).
 pub fn timestamp(time: SystemTime) -> String {
     DateTime::from(time)
         .fmt(DateTimeFormat::DateTime)

@@ -14,6 +14,9 @@ says what differs):
   unbatched     the gateway, BATCHING=false (one PutRecord per request)
   batch10       the gateway, POST /import/batch with 10 events per request
   batch100      the gateway, POST /import/batch with 100 events per request
+  segment100    the gateway, POST /v1/batch (Segment's protocol) with 100
+                events per request, as the server SDKs send them
+  posthog100    the gateway, POST /batch/ (PostHog's protocol), 100 events
   access-log    the gateway, ACCESS_LOG=true, stdout read by a pipe (a log shipper)
   access-file   the gateway, ACCESS_LOG=true, stdout to a file
   go, node      the seed's peer servers in ../shared/peers (with --peers)
@@ -143,21 +146,37 @@ def aws_env(port):
     }
 
 
-def batch_body(events):
-    """A JSON array of `events` copies of the ~1 KiB event, each with its own id."""
+def batch_body(events, shape="array"):
+    """`events` copies of the ~1 KiB event, each with its own id and one of 10
+    users: a JSON array, or a Segment (`{"batch": [...]}`) or PostHog
+    (`{"api_key": ..., "batch": [...]}`) batch."""
     event = json.loads((ROOT / "bench" / "event.json").read_text())
-    items = [json.dumps(dict(event, messageId=f"bench-{i:04d}"), separators=(",", ":")) for i in range(events)]
-    path = Path(f"/tmp/bench-batch-{events}.json")
-    path.write_text("[" + ",".join(items) + "]")
+    if shape == "posthog":
+        event = {"event": event["event"], "properties": event["properties"], "timestamp": event["timestamp"]}
+    items = []
+    for i in range(events):
+        if shape == "posthog":
+            item = dict(event, distinct_id=f"user_{i % 10}", uuid=f"0190aaaa-0000-7000-8000-{i:012d}")
+        else:
+            item = dict(event, messageId=f"bench-{i:04d}", userId=f"user_{i % 10}")
+        items.append(json.dumps(item, separators=(",", ":")))
+    array = "[" + ",".join(items) + "]"
+    body = {
+        "array": array,
+        "segment": '{"batch":' + array + ',"sentAt":"2026-11-22T19:40:00.120Z"}',
+        "posthog": '{"api_key":"phc_bench","batch":' + array + ',"sent_at":"2026-11-22T19:40:00.120Z"}',
+    }[shape]
+    path = Path(f"/tmp/bench-{shape}-{events}.json")
+    path.write_text(body)
     return path
 
 
 class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
-    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None):
+    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array"):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
-        self.body = batch_body(events) if events > 1 else None
+        self.body = batch_body(events, shape) if events > 1 else None
         self.connections = connections
 
 
@@ -171,6 +190,8 @@ def systems(args):
         "unbatched": Case(gateway, dict(env, BATCHING="false")),
         "batch10": Case(gateway, env, "/import/batch", 10, connections=[50, 500]),
         "batch100": Case(gateway, env, "/import/batch", 100, connections=[50, 500]),
+        "segment100": Case(gateway, env, "/v1/batch", 100, connections=[50, 500], shape="segment"),
+        "posthog100": Case(gateway, env, "/batch/", 100, connections=[50, 500], shape="posthog"),
         "access-log": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="pipe", connections=[50, 500]),
         "access-file": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="file", connections=[50, 500]),
     }

@@ -2,7 +2,9 @@
 # CI smoke run of the JMeter plan: installs JMeter if missing, starts the
 # gateway binary given as $1 with the file sink on a free loopback port, runs
 # the `smoke` and `smoke-batch` scenarios (4 users, 6 s each; the second posts
-# 10 events per request to /import/batch), and checks that no request failed and
+# 10 events per request to /import/batch) and one per SDK protocol
+# (`smoke-segment`, `smoke-posthog`, `smoke-snowplow`: 4 users, 4 s, the
+# protocol's batches), and checks that no request failed and
 # that every event answered 200 is in the file with the bytes sent. Stops the
 # gateway, and ends with `jmeter smoke: N passed, M failed` (N: events
 # verified); exits non-zero on any failure.
@@ -47,7 +49,7 @@ pid=$!
 
 set +e
 "$HERE/run.sh" --port "$port" --out "$work/results" --no-chart \
-  --verify-file "$work/records.ndjson" smoke smoke-batch 2>&1 | tee "$work/run.txt"
+  --verify-file "$work/records.ndjson" smoke smoke-batch smoke-segment smoke-posthog smoke-snowplow 2>&1 | tee "$work/run.txt"
 rc=${PIPESTATUS[0]}
 set -e
 stop_gateway

@@ -55,6 +55,7 @@ while [ $# -gt 0 ]; do
     -*) usage >&2; die "unknown option $1" ;;
     seed) scenarios+=(seed-1 seed-50 seed-500 seed-1000); shift ;;
     batch) scenarios+=(batch-10 batch-100); shift ;;
+    sdk) scenarios+=(segment-100 posthog-100 snowplow-10); shift ;;
     *) scenarios+=("$1"); shift ;;
   esac
 done
@@ -116,10 +117,11 @@ python_with() {
   echo "$HERE/.venv/bin/python"
 }
 
-# The batch corpora are made from the single-event one (make_batches.py).
+# The batch corpora are made from the single-event ones (make_batches.py).
 for scenario in "${scenarios[@]}"; do
-  if grep -q '^payloads=payloads/batch-' "$HERE/scenarios/$scenario.properties"; then
-    [ -f "$HERE/payloads/batch-100.tsv" ] || python3 "$HERE/make_batches.py" >&2
+  corpus="$(sed -n 's/^payloads=//p' "$HERE/scenarios/$scenario.properties")"
+  if [ -n "$corpus" ] && [ ! -f "$HERE/$corpus" ]; then
+    python3 "$HERE/make_batches.py" >&2
     break
   fi
 done

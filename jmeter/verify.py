@@ -26,11 +26,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from make_batches import element_templates, single_templates
+from make_batches import element_templates, parse_kind
 
 HERE = Path(__file__).resolve().parent
 PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
-MESSAGE_ID = re.compile(rb'"messageId":"([^"]*)"')
+# Where each protocol's event carries its id: Segment, PostHog, Snowplow.
+MESSAGE_ID = re.compile(rb'"(?:messageId|uuid|eid)":"([^"]*)"')
 
 
 def load_patterns(paths):
@@ -42,17 +43,22 @@ def load_patterns(paths):
         for line in Path(path).read_text(encoding="utf-8").splitlines():
             if line.strip():
                 kind, template = line.split("\t", 1)
-                if kind.startswith("batch"):
-                    elements = element_templates(single_templates(), kind)
-                    patterns[kind] = [compile_template(e, str(i)) for i, e in enumerate(elements)]
+                batch = parse_kind(kind)
+                if batch:
+                    # An SDK protocol's record is the event plus the gateway's fields
+                    # appended: its pattern is the template up to its closing brace.
+                    sdk = batch[0] != "batch"
+                    patterns[kind] = [compile_template(e[:-1] if sdk else e, str(i), sdk)
+                                      for i, e in enumerate(element_templates(kind))]
                 else:
                     patterns[kind] = [compile_template(template)]
     return patterns
 
 
-def compile_template(template, suffix=None):
+def compile_template(template, suffix=None, enriched=False):
     """${eventId} becomes the group `id` (later ones must repeat it), followed by `-suffix` for a
-    batch element; any other ${...} any string value."""
+    batch element; any other ${...} any string value. `enriched`: the template without its
+    closing brace, followed by the fields the gateway appends (`_gateway` among them)."""
     parts, pos, seen_id = [], 0, False
     tail = "" if suffix is None else re.escape("-" + suffix)
     for m in PLACEHOLDER.finditer(template):
@@ -64,6 +70,8 @@ def compile_template(template, suffix=None):
             parts.append('[^"]*')
         pos = m.end()
     parts.append(re.escape(template[pos:]))
+    if enriched:
+        parts.append(r',".*"_gateway":\{.*\}')
     return re.compile("".join(parts), re.DOTALL)
 
 
@@ -124,7 +132,7 @@ def expected_events(ok, patterns):
     """Every event id the 200'd samples sent: the sample's own, or one per batch element."""
     for sample_id, kind in ok.items():
         count = len(patterns.get(kind, [None]))
-        if kind.startswith("batch"):
+        if parse_kind(kind):
             yield from (f"{sample_id}-{i}" for i in range(count))
         else:
             yield sample_id
@@ -144,7 +152,7 @@ def check(records, ok, patterns):
         sample_id, index = event_id, 0
         if event_id not in ok:
             sample_id, _, suffix = event_id.rpartition("-")
-            if sample_id not in ok or not ok[sample_id].startswith("batch") or not suffix.isdigit():
+            if sample_id not in ok or not parse_kind(ok[sample_id]) or not suffix.isdigit():
                 continue
             index = int(suffix)
         kind_patterns = patterns.get(ok[sample_id])
@@ -168,7 +176,10 @@ def main():
     parser.add_argument("--deadline", type=float, default=300, help="seconds to spend reading a stream (300)")
     args = parser.parse_args()
 
-    payloads = args.payloads or [HERE / "payloads" / "events.tsv", *sorted((HERE / "payloads").glob("batch-*.tsv"))]
+    payloads = args.payloads or [
+        HERE / "payloads" / "events.tsv",
+        *sorted(p for p in (HERE / "payloads").glob("*-*.tsv") if parse_kind(p.stem.replace("-", "") + "-0")),
+    ]
     patterns = load_patterns(payloads)
     ok, failed, first_ms = read_samples(args.jtl)
     if args.file:

@@ -1,4 +1,5 @@
-//! Who may call `/import`: optional API keys, and CORS for browser SDKs.
+//! Who may send events: optional API keys (in headers, or in an analytics
+//! SDK's own form through [`Access::authorize_key`]), and CORS for browsers.
 //!
 //! Keys are compared in constant time over their SHA-256 digests, so neither
 //! a key's content nor its length leaks through timing, and a refusal never

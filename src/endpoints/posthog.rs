@@ -184,7 +184,13 @@ where
     };
     let context = Context::new(app, Protocol::PostHog, &ingested.head);
     let sent_at = sent_at_by_query(query);
-    let Decoded { key, events } = decode(&body, sent_at.as_deref(), &context, app.sdk.max_events, Events::new(app))?;
+    let Decoded { key, events } = decode(
+        &body,
+        sent_at.as_deref(),
+        &context,
+        app.sdk.max_events,
+        Events::new(app),
+    )?;
     app.access.authorize_key(key.as_deref(), ingested.headers())?;
     let stored = store(app, Protocol::PostHog, events, request_id).await?;
     let response = json_response(
@@ -364,6 +370,28 @@ mod tests {
         assert_eq!(
             codes(r#"[{"event":"a"}, 1, {"properties":"no"}, {"event":"a","event":"b"}]"#).unwrap(),
             [Ok(()), Err("not_an_object"), Err("invalid_event"), Err("invalid_event")]
+        );
+    }
+
+    #[test]
+    fn deep_nesting_invalid_utf8_and_nul_bytes_are_refused_without_a_panic() {
+        let deep = format!(
+            r#"[{{"event":"a","distinct_id":"d","properties":{{"x":{}0{}}}}}]"#,
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        assert_eq!(
+            codes(&deep).unwrap(),
+            [Ok(())],
+            "skipped without recursion, stored as sent"
+        );
+        assert!(parse(b"[{\"event\":\"\xc3\x28\"}]", 5).is_err(), "invalid UTF-8");
+        assert!(parse(b"[{\"event\":\"a\"}]\0", 5).is_err(), "a NUL after the JSON");
+        let escaped = parse(br#"[{"event":"a\u0000b","distinct_id":0}]"#, 5).unwrap();
+        assert_eq!(
+            escaped.events[0].1.as_ref().unwrap().distinct_id(),
+            Some("0"),
+            "numeric ids"
         );
     }
 

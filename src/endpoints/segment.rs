@@ -439,6 +439,29 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_and_huge_arrays_cost_no_stack_and_no_unbounded_work() {
+        // Unread fields are skipped without recursion: deep nesting is valid
+        // JSON and is stored as sent.
+        let deep = format!(
+            r#"{{"batch":[{{"type":"track","event":"e","userId":"u","p":{}1{}}},{{"type":"track","event":"e","userId":"u"}}]}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let got = parse(deep.as_bytes(), None, 10).unwrap();
+        let codes: Vec<_> = got
+            .events
+            .iter()
+            .map(|(_, v)| v.as_ref().err().map(|r| r.code))
+            .collect();
+        assert_eq!(codes, [None, None]);
+        let huge = format!(r#"{{"batch":[{}{{}}]}}"#, "{},".repeat(200_000));
+        assert!(matches!(
+            parse(huge.as_bytes(), None, 10_000),
+            Err(ApiError::TooManyRecords { max: 10_000 })
+        ));
+    }
+
+    #[test]
     fn basic_auth_user_is_the_write_key() {
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, "Basic d2stMTo=".parse().unwrap()); // "wk-1:"

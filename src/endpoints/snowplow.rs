@@ -132,7 +132,12 @@ where
             rejected: &stored.rejected,
         },
     );
-    Ok(Reply::stored(response, stored.records, ingested.body.len(), stored.shard_id))
+    Ok(Reply::stored(
+        response,
+        stored.records,
+        ingested.body.len(),
+        stored.shard_id,
+    ))
 }
 
 /// `GET /i?...`: the query's parameters are the event.
@@ -152,7 +157,12 @@ where
     let decoded = decode_query(query, &context, Events::new(app))?;
     authorize(app, &decoded, ingested.headers())?;
     let stored = store(app, Protocol::Snowplow, decoded.events, request_id).await?;
-    Ok(Reply::stored(pixel_response(), stored.records, query.len(), stored.shard_id))
+    Ok(Reply::stored(
+        pixel_response(),
+        stored.records,
+        query.len(),
+        stored.shard_id,
+    ))
 }
 
 fn pixel_response() -> Response<Full<Bytes>> {
@@ -214,7 +224,8 @@ fn authorize(app: &App, decoded: &Decoded, headers: &hyper::HeaderMap) -> Result
         return Ok(());
     }
     for aid in &decoded.app_ids {
-        app.access.authorize_key(Some(aid.as_deref().unwrap_or_default()), headers)?;
+        app.access
+            .authorize_key(Some(aid.as_deref().unwrap_or_default()), headers)?;
     }
     Ok(())
 }
@@ -296,6 +307,25 @@ mod tests {
             parse(six.as_bytes(), 5),
             Err(ApiError::TooManyRecords { max: 5 })
         ));
+    }
+
+    #[test]
+    fn odd_queries_make_one_event_or_a_400() {
+        let context = Context::plain(Protocol::Snowplow);
+        let decoded = decode_query("e=pv&e=se&%FF=%00&eid=x", &context, Events::with_limit(1000)).unwrap();
+        assert_eq!(decoded.events.records().len(), 1, "a repeated parameter: the last wins");
+        let text = String::from_utf8(decoded.events.records()[0].data.to_vec()).unwrap();
+        assert!(
+            text.contains(r#""e":"se""#) && text.contains("\"\u{fffd}\":\"\\u0000\""),
+            "{text}"
+        );
+        for query in ["", "&&", "="] {
+            let decoded = decode_query(query, &context, Events::with_limit(1000));
+            assert!(
+                decoded.is_err() || decoded.unwrap().events.records().is_empty(),
+                "{query:?}"
+            );
+        }
     }
 
     #[test]

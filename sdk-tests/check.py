@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -186,6 +187,35 @@ def run_node(script, url, run, node_dir, errors, extra=()):
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
+# (route, method) each SDK run must have used, as the gateway's own metrics
+# count them: proof of the paths, the browser's CORS preflight, and its
+# batched delivery on page unload (which the browser tools do not report).
+ROUTES_USED = {
+    ("/v1/batch", "POST"),
+    ("/batch", "POST"),
+    ("/com.snowplowanalytics.snowplow/tp2", "POST"),
+    ("/i", "GET"),
+    ("/v1/projects/{writeKey}/settings", "GET"),
+    ("/v1/t", "OPTIONS"),
+    ("/v1/t", "POST"),
+    ("/v1/p", "POST"),
+    ("/v1/i", "POST"),
+    ("/v1/b", "POST"),
+}
+
+
+def routes_used(url):
+    """(route, method) -> 2xx answers, from the gateway's /metrics."""
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    used = defaultdict(float)
+    for line in text.splitlines():
+        if line.startswith("http_requests_total{") and 'status_class="2xx"' in line:
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+            used[(labels["route"], labels["method"])] += float(line.rsplit(" ", 1)[1])
+    return used
+
+
 def read_stream(kinesis, stream):
     records = []
     shards = kinesis.list_shards(StreamName=stream)["Shards"]
@@ -345,6 +375,12 @@ def main():
                 run_node("browser.mjs", gateway.url, run, args.node_dir, errors, [str(page_port)]),
             )
         time.sleep(1)
+        used = routes_used(gateway.url)
+        wanted = ROUTES_USED if not args.no_browser else {r for r in ROUTES_USED if not r[0].startswith("/v1/") or r[0] == "/v1/batch"}
+        for route, method in sorted(wanted):
+            if not used.get((route, method)):
+                errors.append(f"no 2xx {method} {route} in the gateway's metrics")
+        print("  routes answered 2xx: " + ", ".join(f"{m} {r} x{int(n)}" for (r, m), n in sorted(used.items())))
     finally:
         gateway.stop()
     stored = read_stream(kinesis, stream)

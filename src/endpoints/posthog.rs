@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, Rejection, Viewed, id_text, store, timestamp, without,
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, timestamp, without,
 };
 use crate::api::Reply;
 use crate::app::App;
@@ -43,7 +43,7 @@ const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 #[derive(Deserialize)]
 struct Envelope<'a> {
     #[serde(borrow, default)]
-    batch: Option<Vec<&'a RawValue>>,
+    batch: Option<RawEvents<'a>>,
     #[serde(borrow, default)]
     api_key: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -106,16 +106,16 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
     let bad = |what: &str, e: serde_json::Error| ApiError::BadSdkRequest(format!("{what}: {e}"));
     let (raw_events, key, sent_at) = match body.trim_ascii_start().first() {
         Some(b'[') => {
-            let events: Vec<&RawValue> =
+            let events: RawEvents =
                 serde_json::from_slice(body).map_err(|e| bad("the body is not a JSON array of events", e))?;
-            (events, None, None)
+            (events.within(max_events)?, None, None)
         }
         Some(b'{') => {
             let envelope: Envelope =
                 serde_json::from_slice(body).map_err(|e| bad("the body is not a PostHog batch or event", e))?;
             let key = envelope.api_key.or(envelope.token);
             match envelope.batch {
-                Some(batch) => (batch, key, envelope.sent_at),
+                Some(batch) => (batch.within(max_events)?, key, envelope.sent_at),
                 None => {
                     let event: &RawValue = serde_json::from_slice(body).map_err(|e| bad("the body is not JSON", e))?;
                     (vec![event], key, envelope.sent_at)
@@ -128,12 +128,6 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
             ));
         }
     };
-    if raw_events.is_empty() {
-        return Err(ApiError::EmptyBatch);
-    }
-    if raw_events.len() > max_events {
-        return Err(ApiError::TooManyRecords { max: max_events });
-    }
     let events = raw_events
         .into_iter()
         .enumerate()

@@ -26,7 +26,9 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sdk::{Context, Events, Id, Object, Present, Protocol, Rejection, Viewed, id_text, store, without};
+use super::sdk::{
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, without,
+};
 use crate::api::Reply;
 use crate::app::App;
 use crate::error::{ApiError, json_response};
@@ -44,7 +46,7 @@ const TELEMETRY_MAX_BYTES: usize = 64 * 1024;
 #[derive(Deserialize)]
 struct Batch<'a> {
     #[serde(borrow)]
-    batch: Vec<&'a RawValue>,
+    batch: RawEvents<'a>,
     #[serde(rename = "sentAt", borrow, default)]
     sent_at: Option<&'a RawValue>,
     #[serde(rename = "writeKey", borrow, default)]
@@ -91,7 +93,7 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
         None => {
             let batch: Batch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadSdkRequest(format!("the body is not a tracking API batch: {e}")))?;
-            (batch.batch, batch.sent_at, batch.write_key)
+            (batch.batch.within(max_events)?, batch.sent_at, batch.write_key)
         }
         Some(_) => {
             let event: &RawValue = serde_json::from_slice(body)
@@ -99,12 +101,6 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
             (vec![event], None, None)
         }
     };
-    if raw_events.is_empty() {
-        return Err(ApiError::EmptyBatch);
-    }
-    if raw_events.len() > max_events {
-        return Err(ApiError::TooManyRecords { max: max_events });
-    }
     let events = raw_events
         .into_iter()
         .enumerate()

@@ -27,7 +27,9 @@ use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sdk::{Context, Events, Id, Object, Present, Protocol, Rejection, Viewed, id_text, store, without};
+use super::sdk::{
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, without,
+};
 use crate::api::Reply;
 use crate::app::App;
 use crate::error::{ApiError, json_response};
@@ -51,7 +53,7 @@ struct PayloadData<'a> {
     #[serde(borrow)]
     schema: Cow<'a, str>,
     #[serde(borrow)]
-    data: Vec<&'a RawValue>,
+    data: RawEvents<'a>,
 }
 
 /// The tracker parameters the gateway reads.
@@ -88,14 +90,8 @@ fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, Ap
             "`schema` must be {PAYLOAD_DATA}jsonschema/1-0-*"
         )));
     }
-    if payload.data.is_empty() {
-        return Err(ApiError::EmptyBatch);
-    }
-    if payload.data.len() > max_events {
-        return Err(ApiError::TooManyRecords { max: max_events });
-    }
-    Ok(payload
-        .data
+    let data = payload.data.within(max_events)?;
+    Ok(data
         .into_iter()
         .enumerate()
         .map(|(index, raw)| (raw, view(index, raw)))

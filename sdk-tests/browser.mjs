@@ -6,8 +6,8 @@
 // preflight: Authorization), as `text/plain`.
 //
 // Page 1 sends one request per event (/v1/i, /v1/t, /v1/p) and waits for each.
-// Page 2 uses the SDK's batching strategy (/v1/b) and is left at once: its
-// events go out with `keepalive` as the page unloads.
+// Page 2 uses the SDK's batching strategy (/v1/b) and is left as soon as its
+// events are buffered: they go out with `keepalive` as the page unloads.
 //
 // Prints one JSON line per event tracked; errors go to stderr and fail the run.
 //
@@ -117,7 +117,8 @@ function events(user) {
   return list;
 }
 
-// Sends `list` from the page; `wait`: each delivery awaited.
+// Sends `list` from the page; `wait`: each call's promise awaited (delivery
+// for one request per event; buffering for the batching strategy).
 async function track(tab, list, wait) {
   await tab.evaluate(
     async ({ list, payload, wait }) => {
@@ -144,13 +145,25 @@ try {
   sent.push(...one);
   await first.context.close();
 
-  // Page 2: batched, and left before the batch is due: sent on unload.
+  // Page 2: batched, and left before the batch is due (60 s): sent on unload.
+  // Each call is awaited until the SDK has the event in its batch buffer
+  // (its promise settles then); an event still in the SDK's own pipeline at
+  // unload is lost by the SDK itself, which is not what this tests.
   const second = await openPage('batching');
   const two = events(users[1]);
-  await track(second.tab, two, false);
+  await track(second.tab, two, true);
   sent.push(...two);
   await second.tab.goto(`http://127.0.0.1:${pagePort}/bye`);
-  await new Promise((resolve) => setTimeout(resolve, 2000));
+  // The unload batch is invisible to the browser tools: wait until the
+  // gateway has answered it (its metrics count it), for at most 20 s.
+  const batched = /^http_requests_total\{[^\n]*route="\/v1\/b"[^\n]*method="POST"[^\n]*status_class="2xx"[^\n]*\} [1-9]/m;
+  const deadline = Date.now() + 20000;
+  for (;;) {
+    const metrics = await (await fetch(`${gateway}/metrics`)).text();
+    if (batched.test(metrics)) break;
+    if (Date.now() > deadline) throw new Error('the unload batch (POST /v1/b) did not reach the gateway within 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   await second.context.close();
 } catch (err) {
   errors.push(err.stack || String(err));

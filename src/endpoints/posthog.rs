@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, timestamp, without,
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, timestamp, view,
+    without,
 };
 use crate::api::Reply;
 use crate::app::App;
@@ -136,14 +137,6 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
     Ok(Parsed { events, key, sent_at })
 }
 
-fn view(index: usize, raw: &RawValue) -> Result<View<'_>, Rejection> {
-    let reject = |code, message: String| Rejection { index, code, message };
-    if !raw.get().starts_with('{') {
-        return Err(reject("not_an_object", "the event is not a JSON object".into()));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
-}
-
 /// Whether the query asks for gzip (`compression=gzip-js` or `gzip`).
 fn gzip_by_query(query: &str) -> bool {
     form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "compression" && (v == "gzip-js" || v == "gzip"))
@@ -231,10 +224,7 @@ pub fn decode(
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|view| record(context, index, raw, view, sent_at.as_ref(), key));
-        match built {
-            Ok((data, partition_key)) => events.accept(index, data, &partition_key),
-            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
-        }
+        events.push(index, built);
     }
     Ok(Decoded {
         key: key.map(str::to_owned),

@@ -299,6 +299,17 @@ impl<'a> RawEvents<'a> {
 /// from it or why they could not be read.
 pub type Viewed<'a, V> = (&'a serde_json::value::RawValue, Result<V, Rejection>);
 
+/// The fields an endpoint reads from event `index`, or why they cannot be
+/// read: not a JSON object (a struct would also take an array), or not
+/// parseable as the view.
+pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::RawValue) -> Result<V, Rejection> {
+    let reject = |code, message: String| Rejection { index, code, message };
+    if !raw.get().starts_with('{') {
+        return Err(reject("not_an_object", "the event is not a JSON object".into()));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
+}
+
 /// An event that was not stored, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Rejection {
@@ -367,6 +378,14 @@ impl Events {
         }
         self.records.push(record);
         self.positions.push(index);
+    }
+
+    /// Event `index` as built: its record text and partition key, or why not.
+    pub fn push(&mut self, index: usize, built: Result<(Vec<u8>, String), Rejection>) {
+        match built {
+            Ok((data, key)) => self.accept(index, data, &key),
+            Err(rejection) => self.rejected.push(rejection),
+        }
     }
 
     /// Event `index` is not stored: `code` says why.

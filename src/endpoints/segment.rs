@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, without,
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, view, without,
 };
 use crate::api::Reply;
 use crate::app::App;
@@ -113,14 +113,6 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
     })
 }
 
-fn view(index: usize, raw: &RawValue) -> Result<View<'_>, Rejection> {
-    let reject = |code, message: String| Rejection { index, code, message };
-    if !raw.get().starts_with('{') {
-        return Err(reject("not_an_object", "the event is not a JSON object".into()));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
-}
-
 /// Stores a request's events: a batch when `kind` is `None`.
 pub async fn handle<B>(
     app: &App,
@@ -193,10 +185,7 @@ pub fn decode(
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|view| record(context, kind, index, raw, view, parsed.sent_at, write_key.as_deref()));
-        match built {
-            Ok((data, key)) => events.accept(index, data, &key),
-            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
-        }
+        events.push(index, built);
     }
     Ok(Decoded { write_key, events })
 }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, without,
+    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, view, without,
 };
 use crate::api::Reply;
 use crate::app::App;
@@ -96,14 +96,6 @@ fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, Ap
         .enumerate()
         .map(|(index, raw)| (raw, view(index, raw)))
         .collect())
-}
-
-fn view(index: usize, raw: &RawValue) -> Result<View<'_>, Rejection> {
-    let reject = |code, message: String| Rejection { index, code, message };
-    if !raw.get().starts_with('{') {
-        return Err(reject("not_an_object", "the event is not a JSON object".into()));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
 }
 
 /// `POST /com.snowplowanalytics.snowplow/tp2`.
@@ -206,10 +198,7 @@ fn build(parsed: Vec<Viewed<'_, View<'_>>>, context: &Context, mut events: Event
     let mut app_ids = Vec::with_capacity(parsed.len());
     for (index, (raw, view)) in parsed.into_iter().enumerate() {
         app_ids.push(view.as_ref().ok().and_then(|v| v.aid.as_deref().map(str::to_owned)));
-        match view.and_then(|view| record(context, index, raw, &view)) {
-            Ok((data, key)) => events.accept(index, data, &key),
-            Err(rejection) => events.reject(rejection.index, rejection.code, rejection.message),
-        }
+        events.push(index, view.and_then(|view| record(context, index, raw, &view)));
     }
     Decoded { app_ids, events }
 }

@@ -3,13 +3,24 @@
 //!
 //! Keys are compared in constant time over their SHA-256 digests, so neither
 //! a key's content nor its length leaks through timing, and a refusal never
-//! says which part was wrong. CORS answers the preflight that `fetch` from a
-//! web page needs; `navigator.sendBeacon` sends a simple request and only
-//! needs `Access-Control-Allow-Origin` on the answer.
-
+//! says which part was wrong.
+//!
+//! CORS has two policies, one per family of routes ([`Cors`]):
+//! - The analytics SDKs' routes are **public by default**, as Segment's,
+//!   RudderStack's, PostHog's and Snowplow's own collectors are: their keys
+//!   sit in every page's source, so an origin check protects nothing, and a
+//!   browser SDK must work at the defaults. The request's `Origin` is
+//!   reflected (never `*`), with `Access-Control-Allow-Credentials: true`
+//!   (Snowplow's tracker sends cookies, and `*` is refused for such
+//!   requests), `Vary: Origin`, the headers the SDKs preflight, and a
+//!   preflight cache. `CORS_ALLOWED_ORIGINS` narrows it to its list.
+//! - `/import` and `/import/batch` are the gateway's own API, called by the
+//!   operator's backends: no CORS until `CORS_ALLOWED_ORIGINS` names the
+//!   pages that may call them (`*` for any), and no credentials.
 use hyper::header::{
-    ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, AUTHORIZATION, HeaderMap, HeaderValue, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
+    AUTHORIZATION, HeaderMap, HeaderValue, ORIGIN, VARY,
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -19,8 +30,31 @@ use crate::error::ApiError;
 
 /// Request headers a browser may send to `/import`.
 const ALLOWED_HEADERS: &str = "Content-Type, Content-Encoding, Authorization, X-Api-Key, X-Partition-Key, X-Request-Id";
+/// Request headers the browser SDKs preflight: RudderStack's `AnonymousId`,
+/// `SentAt` and retry headers, Snowplow's `SP-Anonymous`, PostHog's session
+/// headers. Any other header a preflight asks for is allowed as well on
+/// these public routes; this list is what is always answered.
+const SDK_ALLOWED_HEADERS: &str = "Content-Type, Content-Encoding, Authorization, X-Api-Key, X-Request-Id, \
+AnonymousId, SentAt, Rsa-Recovered, Rsa-Retry-Attempt, SP-Anonymous, \
+X-POSTHOG-SESSION-ID, X-POSTHOG-WINDOW-ID, X-POSTHOG-DISTINCT-ID";
 /// Response headers a page may read.
 const EXPOSED_HEADERS: &str = "X-Request-Id, Retry-After";
+/// How long a browser may reuse a preflight answer: Chromium's cap (2 hours).
+const SDK_PREFLIGHT_MAX_AGE: &str = "7200";
+/// The longest `Access-Control-Request-Headers` value echoed back.
+const MAX_REQUESTED_HEADERS: usize = 1024;
+
+/// Which CORS policy a route follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cors {
+    /// Not callable from a web page: no CORS headers, `OPTIONS` is 405.
+    Off,
+    /// The gateway's own API: only the origins of `CORS_ALLOWED_ORIGINS`.
+    Api,
+    /// An analytics SDK's route: any origin unless `CORS_ALLOWED_ORIGINS`
+    /// narrows it, with credentials.
+    Sdk,
+}
 
 /// API keys and allowed origins.
 #[derive(Debug, Default)]
@@ -80,38 +114,88 @@ impl Access {
         matched == 1
     }
 
-    /// Adds `Access-Control-Allow-Origin` (and friends) when the request's
-    /// origin is allowed.
-    pub fn add_cors_headers(&self, request: &HeaderMap, response: &mut HeaderMap) {
-        if let Some(origin) = self.allowed_origin(request) {
+    /// Adds `Access-Control-Allow-Origin` (and friends) to the answer of a
+    /// route under `policy` when the request's origin is allowed.
+    pub fn add_cors_headers(&self, policy: Cors, request: &HeaderMap, response: &mut HeaderMap) {
+        if let Some(origin) = self.allowed_origin(policy, request) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             response.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
+            if policy == Cors::Sdk {
+                response.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+            }
         }
-        if !self.origins.is_empty() {
+        // The answer depends on the Origin whenever an origin can be refused
+        // or is reflected: a shared cache must not hand one page's answer to
+        // another.
+        if policy == Cors::Sdk || !self.origins.is_empty() {
             response.append(VARY, HeaderValue::from_static("Origin"));
         }
     }
 
-    /// Headers for an `OPTIONS /import` preflight, or `Err` when the origin
-    /// is not allowed.
-    pub fn preflight(&self, request: &HeaderMap, response: &mut HeaderMap) -> Result<(), ApiError> {
-        if request.get(ORIGIN).is_some() && self.allowed_origin(request).is_none() {
+    /// Headers for the `OPTIONS` preflight of a route under `policy` that
+    /// serves `methods`, or `Err` when the origin is not allowed.
+    pub fn preflight(
+        &self,
+        policy: Cors,
+        methods: &'static str,
+        request: &HeaderMap,
+        response: &mut HeaderMap,
+    ) -> Result<(), ApiError> {
+        if request.get(ORIGIN).is_some() && self.allowed_origin(policy, request).is_none() {
             return Err(ApiError::OriginNotAllowed);
         }
-        self.add_cors_headers(request, response);
-        if response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
-            response.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST"));
-            response.insert(ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
-            response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        self.add_cors_headers(policy, request, response);
+        if !response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN) {
+            return Ok(());
         }
+        let (methods, headers, max_age) = match policy {
+            Cors::Sdk => (methods, sdk_allowed_headers(request), SDK_PREFLIGHT_MAX_AGE),
+            // `/import` and `/import/batch` take only POST.
+            Cors::Api | Cors::Off => ("POST", HeaderValue::from_static(ALLOWED_HEADERS), "600"),
+        };
+        response.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(methods));
+        response.insert(ACCESS_CONTROL_ALLOW_HEADERS, headers);
+        response.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static(max_age));
+        response.append(VARY, HeaderValue::from_static("Access-Control-Request-Headers"));
         Ok(())
     }
 
-    fn allowed_origin(&self, request: &HeaderMap) -> Option<HeaderValue> {
+    fn allowed_origin(&self, policy: Cors, request: &HeaderMap) -> Option<HeaderValue> {
         let origin = request.get(ORIGIN)?;
-        let allowed = self.any_origin || self.origins.iter().any(|o| o.as_bytes() == origin.as_bytes());
+        let allowed = match policy {
+            Cors::Off => false,
+            Cors::Api => self.any_origin || self.lists(origin),
+            Cors::Sdk => self.origins.is_empty() || self.any_origin || self.lists(origin),
+        };
         allowed.then(|| origin.clone())
     }
+
+    fn lists(&self, origin: &HeaderValue) -> bool {
+        self.origins.iter().any(|o| o.as_bytes() == origin.as_bytes())
+    }
+}
+
+/// The SDK headers, plus whatever else the preflight asks for when it is a
+/// plain list of header names (a browser only ever sends such a list).
+fn sdk_allowed_headers(request: &HeaderMap) -> HeaderValue {
+    let requested = request
+        .get(ACCESS_CONTROL_REQUEST_HEADERS)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= MAX_REQUESTED_HEADERS)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_, ".contains(&b)));
+    let known = SDK_ALLOWED_HEADERS.to_ascii_lowercase();
+    let known: Vec<&str> = known.split(", ").collect();
+    let extra: Vec<&str> = requested
+        .into_iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|h| !h.is_empty() && !known.contains(&h.to_ascii_lowercase().as_str()))
+        .collect();
+    if extra.is_empty() {
+        return HeaderValue::from_static(SDK_ALLOWED_HEADERS);
+    }
+    let value = format!("{SDK_ALLOWED_HEADERS}, {}", extra.join(", "));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(SDK_ALLOWED_HEADERS))
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -175,17 +259,70 @@ mod tests {
     #[test]
     fn cors_echoes_only_allowed_origins() {
         let access = access(&[], &["https://shop.example"]);
+        for policy in [Cors::Api, Cors::Sdk] {
+            let mut response = HeaderMap::new();
+            access.add_cors_headers(policy, &headers(&[("origin", "https://shop.example")]), &mut response);
+            assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example");
+
+            let mut response = HeaderMap::new();
+            let evil = headers(&[("origin", "https://evil.example")]);
+            access.add_cors_headers(policy, &evil, &mut response);
+            assert!(!response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
+            assert_eq!(response[VARY], "Origin");
+            assert!(matches!(
+                access.preflight(policy, "POST", &evil, &mut HeaderMap::new()),
+                Err(ApiError::OriginNotAllowed)
+            ));
+        }
+    }
+
+    #[test]
+    fn sdk_routes_reflect_any_origin_with_credentials_by_default_and_the_api_does_not() {
+        let access = access(&[], &[]);
+        let page = headers(&[("origin", "http://127.0.0.1:8080")]);
         let mut response = HeaderMap::new();
-        access.add_cors_headers(&headers(&[("origin", "https://shop.example")]), &mut response);
-        assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "https://shop.example");
+        access.add_cors_headers(Cors::Sdk, &page, &mut response);
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "http://127.0.0.1:8080");
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(response[VARY], "Origin");
 
         let mut response = HeaderMap::new();
-        let evil = headers(&[("origin", "https://evil.example")]);
-        access.add_cors_headers(&evil, &mut response);
-        assert!(!response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN));
+        access.add_cors_headers(Cors::Api, &page, &mut response);
+        assert!(response.is_empty(), "{response:?}");
         assert!(matches!(
-            access.preflight(&evil, &mut HeaderMap::new()),
+            access.preflight(Cors::Api, "POST", &page, &mut HeaderMap::new()),
             Err(ApiError::OriginNotAllowed)
         ));
+        let mut response = HeaderMap::new();
+        access.add_cors_headers(Cors::Off, &page, &mut response);
+        assert!(response.is_empty());
+    }
+
+    #[test]
+    fn sdk_preflights_allow_the_sdk_headers_and_any_header_list_asked_for() {
+        let access = access(&[], &[]);
+        let mut request = headers(&[("origin", "http://shop.example")]);
+        request.insert(
+            ACCESS_CONTROL_REQUEST_HEADERS,
+            HeaderValue::from_static("authorization,anonymousid,content-type,x-custom-thing"),
+        );
+        let mut response = HeaderMap::new();
+        access
+            .preflight(Cors::Sdk, "POST, OPTIONS", &request, &mut response)
+            .unwrap();
+        let allowed = response[ACCESS_CONTROL_ALLOW_HEADERS].to_str().unwrap();
+        assert!(allowed.starts_with(SDK_ALLOWED_HEADERS), "{allowed}");
+        assert!(allowed.ends_with(", x-custom-thing"), "{allowed}");
+        assert_eq!(response[ACCESS_CONTROL_MAX_AGE], SDK_PREFLIGHT_MAX_AGE);
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_METHODS], "POST, OPTIONS");
+
+        request.insert(ACCESS_CONTROL_REQUEST_HEADERS, HeaderValue::from_static("a\"b"));
+        let mut response = HeaderMap::new();
+        access.preflight(Cors::Sdk, "POST", &request, &mut response).unwrap();
+        assert_eq!(
+            response[ACCESS_CONTROL_ALLOW_HEADERS], SDK_ALLOWED_HEADERS,
+            "junk is not echoed"
+        );
     }
 }

@@ -17,6 +17,7 @@ use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use crate::access::Cors;
 use crate::app::App;
 use crate::endpoints;
 use crate::error::{ApiError, json_response};
@@ -82,7 +83,8 @@ where
     let _in_flight = GaugeGuard::inc(app.metrics.requests_in_flight());
     let request_id = request_id(request.headers().get(REQUEST_ID));
     let origin = request.headers().get(ORIGIN).cloned();
-    let route = routes::find(request.uri().path()).filter(|r| r.endpoint != Endpoint::Metrics || app.public_metrics);
+    let route =
+        routes::find(request.uri().path()).filter(|r| !matches!(r.endpoint, Endpoint::Metrics) || app.public_metrics);
     let label = route.map_or("other", Route::label);
     let method = metrics::method_label(request.method());
 
@@ -124,11 +126,12 @@ where
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    if route.is_some_and(|r| r.cors)
+    if let Some(route) = route
         && let Some(origin) = origin
     {
         let request_headers = HeaderMap::from_iter([(ORIGIN, origin)]);
-        app.access.add_cors_headers(&request_headers, response.headers_mut());
+        app.access
+            .add_cors_headers(route.cors, &request_headers, response.headers_mut());
     }
     Ok(response)
 }
@@ -140,7 +143,7 @@ where
 {
     let method = request.method();
     if !route.methods.contains(method) {
-        return if route.cors && method == Method::OPTIONS {
+        return if route.cors != Cors::Off && method == Method::OPTIONS {
             preflight(app, route, request.headers())
         } else {
             Err(ApiError::MethodNotAllowed { allow: route.allow })
@@ -152,12 +155,8 @@ where
         Endpoint::Health => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
         Endpoint::Ready => Ok(Reply::plain(readyz(app).await)),
         Endpoint::Metrics => Ok(Reply::plain(metrics_response(app))),
-        Endpoint::Segment(kind) => endpoints::segment::handle(app, request, kind, request_id).await,
-        Endpoint::SegmentSettings => endpoints::segment::settings(app, request.uri().path(), request.headers()),
-        Endpoint::SegmentTelemetry => endpoints::segment::telemetry(app, request).await,
-        Endpoint::PostHog => endpoints::posthog::handle(app, request, request_id).await,
-        Endpoint::SnowplowPost => endpoints::snowplow::post(app, request, request_id).await,
-        Endpoint::SnowplowPixel => endpoints::snowplow::pixel(app, request, request_id).await,
+        Endpoint::Events(protocol) => endpoints::sdk::handle(app, protocol, request).await,
+        Endpoint::Document(document) => endpoints::sdk::serve(app, document, request).await,
     }
 }
 
@@ -192,7 +191,8 @@ fn preflight(app: &App, route: &Route, headers: &HeaderMap) -> Result<Reply, Api
     response
         .headers_mut()
         .insert(hyper::header::ALLOW, HeaderValue::from_static(route.allow));
-    app.access.preflight(headers, response.headers_mut())?;
+    app.access
+        .preflight(route.cors, route.allow, headers, response.headers_mut())?;
     Ok(Reply::plain(response))
 }
 

@@ -78,7 +78,7 @@ impl App {
             max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
             http: config.http,
             import: config.import.clone(),
-            sdk: config.sdk,
+            sdk: config.sdk.clone(),
             metrics,
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),

@@ -125,9 +125,14 @@ pub struct ImportConfig {
 }
 
 /// The analytics SDKs' endpoints: body limits per protocol, events per
-/// request, and whether records carry the client's IP address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// request, whether records carry the client's IP address, and the
+/// gateway's public address.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SdkConfig {
+    /// The URL browsers reach this gateway at (`PUBLIC_URL`), named in the
+    /// documents the SDKs load (Segment's settings). Without it, those are
+    /// built from the request's `Host` and only browsers may cache them.
+    pub public_url: Option<PublicUrl>,
     /// Decoded body bytes of a Segment / RudderStack request (`SEGMENT_MAX_BODY_BYTES`).
     pub segment_max_bytes: usize,
     /// Decoded body bytes of a PostHog request (`POSTHOG_MAX_BODY_BYTES`).
@@ -138,6 +143,51 @@ pub struct SdkConfig {
     pub max_events: usize,
     /// Where a record's client IP address comes from, if anywhere (`CLIENT_IP`).
     pub client_ip: ClientIp,
+}
+
+/// An absolute `http` or `https` URL with no query, fragment or user
+/// information, without a trailing `/`: where browsers reach the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl {
+    https: bool,
+    /// Host, optional port and path: `events.example.com` or `example.com/collect`.
+    authority_and_path: String,
+}
+
+impl PublicUrl {
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.https { "https" } else { "http" }
+    }
+
+    /// The URL without its scheme: `events.example.com:8443/collect`.
+    pub fn authority_and_path(&self) -> &str {
+        &self.authority_and_path
+    }
+}
+
+impl FromStr for PublicUrl {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        let (https, rest) = if let Some(rest) = value.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = value.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("must start with https:// or http://".into());
+        };
+        let rest = rest.trim_end_matches('/');
+        let host = rest.split('/').next().unwrap_or_default();
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-._~/:[]%".contains(&b);
+        if host.is_empty() || !rest.bytes().all(allowed) {
+            return Err("must be a URL like https://events.example.com, with no query, user or fragment".into());
+        }
+        Ok(PublicUrl {
+            https,
+            authority_and_path: rest.to_owned(),
+        })
+    }
 }
 
 /// Whether records carry the client's IP address, and whose (`CLIENT_IP`).
@@ -276,6 +326,7 @@ impl Config {
                 key_fields: vars.pointers("PARTITION_KEY_FIELDS")?,
             },
             sdk: SdkConfig {
+                public_url: vars.optional("PUBLIC_URL")?,
                 segment_max_bytes: vars.at_most("SEGMENT_MAX_BODY_BYTES", 8 << 20, 256 << 20)?.get(),
                 posthog_max_bytes: vars.at_most("POSTHOG_MAX_BODY_BYTES", 20 << 20, 256 << 20)?.get(),
                 snowplow_max_bytes: vars.at_most("SNOWPLOW_MAX_BODY_BYTES", 1 << 20, 256 << 20)?.get(),

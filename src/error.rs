@@ -6,6 +6,12 @@
 //! retry it as is"; 503 with `Retry-After` means "not stored, retry later";
 //! 502 means "not stored, the gateway is misconfigured"; 429 with
 //! `Retry-After` (the SDKs' endpoints only) means "throttled, retry later".
+//!
+//! A sink failure is answered by [`sink_status`], the one failure policy, per
+//! [`Family`] of doors: the gateway's own API says 503 for every transient
+//! failure, while the analytics SDKs' doors say 429 for throttling, which
+//! every one of those SDKs backs off on (and which their own collectors
+//! send).
 //! 4xx bodies say what was wrong; 5xx bodies are generic, and the detail is
 //! logged here, once. Every error body has `error` and `code` (the same
 //! value) and `message`.
@@ -54,9 +60,14 @@ pub enum ApiError {
     /// The body stream broke (the client went away, malformed chunking).
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
-    /// The sink did not store the record.
-    #[error(transparent)]
-    Sink(#[from] SinkError),
+    /// The sink did not store the record, answered as `family` answers it.
+    #[error("{error}")]
+    Sink {
+        /// The doors the request came through.
+        family: Family,
+        /// The (gravest) failure.
+        error: SinkError,
+    },
     /// Too much in flight already: shed at once rather than queue.
     #[error("the gateway is at capacity ({0}); the record was not stored, retry later")]
     Overloaded(&'static str),
@@ -107,9 +118,25 @@ pub enum ApiError {
         /// Each event's index and reason.
         rejected: Vec<Rejection>,
     },
-    /// The stream is throttled: for SDKs that honour `Retry-After` on 429.
-    #[error("the stream is over its write capacity; nothing was stored, retry later")]
-    RateLimited,
+}
+
+/// A family of doors, each with its own answer to a sink failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `/import` and `/import/batch`.
+    Api,
+    /// The analytics SDKs' protocols.
+    Sdk,
+}
+
+impl From<SinkError> for ApiError {
+    /// A failure on the gateway's own API.
+    fn from(error: SinkError) -> Self {
+        ApiError::Sink {
+            family: Family::Api,
+            error,
+        }
+    }
 }
 
 impl ApiError {
@@ -133,15 +160,21 @@ impl ApiError {
             ApiError::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large", false),
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
-            ApiError::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "throttled", true),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-            ApiError::Sink(err) => sink_status(err),
+            ApiError::Sink { family, error } => sink_status(*family, error),
         }
     }
 
     /// Whether the request was shed for load (counted apart in metrics).
     pub fn is_shed(&self) -> bool {
-        matches!(self, ApiError::Overloaded(_) | ApiError::Sink(SinkError::Overloaded(_)))
+        matches!(
+            self,
+            ApiError::Overloaded(_)
+                | ApiError::Sink {
+                    error: SinkError::Overloaded(_),
+                    ..
+                }
+        )
     }
 
     /// The first offending record of a batch, for the error body.
@@ -158,9 +191,9 @@ impl ApiError {
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let (status, code, retry) = self.status();
         let message = match &self {
-            ApiError::Sink(err) => {
-                log_sink_failure(request_id, err, 1);
-                sink_message(err)
+            ApiError::Sink { error, .. } => {
+                log_sink_failure(request_id, error, 1);
+                sink_message(error)
             }
             other => other.to_string(),
         };
@@ -200,11 +233,12 @@ impl ApiError {
     }
 }
 
-/// How a record's failure to be stored is answered: status, error code and
-/// whether to send `Retry-After`. The sink-failure rows of [`ApiError::status`].
-pub fn sink_status(err: &SinkError) -> (StatusCode, &'static str, bool) {
+/// THE failure policy: how a record's failure to be stored is answered on
+/// `family`'s doors: status, error code and whether to send `Retry-After`.
+pub fn sink_status(family: Family, err: &SinkError) -> (StatusCode, &'static str, bool) {
     match err {
         SinkError::Rejected(_) => (StatusCode::BAD_REQUEST, "record_rejected", false),
+        SinkError::Throttled(_) if family == Family::Sdk => (StatusCode::TOO_MANY_REQUESTS, "throttled", true),
         SinkError::Throttled(_) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
         SinkError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
         SinkError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
@@ -283,15 +317,34 @@ mod tests {
     #[test]
     fn retryable_failures_are_503_with_retry_after() {
         for err in [SinkError::Throttled("x".into()), SinkError::Unavailable("x".into())] {
-            let response = ApiError::Sink(err).into_response("test");
+            let response = ApiError::from(err).into_response("test");
             assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
             assert_eq!(response.headers()[RETRY_AFTER], "1");
         }
     }
 
     #[test]
+    fn the_sdk_family_says_429_for_throttling_and_agrees_on_the_rest() {
+        let throttled = SinkError::Throttled("x".into());
+        assert_eq!(sink_status(Family::Sdk, &throttled).0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(sink_status(Family::Api, &throttled).0, StatusCode::SERVICE_UNAVAILABLE);
+        for err in [
+            SinkError::Unavailable("x".into()),
+            SinkError::Overloaded("x".into()),
+            SinkError::Misconfigured("x".into()),
+            SinkError::Rejected("x".into()),
+        ] {
+            assert_eq!(
+                sink_status(Family::Sdk, &err),
+                sink_status(Family::Api, &err),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
     fn misconfiguration_is_502_without_retry_after_or_detail() {
-        let response = ApiError::Sink(SinkError::Misconfigured("secret arn".into())).into_response("test");
+        let response = ApiError::from(SinkError::Misconfigured("secret arn".into())).into_response("test");
         assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
         assert!(!response.headers().contains_key(RETRY_AFTER));
         let body = format!("{:?}", response.body());
@@ -302,7 +355,7 @@ mod tests {
     fn client_errors_are_4xx() {
         assert_eq!(ApiError::EmptyBody.status().0, StatusCode::BAD_REQUEST);
         assert_eq!(
-            ApiError::Sink(SinkError::Rejected("x".into())).status().0,
+            ApiError::from(SinkError::Rejected("x".into())).status().0,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(

@@ -11,8 +11,15 @@
 
 use hyper::Method;
 
+use crate::access::Cors;
+use crate::endpoints::sdk::posthog::{Flags, PostHog, RemoteConfig};
+use crate::endpoints::sdk::rudderstack::SourceConfig;
+use crate::endpoints::sdk::segment::{Segment, Settings, Telemetry};
+use crate::endpoints::sdk::snowplow::Snowplow;
+use crate::endpoints::sdk::{Document, Protocol};
+
 /// What a route does; `api.rs` maps each to its handler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Endpoint {
     /// `POST /import`: the body is one record.
     Import,
@@ -24,19 +31,11 @@ pub enum Endpoint {
     Ready,
     /// `GET /metrics`: Prometheus metrics (only when no `METRICS_ADDR`).
     Metrics,
-    /// Segment / RudderStack HTTP tracking API: `/v1/batch` and `/v1/b`
-    /// (`None`), or one event of the given type (`/v1/track`, `/v1/t`, ...).
-    Segment(Option<&'static str>),
-    /// `GET /v1/projects/{writeKey}/settings`: the browser SDK's settings.
-    SegmentSettings,
-    /// `POST /v1/m`: the browser SDK's own telemetry, counted and dropped.
-    SegmentTelemetry,
-    /// PostHog capture: `/batch`, `/capture`, `/e`, `/i/v0/e`.
-    PostHog,
-    /// Snowplow: `POST /com.snowplowanalytics.snowplow/tp2`.
-    SnowplowPost,
-    /// Snowplow: `GET /i?...`, one event in the query, answered with a pixel.
-    SnowplowPixel,
+    /// An analytics SDK's events, in its protocol.
+    Events(&'static dyn Protocol),
+    /// A document an analytics SDK loads (settings, source configuration,
+    /// feature flags) or posts that is not events (telemetry).
+    Document(&'static dyn Document),
 }
 
 /// One row of the table.
@@ -50,8 +49,8 @@ pub struct Route {
     pub methods: &'static [Method],
     /// The `Allow` header of a 405.
     pub allow: &'static str,
-    /// Whether browsers may call it: `OPTIONS` preflights and CORS headers.
-    pub cors: bool,
+    /// Whether and how browsers may call it: `OPTIONS` preflights and CORS headers.
+    pub cors: Cors,
     /// Whether `API_KEYS` guard it.
     pub auth: bool,
     /// Whether it is also served with one trailing `/`.
@@ -97,29 +96,39 @@ const fn own(path: &'static str, endpoint: Endpoint, methods: &'static [Method],
         endpoint,
         methods,
         allow,
-        cors: events,
+        cors: if events { Cors::Api } else { Cors::Off },
         auth: events,
         slash: false,
     }
 }
 
-/// A row an analytics SDK posts to: browsers may call it, and its key is
-/// checked by the endpoint in the SDK's own form.
-const fn sdk(path: &'static str, endpoint: Endpoint) -> Route {
-    let (methods, allow) = match endpoint {
-        Endpoint::SegmentSettings => (READ, "GET, HEAD, OPTIONS"),
-        Endpoint::SnowplowPixel => (PIXEL, "GET, OPTIONS"),
-        _ => (EVENTS, "POST, OPTIONS"),
-    };
+/// A row an analytics SDK calls: browsers may call it from any page (see
+/// `access.rs`), and its key is checked by the endpoint in the SDK's own form.
+const fn sdk(path: &'static str, endpoint: Endpoint, methods: &'static [Method], allow: &'static str) -> Route {
     Route {
         path,
         endpoint,
         methods,
         allow,
-        cors: true,
+        cors: Cors::Sdk,
         auth: true,
         slash: true,
     }
+}
+
+/// An SDK's events, posted.
+const fn events(path: &'static str, protocol: &'static dyn Protocol) -> Route {
+    sdk(path, Endpoint::Events(protocol), EVENTS, "POST, OPTIONS")
+}
+
+/// A document an SDK reads.
+const fn read(path: &'static str, document: &'static dyn Document) -> Route {
+    sdk(path, Endpoint::Document(document), READ, "GET, HEAD, OPTIONS")
+}
+
+/// A document an SDK posts for.
+const fn post(path: &'static str, document: &'static dyn Document) -> Route {
+    sdk(path, Endpoint::Document(document), EVENTS, "POST, OPTIONS")
 }
 
 /// Every route of the public port.
@@ -129,32 +138,39 @@ pub static ROUTES: &[Route] = &[
     own("/healthz", Endpoint::Health, READ, "GET, HEAD"),
     own("/readyz", Endpoint::Ready, READ, "GET, HEAD"),
     own("/metrics", Endpoint::Metrics, READ, "GET, HEAD"),
-    // Segment / RudderStack: server SDKs post to /v1/batch, the browser SDK
-    // to the one-letter paths.
-    sdk("/v1/batch", Endpoint::Segment(None)),
-    sdk("/v1/b", Endpoint::Segment(None)),
-    sdk("/v1/track", Endpoint::Segment(Some("track"))),
-    sdk("/v1/t", Endpoint::Segment(Some("track"))),
-    sdk("/v1/identify", Endpoint::Segment(Some("identify"))),
-    sdk("/v1/i", Endpoint::Segment(Some("identify"))),
-    sdk("/v1/page", Endpoint::Segment(Some("page"))),
-    sdk("/v1/p", Endpoint::Segment(Some("page"))),
-    sdk("/v1/screen", Endpoint::Segment(Some("screen"))),
-    sdk("/v1/s", Endpoint::Segment(Some("screen"))),
-    sdk("/v1/group", Endpoint::Segment(Some("group"))),
-    sdk("/v1/g", Endpoint::Segment(Some("group"))),
-    sdk("/v1/alias", Endpoint::Segment(Some("alias"))),
-    sdk("/v1/a", Endpoint::Segment(Some("alias"))),
-    sdk("/v1/m", Endpoint::SegmentTelemetry),
-    sdk("/v1/projects/{writeKey}/settings", Endpoint::SegmentSettings),
-    // PostHog capture.
-    sdk("/batch", Endpoint::PostHog),
-    sdk("/capture", Endpoint::PostHog),
-    sdk("/e", Endpoint::PostHog),
-    sdk("/i/v0/e", Endpoint::PostHog),
+    // Segment / RudderStack: server SDKs post to /v1/batch, Segment's
+    // browser SDK to the one-letter paths, RudderStack's to the long ones.
+    events("/v1/batch", &Segment::BATCH),
+    events("/v1/b", &Segment::BATCH),
+    events("/v1/track", &Segment::event("track")),
+    events("/v1/t", &Segment::event("track")),
+    events("/v1/identify", &Segment::event("identify")),
+    events("/v1/i", &Segment::event("identify")),
+    events("/v1/page", &Segment::event("page")),
+    events("/v1/p", &Segment::event("page")),
+    events("/v1/screen", &Segment::event("screen")),
+    events("/v1/s", &Segment::event("screen")),
+    events("/v1/group", &Segment::event("group")),
+    events("/v1/g", &Segment::event("group")),
+    events("/v1/alias", &Segment::event("alias")),
+    events("/v1/a", &Segment::event("alias")),
+    post("/v1/m", &Telemetry),
+    read("/v1/projects/{writeKey}/settings", &Settings),
+    // RudderStack's browser SDK: its source configuration, and its beacon.
+    read("/sourceConfig", &SourceConfig),
+    events("/beacon/v1/batch", &Segment::BATCH),
+    // PostHog capture, and what posthog-js loads first.
+    events("/batch", &PostHog),
+    events("/capture", &PostHog),
+    events("/e", &PostHog),
+    events("/i/v0/e", &PostHog),
+    post("/flags", &Flags),
+    post("/decide", &Flags),
+    read("/array/{token}/config", &RemoteConfig { script: false }),
+    read("/array/{token}/config.js", &RemoteConfig { script: true }),
     // Snowplow collector.
-    sdk("/com.snowplowanalytics.snowplow/tp2", Endpoint::SnowplowPost),
-    sdk("/i", Endpoint::SnowplowPixel),
+    events("/com.snowplowanalytics.snowplow/tp2", &Snowplow { pixel: false }),
+    sdk("/i", Endpoint::Events(&Snowplow { pixel: true }), PIXEL, "GET, OPTIONS"),
 ];
 
 /// The route for `path`, if any.
@@ -200,9 +216,11 @@ mod tests {
         assert_eq!(label("/v1/projects/a/b/settings"), "other");
         assert_eq!(label("/v1/projects/wk/settings/x"), "other");
         assert_eq!(label("/"), "other");
-        assert_eq!(
-            find("/v1/t").map(|r| r.endpoint),
-            Some(Endpoint::Segment(Some("track")))
-        );
+        let track = find("/v1/t").map(|r| format!("{:?}", r.endpoint));
+        assert_eq!(track.as_deref(), Some(r#"Events(Segment { kind: Some("track") })"#));
+        assert_eq!(label("/array/phc_1/config.js"), "/array/{token}/config.js");
+        assert_eq!(label("/array/phc_1/config"), "/array/{token}/config");
+        assert_eq!(label("/sourceConfig/"), "/sourceConfig");
+        assert_eq!(label("/flags/"), "/flags");
     }
 }

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use super::records;
 use crate::api::Reply;
 use crate::app::App;
-use crate::error::{ApiError, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};
+use crate::error::{ApiError, Family, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};
 use crate::ingest::{Limits, ingest};
 use crate::sink::{Receipt, SinkError};
 
@@ -198,7 +198,7 @@ enum Entry {
 fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: usize, bytes: usize) -> Reply {
     let failures = || outcomes.iter().filter_map(|o| o.as_ref().err());
     let failed = failures().count();
-    let gravest = failures().min_by_key(|err| gravity(err)).cloned();
+    let gravest = failures().min_by_key(|err| err.gravity()).cloned();
     if let Some(err) = &gravest {
         let same = failures().filter(|e| e.label() == err.label()).count();
         log_sink_failure(request_id, err, same);
@@ -220,7 +220,9 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
             })
             .collect(),
     };
-    let (status, error, retry) = gravest.as_ref().map_or((StatusCode::OK, "", false), sink_status);
+    let (status, error, retry) = gravest
+        .as_ref()
+        .map_or((StatusCode::OK, "", false), |err| sink_status(Family::Api, err));
     let mut response = json_response(status, &body);
     if retry {
         add_retry_after(response.headers_mut());
@@ -232,16 +234,6 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         shard_id,
         error,
         shed: matches!(gravest, Some(SinkError::Overloaded(_))),
-    }
-}
-
-/// Lower is graver: an operator must act, then retry later, then the record
-/// itself was refused.
-fn gravity(err: &SinkError) -> u8 {
-    match err {
-        SinkError::Misconfigured(_) => 0,
-        SinkError::Throttled(_) | SinkError::Unavailable(_) | SinkError::Overloaded(_) => 1,
-        SinkError::Rejected(_) => 2,
     }
 }
 

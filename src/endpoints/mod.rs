@@ -1,19 +1,16 @@
-//! The doors that take events. Each endpoint is one file: it runs the shared
-//! ingest step (`ingest.rs`), parses its body into events, turns them into
-//! records here ([`records`]), writes them through [`App::put`], and shapes
-//! its own answer.
+//! The doors that take events. The gateway's own API is a file per
+//! endpoint: it runs the shared ingest step (`ingest.rs`), parses its body
+//! into events, turns them into records here ([`records`]), writes them
+//! through [`App::put`], and shapes its own answer. The analytics SDKs'
+//! protocols are one layer, [`sdk`], with a file per protocol.
 //!
 //! - [`import`]: `POST /import`, the body is one record.
 //! - [`batch`]: `POST /import/batch`, a JSON array or NDJSON of records.
-//! - [`segment`], [`posthog`], [`snowplow`]: the analytics SDKs' own
-//!   protocols, one record per event, sharing [`sdk`].
+//! - [`sdk`]: Segment / RudderStack, PostHog and Snowplow, one record per event.
 
 pub mod batch;
 pub mod import;
-pub mod posthog;
 pub mod sdk;
-pub mod segment;
-pub mod snowplow;
 
 use bytes::Bytes;
 

@@ -168,6 +168,18 @@ impl SinkError {
         matches!(self, SinkError::Unavailable(_) | SinkError::Misconfigured(_))
     }
 
+    /// How grave the failure is when a request's records failed in
+    /// different ways and the request gets one answer: lower is graver. An
+    /// operator must act (0), then retry later (1), then the record itself
+    /// was refused (2).
+    pub fn gravity(&self) -> u8 {
+        match self {
+            SinkError::Misconfigured(_) => 0,
+            SinkError::Throttled(_) | SinkError::Unavailable(_) | SinkError::Overloaded(_) => 1,
+            SinkError::Rejected(_) => 2,
+        }
+    }
+
     /// The detail, for the one log line written where the failure is answered.
     pub fn detail(&self) -> &str {
         match self {

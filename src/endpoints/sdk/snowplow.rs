@@ -21,25 +21,23 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, view, without,
-};
-use crate::api::Reply;
-use crate::app::App;
+use super::context::{Context, GATEWAY_FIELD};
+use super::events::{Events, Rejection, Viewed, view};
+use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::{Decoded, Incoming, Protocol, SourceKey};
+use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
-use crate::ingest::{Limits, ingest};
 
 /// The schema prefix of a tracker's POST body.
 const PAYLOAD_DATA: &str = "iglu:com.snowplowanalytics.snowplow/payload_data/";
 
 /// Fields the gateway sets whatever the event says.
-const OVERWRITTEN: &[&str] = &["collector_tstamp", super::sdk::GATEWAY_FIELD];
+const OVERWRITTEN: &[&str] = &["collector_tstamp", GATEWAY_FIELD];
 
 /// A 1x1 transparent GIF, what the collector answers `GET /i` with.
 const PIXEL: &[u8] = &[
@@ -98,59 +96,46 @@ fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, Ap
         .collect())
 }
 
-/// `POST /com.snowplowanalytics.snowplow/tp2`.
-pub async fn post<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let limits = Limits {
-        header_auth: false,
-        ..Limits::events(app.sdk.snowplow_max_bytes)
-    };
-    let ingested = ingest(app, request, limits).await?;
-    let context = Context::new(app, Protocol::Snowplow, &ingested.head);
-    let decoded = decode(&ingested.body, &context, app.sdk.max_events, Events::new(app))?;
-    authorize(app, &decoded, ingested.headers())?;
-    let stored = store(app, Protocol::Snowplow, decoded.events, request_id).await?;
-    let response = json_response(
-        StatusCode::OK,
-        &Success {
-            status: "ok",
-            rejected: &stored.rejected,
-        },
-    );
-    Ok(Reply::stored(
-        response,
-        stored.records,
-        ingested.body.len(),
-        stored.shard_id,
-    ))
+/// The tracker protocol: `POST .../tp2` (`pixel` false) or `GET /i`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snowplow {
+    /// One event in the query string, answered with a GIF.
+    pub pixel: bool,
 }
 
-/// `GET /i?...`: the query's parameters are the event.
-pub async fn pixel<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let limits = Limits {
-        header_auth: false,
-        allow_empty: true,
-        ..Limits::events(app.sdk.snowplow_max_bytes)
-    };
-    let ingested = ingest(app, request, limits).await?;
-    let query = ingested.head.uri.query().unwrap_or_default();
-    let context = Context::new(app, Protocol::Snowplow, &ingested.head);
-    let decoded = decode_query(query, &context, Events::new(app))?;
-    authorize(app, &decoded, ingested.headers())?;
-    let stored = store(app, Protocol::Snowplow, decoded.events, request_id).await?;
-    Ok(Reply::stored(
-        pixel_response(),
-        stored.records,
-        query.len(),
-        stored.shard_id,
-    ))
+impl Protocol for Snowplow {
+    fn name(&self) -> &'static str {
+        "snowplow"
+    }
+
+    fn max_body(&self, config: &SdkConfig) -> usize {
+        config.snowplow_max_bytes
+    }
+
+    fn event_in_query(&self) -> bool {
+        self.pixel
+    }
+
+    fn decode(
+        &self,
+        request: &Incoming<'_>,
+        context: &Context,
+        max_events: usize,
+        events: Events,
+    ) -> Result<Decoded, ApiError> {
+        if self.pixel {
+            decode_query(request.query, context, events)
+        } else {
+            Ok(build(parse(request.body, max_events)?, context, events))
+        }
+    }
+
+    fn success(&self, rejected: &[Rejection]) -> Response<Full<Bytes>> {
+        if self.pixel {
+            return pixel_response();
+        }
+        json_response(StatusCode::OK, &Success { status: "ok", rejected })
+    }
 }
 
 fn pixel_response() -> Response<Full<Bytes>> {
@@ -164,23 +149,8 @@ fn pixel_response() -> Response<Full<Bytes>> {
     response
 }
 
-/// A request's events as records, and the app ids they came with.
-#[derive(Debug)]
-pub struct Decoded {
-    /// Each event's `aid` (none for an event that did not parse).
-    pub app_ids: Vec<Option<String>>,
-    /// The records and rejections.
-    pub events: Events,
-}
-
-/// Turns a `payload_data` body into records, without touching the
-/// network: what the handler and the fuzzer share.
-pub fn decode(body: &[u8], context: &Context, max_events: usize, events: Events) -> Result<Decoded, ApiError> {
-    Ok(build(parse(body, max_events)?, context, events))
-}
-
 /// Turns a `GET /i` query string into its one record.
-pub fn decode_query(query: &str, context: &Context, events: Events) -> Result<Decoded, ApiError> {
+fn decode_query(query: &str, context: &Context, events: Events) -> Result<Decoded, ApiError> {
     let event: serde_json::Map<String, serde_json::Value> = form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned().into()))
         .collect();
@@ -194,25 +164,18 @@ pub fn decode_query(query: &str, context: &Context, events: Events) -> Result<De
     Ok(build(vec![(&*raw, view(0, &raw))], context, events))
 }
 
+/// The records, and each event's app id (`aid`) as its source key: with
+/// `API_KEYS` set, every event's must be a key unless the headers carry one.
 fn build(parsed: Vec<Viewed<'_, View<'_>>>, context: &Context, mut events: Events) -> Decoded {
     let mut app_ids = Vec::with_capacity(parsed.len());
     for (index, (raw, view)) in parsed.into_iter().enumerate() {
         app_ids.push(view.as_ref().ok().and_then(|v| v.aid.as_deref().map(str::to_owned)));
         events.push(index, view.and_then(|view| record(context, index, raw, &view)));
     }
-    Decoded { app_ids, events }
-}
-
-/// Header key, else every event's `aid` must be a key.
-fn authorize(app: &App, decoded: &Decoded, headers: &hyper::HeaderMap) -> Result<(), ApiError> {
-    if !app.access.keys_required() || app.access.authorize(headers).is_ok() {
-        return Ok(());
+    Decoded {
+        key: SourceKey::PerEvent(app_ids),
+        events,
     }
-    for aid in &decoded.app_ids {
-        app.access
-            .authorize_key(Some(aid.as_deref().unwrap_or_default()), headers)?;
-    }
-    Ok(())
 }
 
 fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Result<(Vec<u8>, String), Rejection> {
@@ -296,7 +259,7 @@ mod tests {
 
     #[test]
     fn odd_queries_make_one_event_or_a_400() {
-        let context = Context::plain(Protocol::Snowplow);
+        let context = Context::plain("snowplow");
         let decoded = decode_query("e=pv&e=se&%FF=%00&eid=x", &context, Events::with_limit(1000)).unwrap();
         assert_eq!(decoded.events.records().len(), 1, "a repeated parameter: the last wins");
         let text = String::from_utf8(decoded.events.records()[0].data.to_vec()).unwrap();

@@ -3,10 +3,19 @@
 //!
 //! The body is `{"api_key": ..., "batch": [event, ...], "sent_at"?: ...}`
 //! (the server SDKs), an array of events, or one event (`posthog-js`). It may
-//! be gzip: by `Content-Encoding`, by `?compression=gzip-js` (posthog-js,
-//! which cannot set the header on a beacon), or by its magic bytes. The
-//! project key is the body's `api_key` or `token`, else the events' own
-//! (`api_key`, `token`, `properties.token`), which must then agree.
+//! be gzip: by `Content-Encoding`, by `?compression=gzip-js`, or by its magic
+//! bytes alone (posthog-js 1.4xx sends gzip as `text/plain` with no flag at
+//! all). It may be base64 in a form, `data=<base64>` (posthog-js's
+//! `sendBeacon` on unload, `?compression=base64`). The project key is the
+//! body's `api_key` or `token`, else the events' own (`api_key`, `token`,
+//! `properties.token`), which must then agree. `sent_at` is the body's, else
+//! the query's `sent_at` or `_` (posthog-js's send time, in milliseconds).
+//!
+//! posthog-js also asks for its remote configuration (`GET
+//! /array/{token}/config` and `config.js`) and feature flags (`POST /flags`,
+//! `/decide` before 1.2xx): [`RemoteConfig`] and [`Flags`] answer "no flags,
+//! nothing to load" (no recordings, surveys or site apps), so a site's
+//! snippet works unchanged and no code is loaded from anywhere.
 //!
 //! Each event is stored as sent plus what capture adds: a `uuid` (v7) when
 //! missing, `distinct_id` at the top when only `properties` has it, `now`
@@ -17,25 +26,29 @@
 use std::borrow::Cow;
 use std::time::{Duration, SystemTime};
 
+use base64::Engine as _;
 use bytes::Bytes;
-use hyper::body::Body;
-use hyper::header::HeaderValue;
-use hyper::{Request, StatusCode};
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use serde_json::value::RawValue;
 
-use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, timestamp, view,
-    without,
-};
-use crate::api::Reply;
+use super::context::{Context, GATEWAY_FIELD, timestamp};
+use super::events::{Events, Rejection, Viewed, view};
+use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::{Caching, Decoded, Document, Incoming, Protocol, SourceKey, document, json_document};
 use crate::app::App;
+use crate::config::SdkConfig;
 use crate::encoding;
 use crate::error::{ApiError, json_response};
-use crate::ingest::{Limits, ingest};
 
 /// Fields the gateway sets whatever the event says.
-const OVERWRITTEN: &[&str] = &["now", super::sdk::GATEWAY_FIELD];
+const OVERWRITTEN: &[&str] = &["now", GATEWAY_FIELD];
+
+/// Feature-flag request bodies are small; the rest is not the SDK's.
+const FLAGS_MAX_BYTES: usize = 1 << 20;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
@@ -137,72 +150,86 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
     Ok(Parsed { events, key, sent_at })
 }
 
-/// Whether the query asks for gzip (`compression=gzip-js` or `gzip`).
-fn gzip_by_query(query: &str) -> bool {
-    form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "compression" && (v == "gzip-js" || v == "gzip"))
+/// PostHog capture, in every body form its SDKs send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostHog;
+
+impl Protocol for PostHog {
+    fn name(&self) -> &'static str {
+        "posthog"
+    }
+
+    fn max_body(&self, config: &SdkConfig) -> usize {
+        config.posthog_max_bytes
+    }
+
+    fn decode(
+        &self,
+        request: &Incoming<'_>,
+        context: &Context,
+        max_events: usize,
+        events: Events,
+    ) -> Result<Decoded, ApiError> {
+        let body = unwrap_body(request)?;
+        let sent_at = request
+            .query_param("sent_at")
+            .or_else(|| request.query_param("_"))
+            .and_then(|millis| millis_timestamp(&millis));
+        decode(&body, sent_at.as_deref(), context, max_events, events)
+    }
+
+    fn success(&self, rejected: &[Rejection]) -> Response<Full<Bytes>> {
+        json_response(StatusCode::OK, &Success { status: 1, rejected })
+    }
 }
 
-/// posthog-js's `_` query parameter: when it sent, in Unix milliseconds.
-fn sent_at_by_query(query: &str) -> Option<String> {
-    let (_, millis) = form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "_")?;
+/// The JSON inside a body: base64 in a form (`data=`), gzip (announced or
+/// not), or plain, each decoded within the body limit.
+fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
+    let mut body = Bytes::copy_from_slice(request.body);
+    if is_form(request) {
+        let data = form_urlencoded::parse(&body)
+            .find(|(k, _)| k == "data")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| ApiError::BadSdkRequest("a form body needs its events in `data`".into()))?;
+        if data.len() / 4 * 3 > request.max_body {
+            return Err(ApiError::PayloadTooLarge {
+                limit: request.max_body,
+            });
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| ApiError::BadSdkRequest(format!("`data` is not base64: {e}")))?;
+        body = Bytes::from(decoded);
+    }
+    // A JSON body never starts with 0x1f: if it does, it is gzip.
+    let announced = matches!(request.query_param("compression").as_deref(), Some("gzip-js" | "gzip"));
+    if announced || body.starts_with(GZIP_MAGIC) {
+        body = encoding::decode(Some(&HeaderValue::from_static("gzip")), body, request.max_body)?;
+    }
+    Ok(body)
+}
+
+/// Whether the body is a form (`data=<base64>`): announced by the query or
+/// the content type, or plainly not JSON and starting with `data=`.
+fn is_form(request: &Incoming<'_>) -> bool {
+    let form_type = request
+        .headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/x-www-form-urlencoded"));
+    request.query_param("compression").as_deref() == Some("base64") || form_type || request.body.starts_with(b"data=")
+}
+
+/// posthog-js's send time, Unix milliseconds, as a timestamp.
+fn millis_timestamp(millis: &str) -> Option<String> {
     let millis: u64 = millis.parse().ok()?;
     Some(timestamp(SystemTime::UNIX_EPOCH + Duration::from_millis(millis)))
 }
 
-/// Stores a request's events and answers `{"status": 1}`.
-pub async fn handle<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let limit = app.sdk.posthog_max_bytes;
-    let limits = Limits {
-        header_auth: false,
-        ..Limits::events(limit)
-    };
-    let ingested = ingest(app, request, limits).await?;
-    let query = ingested.head.uri.query().unwrap_or_default();
-    // A JSON body never starts with 0x1f: if it does, it is gzip the
-    // headers did not announce.
-    let body = if gzip_by_query(query) || ingested.body.starts_with(GZIP_MAGIC) {
-        encoding::decode(Some(&HeaderValue::from_static("gzip")), ingested.body.clone(), limit)?
-    } else {
-        ingested.body.clone()
-    };
-    let context = Context::new(app, Protocol::PostHog, &ingested.head);
-    let sent_at = sent_at_by_query(query);
-    let Decoded { key, events } = decode(
-        &body,
-        sent_at.as_deref(),
-        &context,
-        app.sdk.max_events,
-        Events::new(app),
-    )?;
-    app.access.authorize_key(key.as_deref(), ingested.headers())?;
-    let stored = store(app, Protocol::PostHog, events, request_id).await?;
-    let response = json_response(
-        StatusCode::OK,
-        &Success {
-            status: 1,
-            rejected: &stored.rejected,
-        },
-    );
-    Ok(Reply::stored(response, stored.records, body.len(), stored.shard_id))
-}
-
-/// A request's events as records, and the project key they came with.
-#[derive(Debug)]
-pub struct Decoded {
-    /// The body's `api_key` / `token`, else the one the events agree on.
-    pub key: Option<String>,
-    /// The records and rejections.
-    pub events: Events,
-}
-
 /// Turns a decompressed body into records (`query_sent_at`: posthog-js's
-/// `_`, as a timestamp), without touching the network: what the handler and
-/// the fuzzer share.
-pub fn decode(
+/// send time from the query, as a timestamp). The key is the body's
+/// `api_key` / `token`, else the one the events agree on.
+fn decode(
     body: &[u8],
     query_sent_at: Option<&str>,
     context: &Context,
@@ -227,7 +254,7 @@ pub fn decode(
         events.push(index, built);
     }
     Ok(Decoded {
-        key: key.map(str::to_owned),
+        key: SourceKey::One(key.map(str::to_owned)),
         events,
     })
 }
@@ -313,6 +340,99 @@ struct Success<'a> {
     rejected: &'a [Rejection],
 }
 
+/// What posthog-js reads from its remote configuration: nothing to load
+/// (no recordings, surveys, heatmaps, site apps or feature flags) and gzip
+/// bodies, which capture here decodes.
+fn remote_config(token: &str) -> serde_json::Value {
+    json!({
+        "token": token,
+        "supportedCompression": ["gzip", "gzip-js"],
+        "hasFeatureFlags": false,
+        "autocapture_opt_out": false,
+        "autocaptureExceptions": false,
+        "errorTracking": {"autocaptureExceptions": false, "suppressionRules": []},
+        "captureDeadClicks": false,
+        "capturePerformance": false,
+        "elementsChainAsString": true,
+        "sessionRecording": false,
+        "heatmaps": false,
+        "surveys": false,
+        "productTours": false,
+        "defaultIdentifiedOnly": true,
+        "siteApps": [],
+    })
+}
+
+/// `GET /array/{token}/config` (JSON) and `/array/{token}/config.js` (the
+/// script the snippet's full bundle loads): the remote configuration.
+#[derive(Debug)]
+pub struct RemoteConfig {
+    /// The script form: it sets `window._POSTHOG_REMOTE_CONFIG[token]`.
+    pub script: bool,
+}
+
+impl Document for RemoteConfig {
+    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+        let token = request.path.split('/').nth(2).unwrap_or_default();
+        app.access.authorize_key(Some(token), request.headers)?;
+        let config = remote_config(token);
+        if !self.script {
+            return Ok(json_document(&config, Caching::Public));
+        }
+        // Both values are JSON, which is valid JavaScript: the token cannot
+        // break out of its string.
+        let script = format!(
+            "(function(){{var c=window._POSTHOG_REMOTE_CONFIG=window._POSTHOG_REMOTE_CONFIG||{{}};c[{}]={};}})();\n",
+            serde_json::Value::from(token),
+            json!({"config": config, "siteApps": []}),
+        );
+        Ok(document(script, "application/javascript", Caching::Public))
+    }
+}
+
+/// `POST /flags` (and `/decide`, its name before posthog-js 1.2xx): no
+/// feature flags, and the remote configuration for SDKs that ask for it
+/// here (`config=true`).
+#[derive(Debug)]
+pub struct Flags;
+
+#[derive(Deserialize)]
+struct FlagsRequest<'a> {
+    #[serde(borrow, default)]
+    token: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    api_key: Option<Cow<'a, str>>,
+}
+
+impl Document for Flags {
+    fn body_limit(&self) -> Option<usize> {
+        Some(FLAGS_MAX_BYTES)
+    }
+
+    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+        let body = unwrap_body(request)?;
+        let parsed: Option<FlagsRequest> = serde_json::from_slice(&body).ok();
+        let token = parsed
+            .as_ref()
+            .and_then(|r| r.token.as_deref().or(r.api_key.as_deref()));
+        app.access.authorize_key(token, request.headers)?;
+        let mut answer = remote_config(token.unwrap_or_default());
+        let extra = json!({
+            "flags": {},
+            "featureFlags": {},
+            "featureFlagPayloads": {},
+            "errorsWhileComputingFlags": false,
+            "quotaLimited": [],
+            "requestId": uuid::Uuid::new_v4().to_string(),
+            "config": {"enable_collect_everything": true},
+        });
+        if let (Some(answer), Some(extra)) = (answer.as_object_mut(), extra.as_object()) {
+            answer.extend(extra.clone());
+        }
+        Ok(json_response(StatusCode::OK, &answer))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,13 +512,62 @@ mod tests {
     }
 
     #[test]
-    fn query_says_gzip_and_when_it_was_sent() {
-        assert!(gzip_by_query("ip=1&compression=gzip-js&_=1"));
-        assert!(!gzip_by_query("compression=base64"));
+    fn send_times_are_milliseconds() {
         assert_eq!(
-            sent_at_by_query("_=1795000000123&ver=1").as_deref(),
+            millis_timestamp("1795000000123").as_deref(),
             Some("2026-11-18T11:06:40.123Z")
         );
-        assert_eq!(sent_at_by_query("_=soon"), None);
+        assert_eq!(millis_timestamp("soon"), None);
+    }
+
+    fn unwrapped(query: &str, content_type: Option<&'static str>, body: &[u8]) -> Result<String, ApiError> {
+        let mut headers = hyper::HeaderMap::new();
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+        }
+        let request = Incoming {
+            query,
+            max_body: 1000,
+            ..Incoming::body(body, &headers)
+        };
+        unwrap_body(&request).map(|b| String::from_utf8(b.to_vec()).unwrap())
+    }
+
+    #[test]
+    fn bodies_are_unwrapped_from_base64_forms_and_gzip() {
+        let json = r#"[{"event":"a"}]"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, json.as_bytes()).unwrap();
+        let gzipped = gz.finish().unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+        let form: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("data", &b64)
+            .finish();
+        assert_eq!(unwrapped("", None, json.as_bytes()).unwrap(), json);
+        assert_eq!(
+            unwrapped("", Some("text/plain"), &gzipped).unwrap(),
+            json,
+            "unannounced gzip"
+        );
+        assert_eq!(unwrapped("compression=gzip-js", None, &gzipped).unwrap(), json);
+        assert_eq!(unwrapped("compression=base64", None, form.as_bytes()).unwrap(), json);
+        assert_eq!(
+            unwrapped("", Some("application/x-www-form-urlencoded"), form.as_bytes()).unwrap(),
+            json
+        );
+        assert_eq!(unwrapped("", None, form.as_bytes()).unwrap(), json, "a bare data= form");
+        assert!(matches!(
+            unwrapped("compression=base64", None, b"data=%%%"),
+            Err(ApiError::BadSdkRequest(_))
+        ));
+        assert!(matches!(
+            unwrapped("compression=base64", None, b"other=1"),
+            Err(ApiError::BadSdkRequest(_))
+        ));
+        let huge = format!("data={}", "A".repeat(4000));
+        assert!(matches!(
+            unwrapped("compression=base64", None, huge.as_bytes()),
+            Err(ApiError::PayloadTooLarge { .. })
+        ));
     }
 }

@@ -7,9 +7,11 @@
 //! - `GET /v1/projects/{writeKey}/settings`: the settings the browser SDK
 //!   loads at start, pointing it back at this gateway.
 //! - `POST /v1/m`: the browser SDK's telemetry, counted and dropped.
+//! - `POST /beacon/v1/batch?writeKey=...`: RudderStack's browser SDK's
+//!   `sendBeacon` batches (`useBeacon: true`), which carry no header.
 //!
 //! The write key is the Basic-auth user name, else the body's `writeKey`,
-//! else the first event's. Each event is stored as sent, plus what
+//! else the query's, else the first event's. Each event is stored as sent, plus what
 //! Segment's API adds: `receivedAt` (always the gateway's), `sentAt` from the
 //! batch when the event has none, a `messageId` when missing, `context.ip`
 //! when `CLIENT_IP` is on, and `_gateway`. Its partition key is `userId`,
@@ -20,28 +22,24 @@ use std::borrow::Cow;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::header::{AUTHORIZATION, HOST, HeaderMap};
-use hyper::{Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::sdk::{
-    Context, Events, Id, Object, Present, Protocol, RawEvents, Rejection, Viewed, id_text, store, view, without,
-};
-use crate::api::Reply;
+use super::context::{Context, GATEWAY_FIELD};
+use super::events::{Events, Rejection, Viewed, view};
+use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::{Caching, Decoded, Document, Incoming, Protocol, SourceKey, json_document};
 use crate::app::App;
+use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
-use crate::ingest::{Limits, ingest};
 
 /// The event types of the tracking API.
 pub const TYPES: &[&str] = &["track", "identify", "page", "screen", "group", "alias"];
 
 /// Fields the gateway sets whatever the event says.
-const OVERWRITTEN: &[&str] = &["receivedAt", super::sdk::GATEWAY_FIELD];
-
-/// Telemetry bodies are small; anything bigger is not the SDK's.
-const TELEMETRY_MAX_BYTES: usize = 64 * 1024;
+const OVERWRITTEN: &[&str] = &["receivedAt", GATEWAY_FIELD];
 
 #[derive(Deserialize)]
 struct Batch<'a> {
@@ -113,81 +111,79 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
     })
 }
 
-/// Stores a request's events: a batch when `kind` is `None`.
-pub async fn handle<B>(
-    app: &App,
-    request: Request<B>,
-    kind: Option<&'static str>,
-    request_id: &str,
-) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let limits = Limits {
-        header_auth: false,
-        ..Limits::events(app.sdk.segment_max_bytes)
-    };
-    let ingested = ingest(app, request, limits).await?;
-    let context = Context::new(app, Protocol::Segment, &ingested.head);
-    let events = Events::new(app);
-    let basic_user = basic_user(ingested.headers());
-    let Decoded { write_key, events } = decode(&ingested.body, kind, basic_user, &context, app.sdk.max_events, events)?;
-    app.access.authorize_key(write_key.as_deref(), ingested.headers())?;
-    let stored = store(app, Protocol::Segment, events, request_id).await?;
-    let response = json_response(
-        StatusCode::OK,
-        &Success {
-            success: true,
-            rejected: &stored.rejected,
-        },
-    );
-    Ok(Reply::stored(
-        response,
-        stored.records,
-        ingested.body.len(),
-        stored.shard_id,
-    ))
+/// The tracking API: a batch (`kind` is `None`) or one event of `kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    /// The path's event type, for the one-event paths.
+    pub kind: Option<&'static str>,
 }
 
-/// A request's events as records, and the write key they came with.
-#[derive(Debug)]
-pub struct Decoded {
-    /// The Basic user name, else the body's `writeKey`, else the first event's.
-    pub write_key: Option<String>,
-    /// The records and rejections.
-    pub events: Events,
-}
+impl Segment {
+    /// `/v1/batch` and friends.
+    pub const BATCH: Segment = Segment { kind: None };
 
-/// Turns a body into records (a batch when `kind` is `None`, else one event
-/// of `kind`), without touching the network: what the handler and the
-/// fuzzer share.
-pub fn decode(
-    body: &[u8],
-    kind: Option<&'static str>,
-    basic_user: Option<String>,
-    context: &Context,
-    max_events: usize,
-    mut events: Events,
-) -> Result<Decoded, ApiError> {
-    let parsed = parse(body, kind, max_events)?;
-    let first_event_key = || {
-        parsed
-            .events
-            .iter()
-            .find_map(|(_, view)| Some(view.as_ref().ok()?.write_key.as_deref()?.to_owned()))
-    };
-    let write_key = basic_user
-        .or_else(|| parsed.write_key.as_deref().map(str::to_owned))
-        .or_else(first_event_key);
-    for (index, (raw, view)) in parsed.events.iter().enumerate() {
-        let built = view
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(|view| record(context, kind, index, raw, view, parsed.sent_at, write_key.as_deref()));
-        events.push(index, built);
+    /// A one-event path whose type is `kind`.
+    pub const fn event(kind: &'static str) -> Self {
+        Segment { kind: Some(kind) }
     }
-    Ok(Decoded { write_key, events })
+}
+
+impl Protocol for Segment {
+    fn name(&self) -> &'static str {
+        "segment"
+    }
+
+    fn max_body(&self, config: &SdkConfig) -> usize {
+        config.segment_max_bytes
+    }
+
+    fn decode(
+        &self,
+        request: &Incoming<'_>,
+        context: &Context,
+        max_events: usize,
+        mut events: Events,
+    ) -> Result<Decoded, ApiError> {
+        let parsed = parse(request.body, self.kind, max_events)?;
+        let first_event_key = || {
+            parsed
+                .events
+                .iter()
+                .find_map(|(_, view)| Some(view.as_ref().ok()?.write_key.as_deref()?.to_owned()))
+        };
+        let write_key = basic_user(request.headers)
+            .or_else(|| parsed.write_key.as_deref().map(str::to_owned))
+            .or_else(|| request.query_param("writeKey").filter(|k| !k.is_empty()))
+            .or_else(first_event_key);
+        for (index, (raw, view)) in parsed.events.iter().enumerate() {
+            let built = view.as_ref().map_err(Clone::clone).and_then(|view| {
+                record(
+                    context,
+                    self.kind,
+                    index,
+                    raw,
+                    view,
+                    parsed.sent_at,
+                    write_key.as_deref(),
+                )
+            });
+            events.push(index, built);
+        }
+        Ok(Decoded {
+            key: SourceKey::One(write_key),
+            events,
+        })
+    }
+
+    fn success(&self, rejected: &[Rejection]) -> Response<Full<Bytes>> {
+        json_response(
+            StatusCode::OK,
+            &Success {
+                success: true,
+                rejected,
+            },
+        )
+    }
 }
 
 /// One event's record text and partition key, or why it is rejected.
@@ -267,7 +263,7 @@ fn rewrite(raw: &[u8], ip: Option<&str>) -> Result<Vec<u8>, serde_json::Error> {
 
 /// The user name of `Authorization: Basic`, which is how the SDKs send the
 /// write key (with an empty password).
-fn basic_user(headers: &HeaderMap) -> Option<String> {
+pub(super) fn basic_user(headers: &HeaderMap) -> Option<String> {
     let encoded = headers.get(AUTHORIZATION)?.as_bytes().strip_prefix(b"Basic ")?;
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim_ascii())
@@ -285,11 +281,56 @@ struct Success<'a> {
 }
 
 /// `GET /v1/projects/{writeKey}/settings`: what the browser SDK needs to
-/// start and to send its events here (this host, `/v1`), and nothing that
-/// would make it load code from elsewhere.
-pub fn settings(app: &App, path: &str, headers: &HeaderMap) -> Result<Reply, ApiError> {
-    let write_key = path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
-    app.access.authorize_key(Some(write_key), headers)?;
+/// start and to send its events here (this gateway's `/v1`), and nothing
+/// that would make it load code from elsewhere. The host is `PUBLIC_URL`'s;
+/// without it, the request's `Host`, and then only the browser may cache
+/// the answer.
+#[derive(Debug)]
+pub struct Settings;
+
+impl Document for Settings {
+    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+        let write_key = request.path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
+        app.access.authorize_key(Some(write_key), request.headers)?;
+        let (protocol, api_host, caching) = match &app.sdk.public_url {
+            Some(url) => (
+                url.scheme(),
+                format!("{}/v1", url.authority_and_path()),
+                Caching::Public,
+            ),
+            None => {
+                let (protocol, host) = request_host(request.headers)?;
+                (protocol, format!("{host}/v1"), Caching::PerHost)
+            }
+        };
+        let settings = serde_json::json!({
+            "integrations": {
+                "Segment.io": {
+                    "apiKey": write_key,
+                    "apiHost": api_host,
+                    "protocol": protocol,
+                    "unbundledIntegrations": [],
+                    "addBundledMetadata": false,
+                    "maybeBundledConfigIds": {},
+                }
+            },
+            "plan": {"track": {"__default": {"enabled": true, "integrations": {}}}},
+            "edgeFunction": {},
+            "analyticsNextEnabled": true,
+            "middlewareSettings": {},
+            "enabledMiddleware": {},
+            "metrics": {"sampleRate": 0, "host": api_host},
+            "legacyVideoPluginsEnabled": false,
+            "remotePlugins": [],
+        });
+        Ok(json_document(&settings, caching))
+    }
+}
+
+/// The scheme (`X-Forwarded-Proto: https`, else `http`) and `Host` of a
+/// request, for a document that must name this gateway when no
+/// `PUBLIC_URL` is set.
+fn request_host(headers: &HeaderMap) -> Result<(&'static str, &str), ApiError> {
     let host = headers
         .get(HOST)
         .and_then(|v| v.to_str().ok())
@@ -299,61 +340,26 @@ pub fn settings(app: &App, path: &str, headers: &HeaderMap) -> Result<Reply, Api
         Some(b"https") => "https",
         _ => "http",
     };
-    let api_host = format!("{host}/v1");
-    let settings = serde_json::json!({
-        "integrations": {
-            "Segment.io": {
-                "apiKey": write_key,
-                "apiHost": api_host,
-                "protocol": protocol,
-                "unbundledIntegrations": [],
-                "addBundledMetadata": false,
-                "maybeBundledConfigIds": {},
-            }
-        },
-        "plan": {"track": {"__default": {"enabled": true, "integrations": {}}}},
-        "edgeFunction": {},
-        "analyticsNextEnabled": true,
-        "middlewareSettings": {},
-        "enabledMiddleware": {},
-        "metrics": {"sampleRate": 0, "host": api_host},
-        "legacyVideoPluginsEnabled": false,
-        "remotePlugins": [],
-    });
-    let mut response = json_response(StatusCode::OK, &settings);
-    // The SDK fetches this at every page load; a short cache spares us.
-    response.headers_mut().insert(
-        hyper::header::CACHE_CONTROL,
-        hyper::header::HeaderValue::from_static("max-age=60"),
-    );
-    Ok(Reply::stored(response, 0, 0, None))
+    Ok((protocol, host))
 }
+
+/// Telemetry bodies are small; anything bigger is not the SDK's.
+const TELEMETRY_MAX_BYTES: usize = 64 * 1024;
 
 /// `POST /v1/m`: the browser SDK's telemetry about itself. Not events:
 /// read (so the connection stays usable), counted, dropped.
-pub async fn telemetry<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let limits = Limits {
-        header_auth: false,
-        allow_empty: true,
-        ..Limits::events(TELEMETRY_MAX_BYTES)
-    };
-    ingest(app, request, limits).await?;
-    app.metrics.sdk_telemetry_discarded();
-    Ok(Reply::stored(success_response(), 0, 0, None))
-}
+#[derive(Debug)]
+pub struct Telemetry;
 
-fn success_response() -> Response<Full<Bytes>> {
-    json_response(
-        StatusCode::OK,
-        &Success {
-            success: true,
-            rejected: &[],
-        },
-    )
+impl Document for Telemetry {
+    fn body_limit(&self) -> Option<usize> {
+        Some(TELEMETRY_MAX_BYTES)
+    }
+
+    fn answer(&self, app: &App, _request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+        app.metrics.sdk_telemetry_discarded();
+        Ok(Segment::BATCH.success(&[]))
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,140 @@
+//! A request's events sorted into records to write and rejections: each
+//! event is read through its protocol's view ([`view`]), and one that is not
+//! valid on its own (no user, over the record limit) is rejected alone, so
+//! one bad event does not cost the batch's good ones.
+
+use serde::{Deserialize, Serialize};
+
+use crate::partition_key;
+use crate::sink::Record;
+
+/// One event of a request: its text, and the fields the endpoint reads
+/// from it or why they could not be read.
+pub type Viewed<'a, V> = (&'a serde_json::value::RawValue, Result<V, Rejection>);
+
+/// The fields an endpoint reads from event `index`, or why they cannot be
+/// read: not a JSON object (a struct would also take an array), or not
+/// parseable as the view.
+pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::RawValue) -> Result<V, Rejection> {
+    let reject = |code, message: String| Rejection { index, code, message };
+    if !raw.get().starts_with('{') {
+        return Err(reject("not_an_object", "the event is not a JSON object".into()));
+    }
+    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
+}
+
+/// An event that was not stored, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// The event's position in the request (0-based).
+    pub index: usize,
+    /// A fixed code, also the metric label.
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+/// A request's events sorted into records to write and rejections.
+#[derive(Debug)]
+pub struct Events {
+    /// The records to write, in request order.
+    pub(super) records: Vec<Record>,
+    /// Each record's event index.
+    pub(super) positions: Vec<usize>,
+    /// The events rejected so far.
+    pub(super) rejected: Vec<Rejection>,
+    max_record: usize,
+}
+
+impl Events {
+    /// None yet, each record to be at most `max_record` bytes.
+    pub fn with_limit(max_record: usize) -> Self {
+        Events {
+            records: Vec::new(),
+            positions: Vec::new(),
+            rejected: Vec::new(),
+            max_record,
+        }
+    }
+
+    /// The records, in the order they will be written.
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// The rejections so far.
+    pub fn rejected(&self) -> &[Rejection] {
+        &self.rejected
+    }
+
+    /// Event `index` as a record, unless it is over the record limit. A key
+    /// over Kinesis's 256 characters is hashed, as for `PARTITION_KEY_FIELDS`.
+    pub fn accept(&mut self, index: usize, data: Vec<u8>, key: &str) {
+        let partition_key = if key.chars().count() > partition_key::MAX_CHARS {
+            partition_key::shorten(key)
+        } else {
+            key.to_owned()
+        };
+        let record = Record {
+            data: data.into(),
+            partition_key,
+        };
+        if record.size() > self.max_record {
+            let message = format!(
+                "the event is {} bytes with its partition key and enrichment; the limit is {}",
+                record.size(),
+                self.max_record
+            );
+            return self.reject(index, "too_large", message);
+        }
+        self.records.push(record);
+        self.positions.push(index);
+    }
+
+    /// Event `index` as built: its record text and partition key, or why not.
+    pub fn push(&mut self, index: usize, built: Result<(Vec<u8>, String), Rejection>) {
+        match built {
+            Ok((data, key)) => self.accept(index, data, &key),
+            Err(rejection) => self.rejected.push(rejection),
+        }
+    }
+
+    /// Event `index` is not stored: `code` says why.
+    pub fn reject(&mut self, index: usize, code: &'static str, message: impl Into<String>) {
+        self.rejected.push(Rejection {
+            index,
+            code,
+            message: message.into(),
+        });
+    }
+
+    /// Records to write.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
+        let mut events = Events::with_limit(100);
+        events.accept(0, vec![b'x'; 96], "user");
+        events.accept(1, vec![b'x'; 97], "user");
+        let long_key = "k".repeat(300);
+        // A long key is hashed to 71 characters first, as Kinesis needs.
+        events.accept(2, vec![b'x'; 29], &long_key);
+        assert_eq!(events.positions, [0, 2]);
+        assert_eq!(events.records[1].partition_key, partition_key::shorten(&long_key));
+        assert_eq!(events.records[1].partition_key.len(), 71);
+        assert_eq!(events.rejected.len(), 1);
+        assert_eq!((events.rejected[0].index, events.rejected[0].code), (1, "too_large"));
+    }
+}

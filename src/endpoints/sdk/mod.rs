@@ -1,0 +1,263 @@
+//! The analytics SDKs' doors: Segment (and RudderStack, which speaks it),
+//! PostHog and Snowplow, each a [`Protocol`] in its own file, all served by
+//! one generic handler ([`handle`]); and the documents those SDKs load
+//! before they send anything (settings, source configuration, feature
+//! flags), each a [`Document`] served by [`serve`].
+//!
+//! A protocol says only what differs: its body limit, how it turns a body
+//! into records and finds its source key, and its 200. What they share lives
+//! here once: [`context`] (enrichment), [`json`] (splicing fields into the
+//! event's own text), [`events`] (records and per-event rejections) and
+//! [`store`] (writing, and the one failure the SDK is told about). A fifth
+//! protocol is one file implementing [`Protocol`] plus its route rows in
+//! `routes.rs`.
+//!
+//! Each event becomes one record: its own bytes as the SDK sent them, with
+//! the fields its protocol's collector adds appended before the closing `}`,
+//! so nothing the SDK wrote is re-serialised. An event that is not valid on
+//! its own is rejected alone (SDKs drop a whole batch on any 4xx); a request
+//! whose events are all rejected is 400. A failure to store is the whole
+//! request's (429 or 503 with `Retry-After`, or 502); the SDK then sends the
+//! batch again, so delivery is at least once and consumers dedupe on the
+//! event's own id (`messageId`, `uuid`, `eid`).
+
+pub mod context;
+pub mod events;
+pub mod json;
+pub mod posthog;
+pub mod rudderstack;
+pub mod segment;
+pub mod snowplow;
+pub mod store;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, VARY};
+use hyper::{Request, Response, StatusCode};
+
+pub use context::Context;
+pub use events::{Events, Rejection};
+
+use crate::access::Access;
+use crate::api::Reply;
+use crate::app::App;
+use crate::config::SdkConfig;
+use crate::error::ApiError;
+use crate::ingest::{Limits, ingest};
+
+/// What a protocol reads of a request: its head's parts and its body,
+/// already read within the limit and decoded from its `Content-Encoding`.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    /// The path (with the route's `{name}` segments filled in).
+    pub path: &'a str,
+    /// The query string, empty when there is none.
+    pub query: &'a str,
+    /// The request headers.
+    pub headers: &'a HeaderMap,
+    /// The body.
+    pub body: &'a [u8],
+    /// The protocol's body limit, for a body it decodes further (PostHog's
+    /// unannounced gzip and base64).
+    pub max_body: usize,
+}
+
+impl<'a> Incoming<'a> {
+    /// A request with only a body, for tests and the fuzzer.
+    pub fn body(body: &'a [u8], headers: &'a HeaderMap) -> Self {
+        Incoming {
+            path: "/",
+            query: "",
+            headers,
+            body,
+            max_body: usize::MAX,
+        }
+    }
+
+    /// The value of query parameter `name`, when present.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(self.query.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+}
+
+/// The key a request's events came with, checked against `API_KEYS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKey {
+    /// One key for the whole request (a write key, a project key), if any.
+    One(Option<String>),
+    /// One per event (Snowplow's app ids): every one must be a key.
+    PerEvent(Vec<Option<String>>),
+}
+
+impl SourceKey {
+    /// Ok when no keys are configured, the headers carry one, or the key
+    /// (each key, per event) is one of them.
+    pub fn authorize(&self, access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
+        match self {
+            SourceKey::One(key) => access.authorize_key(key.as_deref(), headers),
+            SourceKey::PerEvent(keys) => {
+                if !access.keys_required() || access.authorize(headers).is_ok() {
+                    return Ok(());
+                }
+                keys.iter()
+                    .try_for_each(|key| access.authorize_key(Some(key.as_deref().unwrap_or_default()), headers))
+            }
+        }
+    }
+}
+
+/// A request's events as records, and the key they came with.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The source key.
+    pub key: SourceKey,
+    /// The records and rejections.
+    pub events: Events,
+}
+
+/// What differs between the SDKs' event doors.
+pub trait Protocol: std::fmt::Debug + Sync {
+    /// The name in records (`_gateway.protocol`) and metric labels.
+    fn name(&self) -> &'static str;
+
+    /// The largest body, raw and decoded, in bytes.
+    fn max_body(&self, config: &SdkConfig) -> usize;
+
+    /// Whether the event comes in the query string, with no body (a pixel).
+    fn event_in_query(&self) -> bool {
+        false
+    }
+
+    /// Turns a request into records and finds its source key, without
+    /// touching the network (the fuzzer calls it too). `Err` is a request
+    /// that is not this protocol's shape, or has too many events.
+    fn decode(
+        &self,
+        request: &Incoming<'_>,
+        context: &Context,
+        max_events: usize,
+        events: Events,
+    ) -> Result<Decoded, ApiError>;
+
+    /// The 200 answer once every accepted event is stored.
+    fn success(&self, rejected: &[Rejection]) -> Response<Full<Bytes>>;
+}
+
+/// Stores a request's events in `protocol`: ingest, decode, authorise,
+/// store, answer.
+pub async fn handle<B>(app: &App, protocol: &dyn Protocol, request: Request<B>) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let max_body = protocol.max_body(&app.sdk);
+    let limits = Limits {
+        // The key may be in the body: checked after decoding.
+        header_auth: false,
+        allow_empty: protocol.event_in_query(),
+        ..Limits::events(max_body)
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let head = &ingested.head;
+    let incoming = Incoming {
+        path: head.uri.path(),
+        query: head.uri.query().unwrap_or_default(),
+        headers: &head.headers,
+        body: &ingested.body,
+        max_body,
+    };
+    let context = Context::new(protocol.name(), app.sdk.client_ip, head);
+    let events = Events::with_limit(app.max_record_bytes());
+    let Decoded { key, events } = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
+    key.authorize(&app.access, &head.headers)?;
+    let stored = store::store(app, protocol.name(), events).await?;
+    let bytes = ingested.body.len().max(incoming.query.len());
+    Ok(Reply::stored(
+        protocol.success(&stored.rejected),
+        stored.records,
+        bytes,
+        stored.shard_id,
+    ))
+}
+
+/// A document an SDK loads from its collector: settings, a source
+/// configuration, feature flags. Never events.
+pub trait Document: std::fmt::Debug + Sync {
+    /// The body to read (and drop) first, when the SDK sends one.
+    fn body_limit(&self) -> Option<usize> {
+        None
+    }
+
+    /// The answer.
+    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError>;
+}
+
+/// Answers a request for `document`.
+pub async fn serve<B>(app: &App, document: &dyn Document, request: Request<B>) -> Result<Reply, ApiError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let Some(limit) = document.body_limit() else {
+        let (head, _) = request.into_parts();
+        let incoming = Incoming {
+            path: head.uri.path(),
+            query: head.uri.query().unwrap_or_default(),
+            headers: &head.headers,
+            body: &[],
+            max_body: 0,
+        };
+        return Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None));
+    };
+    let limits = Limits {
+        header_auth: false,
+        allow_empty: true,
+        ..Limits::events(limit)
+    };
+    let ingested = ingest(app, request, limits).await?;
+    let incoming = Incoming {
+        path: ingested.head.uri.path(),
+        query: ingested.head.uri.query().unwrap_or_default(),
+        headers: &ingested.head.headers,
+        body: &ingested.body,
+        max_body: limit,
+    };
+    Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None))
+}
+
+/// Who may keep a copy of a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// The same for every visitor: browsers and shared caches may keep it.
+    Public,
+    /// Built from the request's `Host` (no `PUBLIC_URL`): only the browser
+    /// may keep it, so no shared cache can hand a forged host's document to
+    /// other visitors.
+    PerHost,
+}
+
+/// A document response of `content_type` under `caching`.
+pub fn document(body: impl Into<Bytes>, content_type: &'static str, caching: Caching) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    // A minute: the SDKs fetch these at every page load.
+    let cache = match caching {
+        Caching::Public => "public, max-age=60",
+        Caching::PerHost => "private, max-age=60",
+    };
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static(cache));
+    if caching == Caching::PerHost {
+        headers.append(VARY, HeaderValue::from_static("Host, X-Forwarded-Proto"));
+    }
+    response
+}
+
+/// A JSON document under `caching`.
+pub fn json_document(body: &serde_json::Value, caching: Caching) -> Response<Full<Bytes>> {
+    document(body.to_string(), "application/json", caching)
+}

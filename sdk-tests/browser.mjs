@@ -1,17 +1,31 @@
-// The browser SDK of check.py: @segment/analytics-next's standalone build,
-// unmodified, in headless Chromium (Debian's), on a page served here on
-// 127.0.0.1. It loads its settings from the gateway
-// (GET /v1/projects/{writeKey}/settings, `cdnURL`), so it sends its events
-// to the gateway with the settings' apiHost, crossing origins (CORS
-// preflight: Authorization), as `text/plain`.
+// The browser SDKs of check.py, each unmodified from npm (its standalone or
+// UMD build, served here, no CDN), in headless Chromium (Debian's), on a
+// page served on 127.0.0.1 at another port than the gateway: another origin,
+// so every call crosses origins as on a real site. The gateway runs at its
+// defaults (no CORS variable).
 //
-// Page 1 sends one request per event (/v1/i, /v1/t, /v1/p) and waits for each.
-// Page 2 uses the SDK's batching strategy (/v1/b) and is left as soon as its
-// events are buffered: they go out with `keepalive` as the page unloads.
+// - @segment/analytics-next: settings from the gateway (`cdnURL`); one page
+//   sends one request per event (/v1/i, /v1/t, /v1/p), another batches
+//   (/v1/b) and is left before the batch is due (sent as the page unloads).
+// - @rudderstack/analytics-js v3 (bundled build): source configuration from
+//   the gateway (`configUrl`), events one per request (/v1/*); the last user's
+//   page uses the SDK's beacon queue (`useBeacon`, /beacon/v1/batch).
+// - posthog-js (the snippet's full bundle, array.full.js): remote config and
+//   flags from the gateway, batches of gzip to /e/; the first user's page
+//   waits for a flush, the others are left at once (sendBeacon, base64).
+// - @snowplow/browser-tracker: tp2 POST with credentials, and GET /i
+//   (`eventMethod: 'get'`), each event awaited through `onRequestSuccess`.
 //
-// Prints one JSON line per event tracked; errors go to stderr and fail the run.
+// Every SDK identifies each of several users, then tracks and pages, then
+// the page navigates away. Chromium's console errors, failed requests and
+// any request to another host fail the run with their text. At the end the
+// run waits until the gateway has had no new request for two seconds, so
+// unload deliveries (invisible to the browser tools) have landed.
 //
-//   node browser.mjs URL RUN KEYS_JSON USERS_JSON EVENTS_PER_USER PAYLOAD_JSON PAGE_PORT
+// Prints one JSON line per event tracked (what check.py expects to read
+// back); errors go to stderr and fail the run.
+//
+//   node browser.mjs GATEWAY RUN KEYS_JSON USERS_JSON EVENTS_PER_USER PAYLOAD_JSON PAGE_PORT
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import path from 'node:path';
@@ -21,46 +35,104 @@ const require = createRequire(path.join(process.env.NODE_PATH, 'x.js'));
 const { chromium } = require('playwright-core');
 
 const [gateway, run, keysJson, usersJson, perUser, payloadJson, pagePort] = process.argv.slice(2);
-const writeKey = JSON.parse(keysJson)['segment-browser'];
+const keys = JSON.parse(keysJson);
 const users = JSON.parse(usersJson);
 const payload = JSON.parse(payloadJson);
-const sdk = 'segment-browser';
-const standalone = fs.readFileSync(
-  require.resolve('@segment/analytics-next/dist/umd/standalone.js'),
-);
-const testId = (user, seq) => `${run}.${sdk}.${users.indexOf(user)}.${seq}`;
+const pageOrigin = `http://127.0.0.1:${pagePort}`;
 
-function page(strategy) {
-  const integrations =
-    strategy === 'batching'
-      ? { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout: 60000 } } } }
-      : {};
-  return `<!doctype html><html><head><meta charset="utf-8"><title>shop</title>
-<script>
+const scripts = {
+  '/segment.js': '@segment/analytics-next/dist/umd/standalone.js',
+  '/rudderstack.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
+  '/posthog.js': 'posthog-js/dist/array.full.js',
+  '/snowplow.js': '@snowplow/browser-tracker/dist/index.umd.min.js',
+};
+const scriptBodies = Object.fromEntries(
+  // Read from node_modules by path: some packages' `exports` hide their dist files.
+  Object.entries(scripts).map(([url, file]) => [url, fs.readFileSync(path.join(process.env.NODE_PATH, file))]),
+);
+
+const testId = (sdk, user, seq) => `${run}.${sdk}.${users.indexOf(user)}.${seq}`;
+
+// The events one user sends: an identify, then tracks and pages in turn.
+function planned(sdk, protocol, user) {
+  const list = [];
+  for (let seq = 0; seq < Number(perUser); seq++) {
+    const type = seq === 0 ? 'identify' : seq % 2 ? 'track' : 'page';
+    list.push({ id: testId(sdk, user, seq), sdk, user, seq, type, protocol });
+  }
+  return list;
+}
+
+const page = (head) => `<!doctype html><html><head><meta charset="utf-8"><title>shop</title>${head}</head><body>shop</body></html>`;
+
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, pageOrigin);
+  const script = scriptBodies[url.pathname];
+  if (script) {
+    res.writeHead(200, { 'content-type': 'text/javascript' });
+    return res.end(script);
+  }
+  if (url.pathname === '/favicon.ico') {
+    res.writeHead(204);
+    return res.end();
+  }
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  if (url.pathname === '/bye') return res.end(page(''));
+  const snippet = snippets[url.pathname.slice(1)];
+  if (!snippet) {
+    res.writeHead(404);
+    return res.end();
+  }
+  res.end(page(snippet(url.searchParams)));
+});
+
+// The snippets a site puts in its pages, pointed at the gateway.
+const snippets = {
+  segment: (params) => {
+    const integrations =
+      params.get('strategy') === 'batching'
+        ? { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout: 60000 } } } }
+        : {};
+    return `<script>
   window.analytics = [];
-  window.analytics._writeKey = ${JSON.stringify(writeKey)};
+  window.analytics._writeKey = ${JSON.stringify(keys['segment-browser'])};
   window.analytics._cdn = ${JSON.stringify(gateway)};
   window.analytics._loadOptions = { cdnURL: ${JSON.stringify(gateway)}, integrations: ${JSON.stringify(integrations)} };
   for (const m of ['identify', 'track', 'page', 'ready']) {
     window.analytics[m] = (...args) => { window.analytics.push([m, ...args]); return window.analytics; };
   }
-</script>
-<script src="/standalone.js"></script></head><body>shop</body></html>`;
-}
+</script><script src="/segment.js"></script>`;
+  },
+  rudderstack: (params) => `<script src="/rudderstack.js"></script><script>
+  window.rudder = new window.rudderanalytics.RudderAnalytics();
+  window.rudder.load(${JSON.stringify(keys['rudder-browser'])}, ${JSON.stringify(gateway)}, {
+    configUrl: ${JSON.stringify(gateway)},
+    useBeacon: ${params.get('beacon') === '1'},
+  });
+  window.rudderReady = new Promise((resolve) => window.rudder.ready(resolve));
+</script>`,
+  posthog: () => `<script src="/posthog.js"></script><script>
+  window.posthogLoaded = new Promise((resolve) => {
+    window.posthog.init(${JSON.stringify(keys['posthog-browser'])}, {
+      api_host: ${JSON.stringify(gateway)},
+      // HeadlessChrome is a bot to posthog-js; a real visitor's browser is not.
+      opt_out_useragent_filter: true,
+      loaded: resolve,
+    });
+  });
+</script>`,
+  snowplow: (params) => `<script src="/snowplow.js"></script><script>
+  window.delivered = [];
+  window.failed = [];
+  window.spTracker = window.snowplowBrowserTracking.newTracker('sp', ${JSON.stringify(gateway)}, {
+    appId: ${JSON.stringify(keys['snowplow-browser'])},
+    eventMethod: ${JSON.stringify(params.get('method'))},
+    onRequestSuccess: (batch) => window.delivered.push(...batch),
+    onRequestFailure: (failure) => window.failed.push(JSON.stringify(failure)),
+  });
+</script>`,
+};
 
-const server = http.createServer((req, res) => {
-  const url = new URL(req.url, 'http://127.0.0.1');
-  if (url.pathname === '/standalone.js') {
-    res.writeHead(200, { 'content-type': 'text/javascript' });
-    return res.end(standalone);
-  }
-  if (url.pathname === '/bye') {
-    res.writeHead(200, { 'content-type': 'text/html' });
-    return res.end('<!doctype html><title>bye</title>bye');
-  }
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-  res.end(page(url.searchParams.get('strategy')));
-});
 await new Promise((resolve) => server.listen(Number(pagePort), '127.0.0.1', resolve));
 
 const browser = await chromium.launch({
@@ -80,99 +152,233 @@ const errors = [];
 const sent = [];
 const toGateway = [];
 const consoleLines = [];
+const contexts = [];
 setTimeout(() => {
   console.error(`timed out; requests to the gateway: ${toGateway.join(', ')}`);
   console.error([...errors, ...consoleLines].join('\n'));
   process.exit(1);
-}, 90000).unref();
+}, 240000).unref();
 
-async function openPage(strategy) {
+// A fresh browser context (its own cookies and storage: a new visitor) on
+// one of the snippets' pages.
+async function openPage(pathAndQuery) {
   const context = await browser.newContext();
+  contexts.push(context);
   const tab = await context.newPage();
-  tab.on('pageerror', (err) => errors.push(`page error: ${err.message}`));
+  const where = pathAndQuery.split('?')[0];
+  tab.on('pageerror', (err) => errors.push(`${where}: page error: ${err.message}`));
   tab.on('console', (msg) => {
-    consoleLines.push(`console ${msg.type()}: ${msg.text()}`);
-    if (msg.type() === 'error') errors.push(`console: ${msg.text()}`);
+    consoleLines.push(`${where}: console ${msg.type()}: ${msg.text()}`);
+    if (msg.type() === 'error') errors.push(`${where}: console: ${msg.text()}`);
+  });
+  tab.on('request', (request) => {
+    const url = request.url();
+    if (!url.startsWith(gateway) && !url.startsWith(pageOrigin) && !url.startsWith('data:') && !url.startsWith('blob:')) {
+      errors.push(`${where}: a request to another host: ${request.method()} ${url}`);
+    }
   });
   tab.on('response', (response) => {
     const request = response.request();
     if (request.url().startsWith(gateway)) {
-      toGateway.push(`${request.method()} ${new URL(request.url()).pathname} ${response.status()}`);
+      const status = response.status();
+      toGateway.push(`${request.method()} ${new URL(request.url()).pathname} ${status}`);
+      if (status >= 400) errors.push(`${where}: ${request.method()} ${request.url()} answered ${status}`);
     }
   });
   tab.on('requestfailed', (request) => {
-    if (request.url().startsWith(gateway)) errors.push(`${request.method()} ${request.url()} failed: ${request.failure()?.errorText}`);
+    const reason = request.failure()?.errorText;
+    // A navigation away cancels what the page did not await; the SDKs that
+    // keep requests over an unload use sendBeacon or keepalive.
+    if (request.url().startsWith(gateway) && reason !== 'net::ERR_ABORTED') {
+      errors.push(`${where}: ${request.method()} ${request.url()} failed: ${reason}`);
+    }
   });
-  await tab.goto(`http://127.0.0.1:${pagePort}/?strategy=${strategy}`);
-  await tab.evaluate(() => new Promise((resolve) => window.analytics.ready(resolve)));
-  return { context, tab };
+  await tab.goto(`${pageOrigin}/${pathAndQuery}`);
+  return tab;
 }
 
-function events(user) {
-  const list = [];
-  for (let seq = 0; seq < Number(perUser); seq++) {
-    const type = seq === 0 ? 'identify' : seq % 2 ? 'track' : 'page';
-    list.push({ id: testId(user, seq), sdk, user, seq, type, protocol: 'segment' });
+const leave = (tab) => tab.goto(`${pageOrigin}/bye`);
+const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function segment() {
+  const sdk = 'segment-browser';
+  for (const [index, strategy] of [
+    [0, 'fetch'],
+    [1, 'batching'],
+  ]) {
+    const tab = await openPage(`segment?strategy=${strategy}`);
+    await tab.evaluate(() => new Promise((resolve) => window.analytics.ready(resolve)));
+    const list = planned(sdk, 'segment', users[index]);
+    // Each call's promise settles once the event is delivered (one request
+    // per event) or in the SDK's batch buffer (batching).
+    await tab.evaluate(
+      async ({ list, payload }) => {
+        for (const e of list) {
+          const fields = { test_id: e.id, seq: e.seq, ...payload };
+          if (e.type === 'identify') await window.analytics.identify(e.user, fields);
+          else if (e.type === 'track') await window.analytics.track('Order Completed', fields);
+          else await window.analytics.page('Home', fields);
+        }
+      },
+      { list, payload },
+    );
+    sent.push(...list);
+    await leave(tab);
   }
-  return list;
 }
 
-// Sends `list` from the page; `wait`: each call's promise awaited (delivery
-// for one request per event; buffering for the batching strategy).
-async function track(tab, list, wait) {
-  await tab.evaluate(
-    async ({ list, payload, wait }) => {
-      for (const e of list) {
-        const fields = { test_id: e.id, seq: e.seq, ...payload };
-        const call =
-          e.type === 'identify'
-            ? window.analytics.identify(e.user, fields)
-            : e.type === 'track'
-              ? window.analytics.track('Order Completed', fields)
-              : window.analytics.page('Home', fields);
-        if (wait) await call;
-      }
-    },
-    { list, payload, wait },
-  );
+async function rudderstack() {
+  const sdk = 'rudder-browser';
+  for (const [index, user] of users.entries()) {
+    const beacon = index === users.length - 1;
+    const tab = await openPage(`rudderstack?beacon=${beacon ? 1 : 0}`);
+    await tab.evaluate(() => window.rudderReady);
+    const list = planned(sdk, 'segment', user);
+    const paths = ['/v1/identify', '/v1/track', '/v1/page'];
+    const before = await answered(paths, 'POST');
+    await tab.evaluate(
+      ({ list, payload }) => {
+        for (const e of list) {
+          const fields = { test_id: e.id, seq: e.seq, ...payload };
+          if (e.type === 'identify') window.rudder.identify(e.user, fields);
+          else if (e.type === 'track') window.rudder.track('Order Completed', fields);
+          else window.rudder.page('Shop', 'Home', fields);
+        }
+      },
+      { list, payload },
+    );
+    sent.push(...list);
+    if (!beacon) {
+      // One request per event: leave once the gateway has answered them all.
+      await waitFor(async () => (await answered(paths, 'POST')) >= before + list.length, 'rudderstack events');
+    }
+    await leave(tab);
+  }
 }
 
-try {
-  // Page 1: one request per event.
-  const first = await openPage('fetch');
-  const one = events(users[0]);
-  await track(first.tab, one, true);
-  sent.push(...one);
-  await first.context.close();
+async function posthog() {
+  const sdk = 'posthog-browser';
+  for (const [index, user] of users.entries()) {
+    const tab = await openPage('posthog');
+    await tab.evaluate(() => window.posthogLoaded);
+    const list = planned(sdk, 'posthog', user);
+    await tab.evaluate(
+      ({ list, payload }) => {
+        for (const e of list) {
+          const fields = { test_id: e.id, seq: e.seq, ...payload };
+          if (e.type === 'identify') window.posthog.identify(e.user, { test_id: e.id });
+          else window.posthog.capture(e.type === 'track' ? 'order completed' : '$pageview', fields);
+        }
+      },
+      { list, payload },
+    );
+    // posthog-js puts the person's properties of an identify in `$set`; the
+    // events checked are the captures.
+    sent.push(...list.filter((e) => e.type !== 'identify'));
+    // The first visitor stays until the SDK's 3 s flush (gzip over fetch);
+    // the others leave at once, so their events go out with sendBeacon.
+    if (index === 0) await pause(4000);
+    await leave(tab);
+  }
+}
 
-  // Page 2: batched, and left before the batch is due (60 s): sent on unload.
-  // Each call is awaited until the SDK has the event in its batch buffer
-  // (its promise settles then); an event still in the SDK's own pipeline at
-  // unload is lost by the SDK itself, which is not what this tests.
-  const second = await openPage('batching');
-  const two = events(users[1]);
-  await track(second.tab, two, true);
-  sent.push(...two);
-  await second.tab.goto(`http://127.0.0.1:${pagePort}/bye`);
-  // The unload batch is invisible to the browser tools: wait until the
-  // gateway has answered it (its metrics count it), for at most 20 s.
-  const batched = /^http_requests_total\{[^\n]*route="\/v1\/b"[^\n]*method="POST"[^\n]*status_class="2xx"[^\n]*\} [1-9]/m;
+async function snowplow(method) {
+  const sdk = `snowplow-browser-${method}`;
+  for (const user of users) {
+    const tab = await openPage(`snowplow?method=${method}`);
+    const list = planned(sdk, 'snowplow', user).filter((e) => e.type !== 'identify');
+    const duid = await tab.evaluate(
+      async ({ list, user, payload }) => {
+        const sp = window.snowplowBrowserTracking;
+        sp.setUserId(user);
+        for (const e of list) {
+          if (e.type === 'track') {
+            sp.trackStructEvent({ category: 'sdk-test', action: 'order', label: e.id, property: payload.note, value: e.seq });
+          } else {
+            sp.trackPageView({ title: e.id });
+          }
+        }
+        const deadline = Date.now() + 20000;
+        while (window.delivered.length < list.length && !window.failed.length && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        if (window.failed.length) throw new Error(`snowplow: ${window.failed.join('; ')}`);
+        if (window.delivered.length < list.length) throw new Error(`snowplow: ${window.delivered.length} of ${list.length} delivered`);
+        return window.spTracker.getDomainUserId();
+      },
+      { list, user, payload },
+    );
+    sent.push(...list.map((e) => ({ ...e, key: duid, uid: user })));
+    await leave(tab);
+  }
+}
+
+// The 2xx answers the gateway counted for `method` on `routes`.
+async function answered(routes, method) {
+  const metrics = await (await fetch(`${gateway}/metrics`)).text();
+  let total = 0;
+  for (const line of metrics.split('\n')) {
+    if (!line.startsWith('http_requests_total{')) continue;
+    const route = /route="([^"]*)"/.exec(line)?.[1];
+    if (routes.includes(route) && line.includes(`method="${method}"`) && line.includes('status_class="2xx"')) {
+      total += Number(line.split(' ').pop());
+    }
+  }
+  return total;
+}
+
+// Polls `condition` for at most 20 s.
+async function waitFor(condition, what) {
   const deadline = Date.now() + 20000;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not done within 20 s`);
+    await pause(100);
+  }
+}
+
+// Waits until the gateway has taken no request for two seconds.
+async function settle() {
+  const deadline = Date.now() + 60000;
+  let last = '';
+  let stableSince = Date.now();
   for (;;) {
     const metrics = await (await fetch(`${gateway}/metrics`)).text();
-    if (batched.test(metrics)) break;
-    if (Date.now() > deadline) throw new Error('the unload batch (POST /v1/b) did not reach the gateway within 20 s');
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const requests = metrics
+      .split('\n')
+      .filter((l) => l.startsWith('http_requests_total{') && !l.includes('route="/metrics"'))
+      .join('\n');
+    if (requests !== last) {
+      last = requests;
+      stableSince = Date.now();
+    } else if (Date.now() - stableSince >= 2000) {
+      return;
+    }
+    if (Date.now() > deadline) throw new Error('the gateway kept taking requests for 60 s');
+    await pause(250);
   }
-  await second.context.close();
+}
+
+const only = (process.env.BROWSER_SDKS || 'segment,rudderstack,posthog,snowplow').split(',');
+try {
+  if (only.includes('segment')) await segment();
+  if (only.includes('rudderstack')) await rudderstack();
+  if (only.includes('posthog')) await posthog();
+  if (only.includes('snowplow')) {
+    await snowplow('post');
+    await snowplow('get');
+  }
+  await settle();
 } catch (err) {
   errors.push(err.stack || String(err));
 } finally {
+  for (const context of contexts) await context.close();
   await browser.close();
   server.close();
 }
 
-console.error(`requests to the gateway: ${toGateway.join(', ')}`);
+const counts = {};
+for (const r of toGateway) counts[r] = (counts[r] || 0) + 1;
+console.error(`requests to the gateway the browser saw: ${Object.entries(counts).map(([r, n]) => `${r} x${n}`).join(', ')}`);
 if (errors.length) {
   console.error(errors.join('\n'));
   process.exit(1);

@@ -9,7 +9,11 @@ user's partition key, in the user's order; and that no SDK reported an error.
 
 SDKs: segment-analytics-python, rudder-sdk-python, posthog, snowplow-tracker
 (POST and GET), @segment/analytics-node, @rudderstack/rudder-sdk-node
-(send.mjs), and @segment/analytics-next in headless Chromium (browser.mjs).
+(send.mjs), and in headless Chromium (browser.mjs) the four browser SDKs:
+@segment/analytics-next, @rudderstack/analytics-js, posthog-js and
+@snowplow/browser-tracker (POST and GET). The browser SDKs talk to a second
+gateway started at its defaults (no API_KEYS, no CORS variable), from a page
+on another origin.
 
     sdk-tests/run.sh target/debug/clickstream-gateway    # installs, then runs this
 
@@ -43,9 +47,16 @@ KEYS = {
     "segment-node": "wk-segment-node",
     "rudder-node": "wk-rudder-node",
     "segment-browser": "wk-segment-browser",
+    "rudder-browser": "wk-rudder-browser",
+    "posthog-browser": "phc_posthog_browser",
+    "snowplow-browser": "app-snowplow-browser",
 }
-# SDKs with more than one request in flight at once.
-CONCURRENT_SENDERS = {"segment-node"}
+# The browser SDKs, started by browser.mjs.
+BROWSER_SDKS = {"segment-browser", "rudder-browser", "posthog-browser", "snowplow-browser"}
+# SDKs with more than one request in flight at once: @segment/analytics-node's
+# batches, and @rudderstack/analytics-js's queue, which sends up to 100 events
+# at once, one per request (its RetryQueue's maxItems).
+CONCURRENT_SENDERS = {"segment-node", "rudder-browser"}
 # Every event carries this, with characters that must survive byte for byte.
 PAYLOAD = {"price": 12.5, "qty": 3, "note": "caf\u00e9 \u2713 \"quoted\" \\ slash", "nested": {"a": [1, None, True]}}
 
@@ -61,7 +72,7 @@ def test_id(run, sdk, user, seq):
 
 
 class Gateway:
-    def __init__(self, binary, kinesis, stream, extra_env):
+    def __init__(self, binary, kinesis, stream, extra_env, keys=True):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dir = tempfile.mkdtemp(prefix="sdk-gateway-")
@@ -74,10 +85,11 @@ class Gateway:
             "AWS_REGION": "us-east-1",
             "AWS_ACCESS_KEY_ID": "AKIDSDKTEST",
             "AWS_SECRET_ACCESS_KEY": "secret",
-            "API_KEYS": ",".join(KEYS.values()),
             "RUST_LOG": "warn",
             **extra_env,
         }
+        if keys:
+            env["API_KEYS"] = ",".join(KEYS.values())
         # From an empty directory, so no developer's .env is read.
         self.log = open(os.path.join(self.dir, "gateway.log"), "w")
         self.proc = subprocess.Popen([os.path.abspath(binary)], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
@@ -195,12 +207,28 @@ ROUTES_USED = {
     ("/batch", "POST"),
     ("/com.snowplowanalytics.snowplow/tp2", "POST"),
     ("/i", "GET"),
+}
+# The same from the browser SDKs' gateway: each SDK's documents, preflights
+# and event paths, and the unload deliveries (Segment's batch, RudderStack's
+# beacon, posthog-js's beacon on /e).
+BROWSER_ROUTES_USED = {
     ("/v1/projects/{writeKey}/settings", "GET"),
     ("/v1/t", "OPTIONS"),
     ("/v1/t", "POST"),
     ("/v1/p", "POST"),
     ("/v1/i", "POST"),
     ("/v1/b", "POST"),
+    ("/sourceConfig", "GET"),
+    ("/v1/identify", "OPTIONS"),
+    ("/v1/identify", "POST"),
+    ("/v1/track", "POST"),
+    ("/v1/page", "POST"),
+    ("/beacon/v1/batch", "POST"),
+    ("/array/{token}/config.js", "GET"),
+    ("/e", "POST"),
+    ("/com.snowplowanalytics.snowplow/tp2", "OPTIONS"),
+    ("/com.snowplowanalytics.snowplow/tp2", "POST"),
+    ("/i", "GET"),
 }
 
 
@@ -214,6 +242,14 @@ def routes_used(url):
             labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
             used[(labels["route"], labels["method"])] += float(line.rsplit(" ", 1)[1])
     return used
+
+
+def check_routes(url, wanted, errors):
+    used = routes_used(url)
+    for route, method in sorted(wanted):
+        if not used.get((route, method)):
+            errors.append(f"no 2xx {method} {route} in the metrics of {url}")
+    print(f"  routes {url} answered 2xx: " + ", ".join(f"{m} {r} x{int(n)}" for (r, m), n in sorted(used.items())))
 
 
 def read_stream(kinesis, stream):
@@ -243,13 +279,16 @@ def identify(record):
         message_id = record.get("messageId")
         if isinstance(message_id, str) and message_id.startswith(RUN_PREFIX[0]):
             return message_id, protocol
-        # The browser SDK makes its own message ids.
-        fields = record.get("properties") or record.get("traits") or {}
+        # The browser SDKs make their own message ids; RudderStack's puts an
+        # identify's traits in context.traits.
+        fields = record.get("properties") or record.get("traits") or record.get("context", {}).get("traits") or {}
         return fields.get("test_id"), protocol
     if protocol == "posthog":
         return record.get("properties", {}).get("test_id"), protocol
     if protocol == "snowplow":
-        return record.get("se_la"), protocol
+        # A page view carries its test id as the page title.
+        return record.get("se_la") or record.get("page"), protocol
+    return None, protocol
     return None, protocol
 
 
@@ -265,6 +304,7 @@ def verify(expected, stored, run):
         if isinstance(tid, str) and tid.startswith(run + "."):
             by_id[tid].append((position, shard, key, record))
     seen_order = defaultdict(list)
+    keys_seen = defaultdict(set)
     for want in expected:
         got = by_id.pop(want["id"], [])
         if len(got) != 1:
@@ -274,15 +314,17 @@ def verify(expected, stored, run):
         problems = check_record(want, key, record)
         failures += [f"{want['id']}: {p}" for p in problems]
         seen_order[(want["sdk"], want["user"])].append((shard, position, want["seq"]))
+        keys_seen[(want["sdk"], want["user"])].add(key)
     for tid in by_id:
         failures.append(f"{tid}: stored but never sent")
     for (sdk, user), seen in seen_order.items():
         shards = {shard for shard, _, _ in seen}
         order = [seq for _, _, seq in sorted(seen)]
+        if len(keys_seen[(sdk, user)]) != 1:
+            failures.append(f"{sdk} {user}: {len(keys_seen[(sdk, user)])} partition keys")
         if len(shards) != 1:
             failures.append(f"{sdk} {user}: events on {len(shards)} shards")
-        # @segment/analytics-node sends its batches concurrently, so only the
-        # order inside each batch is the client's; the others send in turn.
+        # The concurrent senders' order is not the client's; the others send in turn.
         elif sdk not in CONCURRENT_SENDERS and order != sorted(order):
             failures.append(f"{sdk} {user}: stored out of order {order}")
     return failures
@@ -293,6 +335,7 @@ def check_record(want, key, record):
     gateway = record.get("_gateway", {})
     protocol = want["protocol"]
     sdk_key = KEYS[want["sdk"].removesuffix("-post").removesuffix("-get")]
+    browser = sdk_key in (KEYS[s] for s in BROWSER_SDKS)
     if gateway != {"protocol": protocol, "key": sdk_key}:
         problems.append(f"_gateway is {gateway}")
     if protocol == "segment":
@@ -312,23 +355,29 @@ def check_record(want, key, record):
         if not isinstance(record.get("timestamp") or record.get("originalTimestamp"), str):
             problems.append("no timestamp or originalTimestamp")
     elif protocol == "posthog":
-        if key != f"{KEYS['posthog-python']}:{want['user']}":
+        if key != f"{sdk_key}:{want['user']}":
             problems.append(f"partition key {key!r}")
         props = record.get("properties", {})
-        if record.get("distinct_id") != want["user"] or record.get("event") != "order completed":
+        event = "$pageview" if want.get("type") == "page" else "order completed"
+        if record.get("distinct_id") != want["user"] or record.get("event") != event:
             problems.append(f"distinct_id/event {record.get('distinct_id')!r}/{record.get('event')!r}")
-        if {k: props.get(k) for k in PAYLOAD} != PAYLOAD or record.get("uuid") != want["uuid"]:
+        if {k: props.get(k) for k in PAYLOAD} != PAYLOAD or record.get("uuid") != want.get("uuid", record.get("uuid")):
             problems.append(f"fields changed: {record}")
         for name in ("now", "sent_at", "token"):
             if not isinstance(record.get(name), str):
                 problems.append(f"no {name}")
     elif protocol == "snowplow":
-        if key != want["user"]:
-            problems.append(f"partition key {key!r}, want {want['user']!r}")
-        if record.get("uid") != want["uid"] or record.get("se_pr") != PAYLOAD["note"] or record.get("e") != "se":
-            problems.append(f"fields changed: {record}")
-        if record.get("se_va") != str(want["seq"]) or not record.get("eid") or not record.get("collector_tstamp"):
-            problems.append(f"se_va/eid/collector_tstamp: {record}")
+        # The browser tracker's domain user id is made in the browser: its key.
+        want_key = want.get("key", want["user"])
+        if key != want_key or (browser and record.get("duid") != want_key):
+            problems.append(f"partition key {key!r}, want {want_key!r}")
+        if record.get("uid") != want["uid"] or not record.get("eid") or not record.get("collector_tstamp"):
+            problems.append(f"uid/eid/collector_tstamp: {record}")
+        if want.get("type", "track") == "track":
+            if record.get("e") != "se" or record.get("se_pr") != PAYLOAD["note"] or record.get("se_va") != str(want["seq"]):
+                problems.append(f"fields changed: {record}")
+        elif record.get("e") != "pv":
+            problems.append(f"not a page view: {record}")
     return problems
 
 
@@ -349,7 +398,7 @@ def main():
     kinesis.create_stream(StreamName=stream, ShardCount=4)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
     page_port = free_port()
-    gateway = Gateway(args.gateway, args.kinesis, stream, {"CORS_ALLOWED_ORIGINS": f"http://127.0.0.1:{page_port}"})
+    gateway = Gateway(args.gateway, args.kinesis, stream, {})
     print(f"gateway {gateway.url}, stream {stream}")
 
     from rudderstack.analytics.client import Client as RudderClient
@@ -369,18 +418,19 @@ def main():
         add("snowplow-tracker (POST)", send_snowplow(gateway.url, run, errors, "post"))
         add("snowplow-tracker (GET /i)", send_snowplow(gateway.url, run, errors, "get"))
         add("@segment/analytics-node + @rudderstack/rudder-sdk-node", run_node("send.mjs", gateway.url, run, args.node_dir, errors))
+        check_routes(gateway.url, ROUTES_USED, errors)
         if not args.no_browser:
-            add(
-                "@segment/analytics-next in Chromium",
-                run_node("browser.mjs", gateway.url, run, args.node_dir, errors, [str(page_port)]),
-            )
-        time.sleep(1)
-        used = routes_used(gateway.url)
-        wanted = ROUTES_USED if not args.no_browser else {r for r in ROUTES_USED if not r[0].startswith("/v1/") or r[0] == "/v1/batch"}
-        for route, method in sorted(wanted):
-            if not used.get((route, method)):
-                errors.append(f"no 2xx {method} {route} in the gateway's metrics")
-        print("  routes answered 2xx: " + ", ".join(f"{m} {r} x{int(n)}" for (r, m), n in sorted(used.items())))
+            # At its defaults: no API_KEYS, no CORS_ALLOWED_ORIGINS.
+            browsers = Gateway(args.gateway, args.kinesis, stream, {}, keys=False)
+            try:
+                print(f"browser gateway {browsers.url} (defaults)")
+                add(
+                    "the browser SDKs in Chromium",
+                    run_node("browser.mjs", browsers.url, run, args.node_dir, errors, [str(page_port)]),
+                )
+                check_routes(browsers.url, BROWSER_ROUTES_USED, errors)
+            finally:
+                browsers.stop()
     finally:
         gateway.stop()
     stored = read_stream(kinesis, stream)

@@ -538,3 +538,223 @@ async fn a_throttled_stream_is_429_with_retry_after_and_an_outage_503() {
     assert_eq!(reply.headers["retry-after"], "1");
     assert!(reply.json()["code"].is_string() && reply.json()["message"].is_string());
 }
+
+/// An `OPTIONS` preflight from `origin` asking for `headers`.
+fn preflight(url: &str, origin: &str, headers: &str) -> Request<Full<Bytes>> {
+    Request::options(url)
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", headers)
+        .body(Full::<Bytes>::default())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn browsers_on_any_origin_reach_the_sdk_routes_at_the_defaults_and_not_the_import_api() {
+    let emulator = Emulator::start().await;
+    let config = test_config();
+    assert!(config.access.cors_allowed_origins.is_empty(), "the defaults");
+    let (server, stream) = gateway(&emulator, &config).await;
+    let origin = "http://127.0.0.1:8123";
+
+    // RudderStack's browser SDK preflights its own headers; Snowplow's sends
+    // credentials, so the answer must name the origin and allow them.
+    for (path, asked) in [
+        ("/v1/track", "authorization,anonymousid,content-type,sentat"),
+        ("/com.snowplowanalytics.snowplow/tp2", "content-type"),
+        ("/e/", "content-type,x-posthog-session-id"),
+    ] {
+        let reply = http::send(preflight(&server.url(path), origin, asked)).await;
+        assert_eq!(reply.status, StatusCode::NO_CONTENT, "{path}");
+        assert_eq!(reply.headers["access-control-allow-origin"], origin, "{path}");
+        assert_eq!(reply.headers["access-control-allow-credentials"], "true", "{path}");
+        assert_eq!(reply.headers["access-control-max-age"], "7200", "{path}");
+        let allowed = reply.headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_ascii_lowercase();
+        for header in asked.split(',') {
+            assert!(allowed.contains(header), "{path}: {header} in {allowed}");
+        }
+        let vary: Vec<_> = reply.headers.get_all("vary").iter().collect();
+        assert!(vary.iter().any(|v| *v == "Origin"), "{path}: {vary:?}");
+    }
+
+    let event = r#"{"schema":"iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4","data":[{"e":"pv","eid":"cors-1","duid":"d"}]}"#;
+    let reply = http::post_with(
+        &server.url("/com.snowplowanalytics.snowplow/tp2"),
+        &[("Origin", origin), ("Content-Type", "application/json")],
+        event,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["access-control-allow-origin"], origin);
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    // The pixel is fetched with credentials by the browser tracker too.
+    let pixel = Request::get(server.url("/i?e=pv&eid=cors-2&duid=d"))
+        .header("Origin", origin)
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let reply = http::send(pixel).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["access-control-allow-origin"], origin);
+    assert_eq!(reply.headers["access-control-allow-credentials"], "true");
+    assert_eq!(emulator.read_all(&stream).await.len(), 2);
+
+    // The gateway's own API stays closed to pages until an operator opens it.
+    let reply = http::send(preflight(&server.url("/import"), origin, "content-type")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = http::post_with(&server.url("/import"), &[("Origin", origin)], "{}").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(!reply.headers.contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn cors_allowed_origins_narrows_the_sdk_routes() {
+    let emulator = Emulator::start().await;
+    let mut config = test_config();
+    config.access.cors_allowed_origins = vec!["https://shop.example".into()];
+    let (server, _) = gateway(&emulator, &config).await;
+    let reply = http::send(preflight(&server.url("/v1/t"), "https://evil.example", "content-type")).await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    let reply = http::send(preflight(&server.url("/v1/t"), "https://shop.example", "content-type")).await;
+    assert_eq!(reply.status, StatusCode::NO_CONTENT);
+    assert_eq!(reply.headers["access-control-allow-origin"], "https://shop.example");
+}
+
+#[tokio::test]
+async fn settings_documents_cannot_be_poisoned_through_the_host_header() {
+    let emulator = Emulator::start().await;
+    let settings = |server: &TestServer| {
+        Request::get(server.url("/v1/projects/wk-web/settings"))
+            .header("Host", "evil.example")
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+
+    // Without PUBLIC_URL the document follows Host, so no shared cache may keep it.
+    let (server, _) = gateway(&emulator, &test_config()).await;
+    let reply = http::send(settings(&server)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["integrations"]["Segment.io"]["apiHost"], "evil.example/v1");
+    let cache = reply.headers["cache-control"].to_str().unwrap();
+    assert!(cache.starts_with("private"), "{cache}");
+    let vary: Vec<_> = reply
+        .headers
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(vary.iter().any(|v| v.contains("Host")), "{vary:?}");
+
+    // With it, the Host header is not read at all.
+    let mut config = test_config();
+    config.sdk.public_url = Some("https://events.shop.example/collect/".parse().unwrap());
+    let (server, _) = gateway(&emulator, &config).await;
+    let reply = http::send(settings(&server)).await;
+    let segment_io = &reply.json()["integrations"]["Segment.io"];
+    assert_eq!(segment_io["apiHost"], "events.shop.example/collect/v1");
+    assert_eq!(segment_io["protocol"], "https");
+    assert_eq!(reply.headers["cache-control"], "public, max-age=60");
+}
+
+#[tokio::test]
+async fn rudderstacks_browser_sdk_gets_its_source_config_and_its_beacon_is_stored() {
+    let emulator = Emulator::start().await;
+    let mut config = test_config();
+    config.access.api_keys = vec!["wk-rs".into()];
+    let (server, stream) = gateway(&emulator, &config).await;
+    let source_config = |key: &str| {
+        Request::get(server.url(&format!("/sourceConfig/?p=npm&v=3.34.1&build=modern&writeKey={key}")))
+            .header("Authorization", basic(key))
+            .body(Full::<Bytes>::default())
+            .unwrap()
+    };
+    let reply = http::send(source_config("wk-rs")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let source = &reply.json()["source"];
+    assert_eq!(source["enabled"], true);
+    assert_eq!(source["writeKey"], "wk-rs");
+    assert_eq!(source["destinations"], json!([]), "no device-mode code to load");
+    assert!(source["id"].is_string() && source["config"].is_object());
+    assert_eq!(
+        http::send(source_config("wk-other")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // With `useBeacon`: a batch, text/plain, the key only in the query.
+    let batch = r#"{"batch":[{"type":"track","event":"Clicked","userId":"u-rs","messageId":"rs-1"}],"sentAt":"2026-11-23T10:00:00.000Z"}"#;
+    let reply = http::post_with(
+        &server.url("/beacon/v1/batch?writeKey=wk-rs"),
+        &[("Content-Type", "text/plain")],
+        batch,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let records = emulator.read_all(&stream).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(parsed(&records[0])["_gateway"]["key"], "wk-rs");
+    assert_eq!(records[0].partition_key, "u-rs");
+}
+
+#[tokio::test]
+async fn posthog_js_gets_no_flags_and_nothing_to_load_and_its_beacons_are_stored() {
+    let emulator = Emulator::start().await;
+    let (server, stream) = gateway(&emulator, &test_config()).await;
+
+    let reply = http::get(&server.url("/array/phc_web/config.js")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.headers["content-type"], "application/javascript");
+    let script = String::from_utf8(reply.body.to_vec()).unwrap();
+    assert!(script.contains("_POSTHOG_REMOTE_CONFIG"), "{script}");
+    assert!(
+        script.contains(r#"["phc_web"]"#) || script.contains(r#"c["phc_web"]"#),
+        "{script}"
+    );
+    let reply = http::get(&server.url("/array/phc_web/config")).await;
+    let config = reply.json();
+    assert_eq!(config["sessionRecording"], false);
+    assert_eq!(config["surveys"], false);
+    assert_eq!(config["hasFeatureFlags"], false);
+    assert_eq!(config["siteApps"], json!([]));
+    // A token that tries to leave its string stays inside it.
+    let reply = http::get(&server.url("/array/a%22%29%3Balert%281%29%2F%2F/config.js")).await;
+    let script = String::from_utf8(reply.body.to_vec()).unwrap();
+    assert!(!script.contains("\");alert"), "{script}");
+
+    // /flags: gzip in text/plain, as posthog-js sends it.
+    let flags = r#"{"token":"phc_web","distinct_id":"u-1","groups":{}}"#;
+    let reply = http::post_with(
+        &server.url("/flags/?v=2&config=true"),
+        &[("Content-Type", "text/plain")],
+        gzip(flags.as_bytes()),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.json()["flags"], json!({}));
+    assert_eq!(reply.json()["featureFlags"], json!({}));
+    assert_eq!(
+        http::post(&server.url("/decide/?v=3"), flags).await.status,
+        StatusCode::OK,
+        "the older SDKs' path"
+    );
+
+    // sendBeacon on unload: base64 in a form, the send time in the query.
+    let events = r#"[{"event":"$pageleave","properties":{"distinct_id":"u-b","token":"phc_web"}}]"#;
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("data", &base64::engine::general_purpose::STANDARD.encode(events))
+        .finish();
+    let reply = http::post_with(
+        &server.url("/e/?compression=base64&ver=1.449.2&sent_at=1795000000123"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let records = emulator.read_all(&stream).await;
+    assert_eq!(records.len(), 1, "documents are not events");
+    let json = parsed(&records[0]);
+    assert_eq!(json["event"], "$pageleave");
+    assert_eq!(json["sent_at"], "2026-11-18T11:06:40.123Z", "from the query's sent_at");
+    assert_eq!(records[0].partition_key, "phc_web:u-b");
+}

@@ -4,36 +4,34 @@
 //! partition key; every event either a record or a rejection.
 #![no_main]
 
-use clickstream_gateway::endpoints::sdk::{Context, Events, Protocol};
-use clickstream_gateway::endpoints::{posthog, segment, snowplow};
+use clickstream_gateway::endpoints::sdk::posthog::PostHog;
+use clickstream_gateway::endpoints::sdk::segment::Segment;
+use clickstream_gateway::endpoints::sdk::snowplow::Snowplow;
+use clickstream_gateway::endpoints::sdk::{Context, Events, Incoming, Protocol};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_RECORD: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else { return };
-    let events = Events::with_limit(MAX_RECORD);
-    let (protocol, decoded) = match selector % 4 {
-        0 => {
-            let context = Context::plain(Protocol::Segment);
-            let kind = [None, Some("track"), Some("page")][usize::from(selector / 4) % 3];
-            (Protocol::Segment, segment::decode(body, kind, None, &context, 50, events).map(|d| d.events))
-        }
-        1 => {
-            let context = Context::plain(Protocol::PostHog);
-            (Protocol::PostHog, posthog::decode(body, None, &context, 50, events).map(|d| d.events))
-        }
-        2 => {
-            let context = Context::plain(Protocol::Snowplow);
-            (Protocol::Snowplow, snowplow::decode(body, &context, 50, events).map(|d| d.events))
-        }
-        _ => {
-            let context = Context::plain(Protocol::Snowplow);
-            let query = String::from_utf8_lossy(body);
-            (Protocol::Snowplow, snowplow::decode_query(&query, &context, events).map(|d| d.events))
-        }
+    let kinds = [Segment::BATCH, Segment::event("track"), Segment::event("page")];
+    let protocol: &dyn Protocol = match selector % 4 {
+        0 => &kinds[usize::from(selector / 4) % 3],
+        1 => &PostHog,
+        2 => &Snowplow { pixel: false },
+        _ => &Snowplow { pixel: true },
     };
-    let Ok(events) = decoded else { return };
+    let headers = hyper::HeaderMap::new();
+    let query = String::from_utf8_lossy(body);
+    let request = Incoming {
+        query: &query,
+        max_body: 64 * 1024,
+        ..Incoming::body(body, &headers)
+    };
+    let context = Context::plain(protocol.name());
+    let decoded = protocol.decode(&request, &context, 50, Events::with_limit(MAX_RECORD));
+    let Ok(decoded) = decoded else { return };
+    let events = decoded.events;
     for record in events.records() {
         assert!(record.size() <= MAX_RECORD);
         let keys = record.partition_key.chars().count();

@@ -4,6 +4,9 @@
 // so every call crosses origins as on a real site. The gateway runs at its
 // defaults (no CORS variable).
 //
+// Each page carries the README's snippet for its SDK ("In the browser"), so
+// the snippets users copy are the ones tested.
+//
 // - @segment/analytics-next: settings from the gateway (`cdnURL`); one page
 //   sends one request per event (/v1/i, /v1/t, /v1/p), another batches
 //   (/v1/b) and is left before the batch is due (sent as the page unloads).
@@ -40,11 +43,12 @@ const users = JSON.parse(usersJson);
 const payload = JSON.parse(payloadJson);
 const pageOrigin = `http://127.0.0.1:${pagePort}`;
 
+// The script paths of the README's snippets.
 const scripts = {
-  '/segment.js': '@segment/analytics-next/dist/umd/standalone.js',
-  '/rudderstack.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
-  '/posthog.js': 'posthog-js/dist/array.full.js',
-  '/snowplow.js': '@snowplow/browser-tracker/dist/index.umd.min.js',
+  '/js/segment-standalone.js': '@segment/analytics-next/dist/umd/standalone.js',
+  '/js/rudderstack.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
+  '/js/posthog.js': 'posthog-js/dist/array.full.js',
+  '/js/snowplow.js': '@snowplow/browser-tracker/dist/index.umd.min.js',
 };
 const scriptBodies = Object.fromEntries(
   // Read from node_modules by path: some packages' `exports` hide their dist files.
@@ -86,51 +90,46 @@ const server = http.createServer((req, res) => {
   res.end(page(snippet(url.searchParams)));
 });
 
-// The snippets a site puts in its pages, pointed at the gateway.
+// The README's browser snippets, as a site puts them in its pages: the
+// gateway's URL, the test's key and this server's script paths filled in,
+// and `edits` (exact text, each must be found) for what a test adds.
+const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'README.md'), 'utf8');
+function snippet(name, key, edits = []) {
+  const marker = `<!-- browser snippet: ${name} -->\n\`\`\`html\n`;
+  const start = readme.indexOf(marker);
+  if (start < 0) throw new Error(`README.md has no browser snippet for ${name}`);
+  const block = readme.slice(start + marker.length);
+  let text = block
+    .slice(0, block.indexOf('\n```'))
+    .replaceAll('https://events.example.com', gateway)
+    .replaceAll(/YOUR_[A-Z_]+/g, key);
+  for (const [from, to] of edits) {
+    if (!text.includes(from)) throw new Error(`the ${name} snippet has no ${JSON.stringify(from)}`);
+    text = text.replace(from, to);
+  }
+  return text;
+}
+
 const snippets = {
   segment: (params) => {
-    const integrations =
-      params.get('strategy') === 'batching'
-        ? { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout: 60000 } } } }
-        : {};
-    return `<script>
-  window.analytics = [];
-  window.analytics._writeKey = ${JSON.stringify(keys['segment-browser'])};
-  window.analytics._cdn = ${JSON.stringify(gateway)};
-  window.analytics._loadOptions = { cdnURL: ${JSON.stringify(gateway)}, integrations: ${JSON.stringify(integrations)} };
-  for (const m of ['identify', 'track', 'page', 'ready']) {
-    window.analytics[m] = (...args) => { window.analytics.push([m, ...args]); return window.analytics; };
-  }
-</script><script src="/segment.js"></script>`;
+    const batching = { 'Segment.io': { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout: 60000 } } } };
+    const edits = params.get('strategy') === 'batching' ? [[`cdnURL: '${gateway}' }`, `cdnURL: '${gateway}', integrations: ${JSON.stringify(batching)} }`]] : [];
+    return snippet('segment', keys['segment-browser'], edits);
   },
-  rudderstack: (params) => `<script src="/rudderstack.js"></script><script>
-  window.rudder = new window.rudderanalytics.RudderAnalytics();
-  window.rudder.load(${JSON.stringify(keys['rudder-browser'])}, ${JSON.stringify(gateway)}, {
-    configUrl: ${JSON.stringify(gateway)},
-    useBeacon: ${params.get('beacon') === '1'},
-  });
-  window.rudderReady = new Promise((resolve) => window.rudder.ready(resolve));
-</script>`,
-  posthog: () => `<script src="/posthog.js"></script><script>
-  window.posthogLoaded = new Promise((resolve) => {
-    window.posthog.init(${JSON.stringify(keys['posthog-browser'])}, {
-      api_host: ${JSON.stringify(gateway)},
-      // HeadlessChrome is a bot to posthog-js; a real visitor's browser is not.
-      opt_out_useragent_filter: true,
-      loaded: resolve,
-    });
-  });
-</script>`,
-  snowplow: (params) => `<script src="/snowplow.js"></script><script>
-  window.delivered = [];
-  window.failed = [];
-  window.spTracker = window.snowplowBrowserTracking.newTracker('sp', ${JSON.stringify(gateway)}, {
-    appId: ${JSON.stringify(keys['snowplow-browser'])},
-    eventMethod: ${JSON.stringify(params.get('method'))},
-    onRequestSuccess: (batch) => window.delivered.push(...batch),
-    onRequestFailure: (failure) => window.failed.push(JSON.stringify(failure)),
-  });
-</script>`,
+  rudderstack: (params) => {
+    const edits = params.get('beacon') === '1' ? [[`configUrl: '${gateway}',`, `configUrl: '${gateway}', useBeacon: true,`]] : [];
+    return snippet('rudderstack', keys['rudder-browser'], edits);
+  },
+  // HeadlessChrome is a bot to posthog-js; a real visitor's browser is not.
+  posthog: () => snippet('posthog', keys['posthog-browser'], [[`api_host: '${gateway}',`, `api_host: '${gateway}', opt_out_useragent_filter: true,`]]),
+  // The tracker reports each delivered batch, so the test waits for them.
+  snowplow: (params) => {
+    const appId = `appId: '${keys['snowplow-browser']}',`;
+    const options = `${appId} eventMethod: '${params.get('method')}',
+    onRequestSuccess: (batch) => (window.delivered = window.delivered || []).push(...batch),
+    onRequestFailure: (failure) => (window.failed = window.failed || []).push(JSON.stringify(failure)),`;
+    return snippet('snowplow', keys['snowplow-browser'], [[appId, options]]);
+  },
 };
 
 await new Promise((resolve) => server.listen(Number(pagePort), '127.0.0.1', resolve));
@@ -153,11 +152,22 @@ const sent = [];
 const toGateway = [];
 const consoleLines = [];
 const contexts = [];
+// Below check.py's 180 s for the whole run, so the reasons get printed.
 setTimeout(() => {
   console.error(`timed out; requests to the gateway: ${toGateway.join(', ')}`);
   console.error([...errors, ...consoleLines].join('\n'));
   process.exit(1);
-}, 240000).unref();
+}, 150000).unref();
+
+// `promise`, or an error naming `what` after 20 s (an SDK that cannot load
+// never becomes ready, and would otherwise wait forever).
+function within(promise, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within 20 s`)), 20000);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 // A fresh browser context (its own cookies and storage: a new visitor) on
 // one of the snippets' pages.
@@ -207,11 +217,14 @@ async function segment() {
     [1, 'batching'],
   ]) {
     const tab = await openPage(`segment?strategy=${strategy}`);
-    await tab.evaluate(() => new Promise((resolve) => window.analytics.ready(resolve)));
+    await within(
+      tab.evaluate(() => new Promise((resolve) => window.analytics.ready(resolve))),
+      'analytics-next ready',
+    );
     const list = planned(sdk, 'segment', users[index]);
     // Each call's promise settles once the event is delivered (one request
     // per event) or in the SDK's batch buffer (batching).
-    await tab.evaluate(
+    const delivered = tab.evaluate(
       async ({ list, payload }) => {
         for (const e of list) {
           const fields = { test_id: e.id, seq: e.seq, ...payload };
@@ -222,6 +235,7 @@ async function segment() {
       },
       { list, payload },
     );
+    await within(delivered, 'analytics-next events');
     sent.push(...list);
     await leave(tab);
   }
@@ -232,7 +246,10 @@ async function rudderstack() {
   for (const [index, user] of users.entries()) {
     const beacon = index === users.length - 1;
     const tab = await openPage(`rudderstack?beacon=${beacon ? 1 : 0}`);
-    await tab.evaluate(() => window.rudderReady);
+    await within(
+      tab.evaluate(() => new Promise((resolve) => window.rudder.ready(resolve))),
+      'rudderstack ready',
+    );
     const list = planned(sdk, 'segment', user);
     const paths = ['/v1/identify', '/v1/track', '/v1/page'];
     const before = await answered(paths, 'POST');
@@ -260,7 +277,7 @@ async function posthog() {
   const sdk = 'posthog-browser';
   for (const [index, user] of users.entries()) {
     const tab = await openPage('posthog');
-    await tab.evaluate(() => window.posthogLoaded);
+    await waitFor(() => tab.evaluate(() => window.posthog.__loaded === true), 'posthog-js init');
     const list = planned(sdk, 'posthog', user);
     await tab.evaluate(
       ({ list, payload }) => {
@@ -287,9 +304,11 @@ async function snowplow(method) {
   for (const user of users) {
     const tab = await openPage(`snowplow?method=${method}`);
     const list = planned(sdk, 'snowplow', user).filter((e) => e.type !== 'identify');
-    const duid = await tab.evaluate(
+    await tab.evaluate(
       async ({ list, user, payload }) => {
         const sp = window.snowplowBrowserTracking;
+        window.delivered = window.delivered || [];
+        window.failed = window.failed || [];
         sp.setUserId(user);
         for (const e of list) {
           if (e.type === 'track') {
@@ -304,11 +323,12 @@ async function snowplow(method) {
         }
         if (window.failed.length) throw new Error(`snowplow: ${window.failed.join('; ')}`);
         if (window.delivered.length < list.length) throw new Error(`snowplow: ${window.delivered.length} of ${list.length} delivered`);
-        return window.spTracker.getDomainUserId();
       },
       { list, user, payload },
     );
-    sent.push(...list.map((e) => ({ ...e, key: duid, uid: user })));
+    // The partition key is the domain user id the tracker made in this
+    // browser: check.py finds it in each record.
+    sent.push(...list.map((e) => ({ ...e, uid: user })));
     await leave(tab);
   }
 }
@@ -358,14 +378,25 @@ async function settle() {
   }
 }
 
+// Each SDK on its own: one that fails does not hide how the others fare.
 const only = (process.env.BROWSER_SDKS || 'segment,rudderstack,posthog,snowplow').split(',');
-try {
-  if (only.includes('segment')) await segment();
-  if (only.includes('rudderstack')) await rudderstack();
-  if (only.includes('posthog')) await posthog();
-  if (only.includes('snowplow')) {
+const runs = {
+  segment,
+  rudderstack,
+  posthog,
+  snowplow: async () => {
     await snowplow('post');
     await snowplow('get');
+  },
+};
+try {
+  for (const [name, sdkRun] of Object.entries(runs)) {
+    if (!only.includes(name)) continue;
+    try {
+      await sdkRun();
+    } catch (err) {
+      errors.push(`${name}: ${err.stack || err}`);
+    }
   }
   await settle();
 } catch (err) {

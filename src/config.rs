@@ -587,4 +587,32 @@ mod tests {
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.listen.port(), 3000);
     }
+
+    #[test]
+    fn public_url_is_an_absolute_http_url_without_query_or_trailing_slash() {
+        let url = |value: &str| config(&[("PUBLIC_URL", value)]).map(|c| c.sdk.public_url);
+        assert_eq!(url("").unwrap(), None);
+        let https = url("https://events.example.com/").unwrap().unwrap();
+        assert_eq!(
+            (https.scheme(), https.authority_and_path()),
+            ("https", "events.example.com")
+        );
+        let path = url("http://127.0.0.1:3000/collect").unwrap().unwrap();
+        assert_eq!(
+            (path.scheme(), path.authority_and_path()),
+            ("http", "127.0.0.1:3000/collect")
+        );
+        for bad in [
+            "events.example.com",
+            "ftp://x",
+            "https://",
+            "https://a.example/?x=1",
+            "https://user@a.example",
+            "https://a.example/#f",
+            "https://a.example/\"x",
+        ] {
+            let err = url(bad).unwrap_err();
+            assert_eq!(err.name, "PUBLIC_URL", "{bad}");
+        }
+    }
 }

@@ -14,11 +14,13 @@
 //! - [`routes`]: the route table, defined once.
 //! - [`api`]: dispatch, request ids, metrics and access log per request, the
 //!   probe and metrics endpoints.
-//! - [`endpoints`]: the doors that take events, one file each.
+//! - [`endpoints`]: the doors that take events: the gateway's own API, a file
+//!   per endpoint, and the analytics SDKs' protocols ([`endpoints::sdk`]),
+//!   one generic handler and a file per protocol.
 //! - [`ingest`]: shed, authorise, reserve, read, decode: the shared step.
 //! - [`body`]: reading a body within a byte limit and a deadline.
 //! - [`encoding`]: `Content-Encoding` (gzip, deflate, zstd, br) decoded within the limit.
-//! - [`access`]: API keys and CORS.
+//! - [`access`]: API keys and CORS (public on the SDK routes, opt-in on the API).
 //! - [`partition_key`]: the client's key, a key from the record's fields, or a random one.
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).

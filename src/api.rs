@@ -12,13 +12,13 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue, ORIGIN};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use crate::access::Cors;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::endpoints;
 use crate::error::{ApiError, json_response};
 use crate::metrics::{self, GaugeGuard};
@@ -76,8 +76,7 @@ impl Reply {
 /// response carries `X-Request-Id`; metrics and the access log see every one.
 pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let started = Instant::now();
     let _in_flight = GaugeGuard::inc(app.metrics.requests_in_flight());
@@ -138,8 +137,7 @@ where
 
 async fn dispatch<B>(app: &App, route: &Route, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let method = request.method();
     if !route.methods.contains(method) {

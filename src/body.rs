@@ -17,6 +17,17 @@ use crate::error::ApiError;
 /// How much of an oversized body is discarded so the client can read its 413.
 const DRAIN_MAX: u64 = 16 * 1024 * 1024;
 
+/// A request body the gateway can read: bytes, `Unpin`, and errors it can
+/// log. Every handler takes its request's body through this one bound.
+pub trait RequestBody: Body<Data = Bytes, Error: std::fmt::Display> + Unpin {}
+
+impl<B> RequestBody for B
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+}
+
 /// What the request head says about its body.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BodyHints {
@@ -27,8 +38,7 @@ pub struct BodyHints {
 /// Reads `body` whole, failing with 413 past `limit` bytes and 408 past `timeout`.
 pub async fn read_limited<B>(mut body: B, limit: usize, timeout: Duration, hints: BodyHints) -> Result<Bytes, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let deadline = Instant::now() + timeout;
     let declared = body.size_hint().exact();
@@ -73,8 +83,7 @@ async fn next_frame<B>(
     timeout: Duration,
 ) -> Result<Option<hyper::body::Frame<Bytes>>, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     match timeout_at(deadline, body.frame()).await {
         Err(_) => Err(ApiError::BodyTimeout(timeout)),

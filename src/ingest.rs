@@ -12,14 +12,13 @@
 //! request instead of being cut off for a client error.
 
 use bytes::Bytes;
-use hyper::body::Body;
 use hyper::header::{CONTENT_ENCODING, EXPECT, HeaderMap};
 use hyper::{Request, http::request::Parts};
 use tokio::sync::SemaphorePermit;
 use tokio::time::Duration;
 
 use crate::app::App;
-use crate::body::{BodyHints, discard, read_limited};
+use crate::body::{BodyHints, RequestBody, discard, read_limited};
 use crate::encoding;
 use crate::error::ApiError;
 use crate::partition_key;
@@ -80,8 +79,7 @@ impl Limits {
 /// Runs the shared step for a request within the endpoint's `limits`.
 pub async fn ingest<B>(app: &App, request: Request<B>, limits: Limits) -> Result<Ingested<'_>, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let (head, mut body) = request.into_parts();
     let hints = BodyHints {

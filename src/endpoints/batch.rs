@@ -17,7 +17,6 @@
 //! a client can resend only the failed ones.
 
 use bytes::Bytes;
-use hyper::body::Body;
 use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, Request, StatusCode};
 use serde::Serialize;
@@ -27,6 +26,7 @@ use serde_json::value::RawValue;
 use super::records;
 use crate::api::Reply;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::error::{ApiError, Family, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};
 use crate::ingest::{Limits, ingest};
 use crate::sink::{Receipt, SinkError};
@@ -34,8 +34,7 @@ use crate::sink::{Receipt, SinkError};
 /// Stores every event of the body and answers with one entry per record.
 pub async fn handle<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let ingested = ingest(app, request, Limits::events(app.import.batch_max_bytes)).await?;
     let max_records = app.import.batch_max_records;

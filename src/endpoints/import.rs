@@ -1,21 +1,19 @@
 //! `POST /import`: the body, decoded, is one record; the answer is its
 //! receipt, with Kinesis's field names (`ShardId`, `SequenceNumber`).
 
-use bytes::Bytes;
-use hyper::body::Body;
 use hyper::{Request, StatusCode};
 
 use super::records;
 use crate::api::Reply;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::error::{ApiError, json_response};
 use crate::ingest::{Limits, ingest};
 
 /// Stores the body as one record and answers with its receipt.
 pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let limits = Limits {
         key_counts: true,

@@ -32,7 +32,6 @@ pub mod store;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderMap, HeaderValue, VARY};
 use hyper::{Request, Response, StatusCode};
 
@@ -42,6 +41,7 @@ pub use events::{Events, Rejection};
 use crate::access::Access;
 use crate::api::Reply;
 use crate::app::App;
+use crate::body::RequestBody;
 use crate::config::SdkConfig;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
@@ -150,8 +150,7 @@ pub trait Protocol: std::fmt::Debug + Sync {
 /// store, answer.
 pub async fn handle<B>(app: &App, protocol: &dyn Protocol, request: Request<B>) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let max_body = protocol.max_body(&app.sdk);
     let limits = Limits {
@@ -198,8 +197,7 @@ pub trait Document: std::fmt::Debug + Sync {
 /// Answers a request for `document`.
 pub async fn serve<B>(app: &App, document: &dyn Document, request: Request<B>) -> Result<Reply, ApiError>
 where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B: RequestBody,
 {
     let Some(limit) = document.body_limit() else {
         let (head, _) = request.into_parts();

@@ -41,8 +41,8 @@ pub struct Reply {
     pub records: usize,
     /// Decoded body bytes.
     pub bytes: usize,
-    /// The shard of the (first) stored record.
-    pub shard_id: Option<String>,
+    /// Where the (first) stored record went: a shard, a partition.
+    pub location: Option<String>,
     /// The error code when some records were not stored; empty otherwise.
     pub error: &'static str,
     /// Whether the request was refused for load (`http_requests_shed_total`).
@@ -51,11 +51,11 @@ pub struct Reply {
 
 impl Reply {
     /// The answer to a request whose `records` (from `bytes` of body) are stored.
-    pub fn stored(response: Response<Full<Bytes>>, records: usize, bytes: usize, shard_id: Option<String>) -> Self {
+    pub fn stored(response: Response<Full<Bytes>>, records: usize, bytes: usize, location: Option<String>) -> Self {
         Reply {
             records,
             bytes,
-            shard_id,
+            location,
             ..Reply::plain(response)
         }
     }
@@ -65,7 +65,7 @@ impl Reply {
             response,
             records: 0,
             bytes: 0,
-            shard_id: None,
+            location: None,
             error: "",
             shed: false,
         }
@@ -101,7 +101,7 @@ where
         mut response,
         records,
         bytes,
-        shard_id,
+        location,
         error,
         shed,
     } = reply;
@@ -118,7 +118,7 @@ where
             duration_ms = took.as_secs_f64() * 1000.0,
             records,
             bytes,
-            shard_id = shard_id.as_deref().unwrap_or(""),
+            location = location.as_deref().unwrap_or(""),
             error,
         );
     }

@@ -13,15 +13,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use crate::access::Access;
-use crate::config::{Config, HttpConfig, ImportConfig, SdkConfig};
+use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, SdkConfig};
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::{self, Destination, Outcomes, Record, Sink, SinkError};
+use crate::sink::{self, Destination, Outcomes, Record, Sink, SinkError, SinkLimits};
 use crate::writer::Writer;
-
-/// Kinesis's default maximum record size (data + partition key), used until
-/// the stream says otherwise.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,12 +25,15 @@ pub enum StartError {
     /// The sink could not be built.
     #[error(transparent)]
     Sink(#[from] sink::BuildError),
+    /// A setting asks for more than the sink takes.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// The stream is missing or not accessible.
     #[error("stream {stream:?} cannot be used: {source}")]
     Stream {
         /// The configured stream name.
         stream: String,
-        /// What Kinesis said.
+        /// What the sink said.
         source: SinkError,
     },
 }
@@ -68,14 +67,15 @@ pub struct App {
 impl App {
     /// Wraps an already built sink with the HTTP, batching and readiness
     /// settings of `config` (its sink settings are not read). The record
-    /// limit starts at Kinesis's default. Starts the writer, so it must run
+    /// limit starts at the sink's default. Starts the writer, so it must run
     /// inside a tokio runtime.
     pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Self {
         let metrics = Arc::new(Metrics::new());
+        let max_record_bytes = sink.limits().max_record_bytes;
         App {
             writer: Writer::new(sink, metrics.clone(), config.batch),
             readiness: Readiness::new(config.readiness_cache_ttl),
-            max_record_bytes: AtomicUsize::new(DEFAULT_MAX_RECORD_BYTES),
+            max_record_bytes: AtomicUsize::new(max_record_bytes),
             http: config.http,
             import: config.import.clone(),
             sdk: config.sdk.clone(),
@@ -129,6 +129,11 @@ impl App {
         outcomes
     }
 
+    /// The longest partition key the sink takes, in characters.
+    pub fn max_key_chars(&self) -> usize {
+        self.sink().limits().max_key_chars
+    }
+
     /// The largest record (data + partition key) accepted, in bytes.
     pub fn max_record_bytes(&self) -> usize {
         self.max_record_bytes.load(Ordering::Relaxed)
@@ -155,5 +160,62 @@ impl App {
         if let Some(limit) = destination.max_record_bytes {
             self.max_record_bytes.store(limit, Ordering::Relaxed);
         }
+    }
+}
+
+/// The batch settings against what the `kind` sink takes: more records or
+/// bytes per call than it accepts would fail every full call, so start-up
+/// refuses them, naming the variable.
+pub fn check_batch(batch: &BatchConfig, kind: &str, limits: &SinkLimits) -> Result<(), ConfigError> {
+    let over = |name, value: usize, max: usize, what| ConfigError {
+        name,
+        value: value.to_string(),
+        reason: format!("the {kind} sink takes at most {max} {what} per call"),
+    };
+    if batch.max_records.get() > limits.max_batch_records {
+        return Err(over(
+            "BATCH_MAX_RECORDS",
+            batch.max_records.get(),
+            limits.max_batch_records,
+            "records",
+        ));
+    }
+    if batch.max_bytes.get() > limits.max_batch_bytes {
+        return Err(over(
+            "BATCH_MAX_BYTES",
+            batch.max_bytes.get(),
+            limits.max_batch_bytes,
+            "bytes",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_settings_over_the_sinks_caps_stop_start_up() {
+        let limits = crate::sink::kinesis::LIMITS;
+        let defaults = Config::from_lookup(|_| None).unwrap().batch;
+        assert!(check_batch(&defaults, "kinesis", &limits).is_ok());
+        let mut batch = defaults;
+        batch.max_records = std::num::NonZeroUsize::new(501).unwrap();
+        let err = check_batch(&batch, "kinesis", &limits).unwrap_err();
+        assert_eq!(
+            (err.name, err.value.as_str(), err.reason.as_str()),
+            (
+                "BATCH_MAX_RECORDS",
+                "501",
+                "the kinesis sink takes at most 500 records per call"
+            )
+        );
+        let mut batch = defaults;
+        batch.max_bytes = std::num::NonZeroUsize::new(10 * 1024 * 1024 + 1).unwrap();
+        assert_eq!(
+            check_batch(&batch, "kinesis", &limits).unwrap_err().name,
+            "BATCH_MAX_BYTES"
+        );
     }
 }

@@ -209,9 +209,11 @@ pub struct BatchConfig {
     /// `BATCHING`: on, records waiting together share a call; off, one
     /// `PutRecord` per request.
     pub enabled: bool,
-    /// Records per call, at most Kinesis's 500 (`BATCH_MAX_RECORDS`).
+    /// Records per call (`BATCH_MAX_RECORDS`), at most what the sink takes
+    /// (Kinesis: 500), checked at start-up.
     pub max_records: NonZeroUsize,
-    /// Data + partition key bytes per call (`BATCH_MAX_BYTES`): 5 MiB is
+    /// Data + partition key bytes per call (`BATCH_MAX_BYTES`), at most what
+    /// the sink takes, checked at start-up: 5 MiB is
     /// Kinesis's classic `PutRecords` limit; streams on current Kinesis take 10 MiB.
     pub max_bytes: NonZeroUsize,
     /// Upstream calls in flight at once (`BATCH_MAX_CONCURRENT_CALLS`); while
@@ -221,11 +223,6 @@ pub struct BatchConfig {
     /// it a request is refused at once with 503 instead of queueing.
     pub queue_capacity: NonZeroUsize,
 }
-
-/// Kinesis's limit on records per `PutRecords` call.
-pub const KINESIS_MAX_BATCH_RECORDS: usize = 500;
-/// The largest `PutRecords` request current Kinesis accepts.
-pub const KINESIS_MAX_BATCH_BYTES: usize = 10 * 1024 * 1024;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,8 +340,9 @@ impl Config {
             },
             batch: BatchConfig {
                 enabled: vars.parse("BATCHING", true)?,
-                max_records: vars.at_most("BATCH_MAX_RECORDS", 500, KINESIS_MAX_BATCH_RECORDS)?,
-                max_bytes: vars.at_most("BATCH_MAX_BYTES", 5 * 1024 * 1024, KINESIS_MAX_BATCH_BYTES)?,
+                // The sink's own caps are checked at start-up (`app.rs`).
+                max_records: vars.at_most("BATCH_MAX_RECORDS", 500, 1_000_000)?,
+                max_bytes: vars.at_most("BATCH_MAX_BYTES", 5 * 1024 * 1024, 1 << 30)?,
                 max_concurrent_calls: vars.at_most("BATCH_MAX_CONCURRENT_CALLS", 4, 1024)?,
                 // Sized for batch requests (up to 500 records each): memory is bounded
                 // by MAX_IN_FLIGHT_BODY_BYTES and waiting by the record deadline.
@@ -550,10 +548,10 @@ mod tests {
         assert_eq!(err.name, "KINESIS_RETRY_MODE");
         assert!(err.reason.contains("standard, adaptive"), "{}", err.reason);
 
-        let err = config(&[("BATCH_MAX_RECORDS", "501")]).unwrap_err();
+        let err = config(&[("BATCH_MAX_RECORDS", "0")]).unwrap_err();
         assert_eq!(
             (err.name, err.reason.as_str()),
-            ("BATCH_MAX_RECORDS", "must be from 1 to 500")
+            ("BATCH_MAX_RECORDS", "must be from 1 to 1000000")
         );
 
         let err = config(&[("METRICS_ADDR", "9090")]).unwrap_err();

@@ -142,9 +142,10 @@ fn admit<'a>(
     if limits.header_auth {
         app.access.authorize(headers)?;
     }
-    let partition_key = partition_key::from_header(headers.get(partition_key::HEADER).map(|v| v.as_bytes()))?;
+    let header = headers.get(partition_key::HEADER).map(|v| v.as_bytes());
+    let partition_key = partition_key::from_header(header, app.max_key_chars())?;
     let limit = match (&partition_key, limits.key_counts) {
-        // Kinesis counts the partition key's bytes against the record limit too.
+        // The partition key's bytes count against the record limit too.
         (Some(key), true) => limits.max_body.saturating_sub(key.len()),
         _ => limits.max_body,
     };

@@ -378,11 +378,7 @@ mod tests {
                     if r.partition_key.starts_with("throttle-once") && first_time {
                         Err(SinkError::Throttled("slow down".into()))
                     } else {
-                        Ok(Receipt {
-                            shard_id: "shard".into(),
-                            sequence_number: seen.len().to_string(),
-                            encryption_type: None,
-                        })
+                        Ok(Receipt::new("shard").with("Position", seen.len()))
                     }
                 })
                 .collect())
@@ -397,6 +393,10 @@ mod tests {
                 record_timeout: Duration::from_secs(1),
                 max_attempts: 3,
             }
+        }
+
+        fn limits(&self) -> crate::sink::SinkLimits {
+            crate::sink::kinesis::LIMITS
         }
 
         fn operation(&self, _batch: bool) -> &'static str {

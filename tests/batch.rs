@@ -139,7 +139,7 @@ async fn partition_key_fields_pick_each_records_key() {
             Some("dev-9".to_owned()),
         ),
         (r#"{"userId":12345}"#.to_owned(), Some("12345".to_owned())),
-        (format!(r#"{{"userId":"{long_user}"}}"#), Some(shorten(&long_user))),
+        (format!(r#"{{"userId":"{long_user}"}}"#), Some(shorten(&long_user, 256))),
         (r#"{"event":"no identifier"}"#.to_owned(), None),
         (r#""not an object""#.to_owned(), None),
     ];

@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         ..Incoming::body(body, &headers)
     };
     let context = Context::plain(protocol.name());
-    let decoded = protocol.decode(&request, &context, 50, Events::with_limit(MAX_RECORD));
+    let decoded = protocol.decode(&request, &context, 50, Events::new(MAX_RECORD, 256));
     let Ok(decoded) = decoded else { return };
     let events = decoded.events;
     for record in events.records() {

@@ -202,10 +202,10 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         let same = failures().filter(|e| e.label() == err.label()).count();
         log_sink_failure(request_id, err, same);
     }
-    let shard_id = outcomes
+    let location = outcomes
         .iter()
         .find_map(|o| o.as_ref().ok())
-        .map(|r| r.shard_id.clone());
+        .map(|r| r.location().to_owned());
     let body = BatchAnswer {
         failed_record_count: failed,
         records: outcomes
@@ -230,7 +230,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         response,
         records: count,
         bytes,
-        shard_id,
+        location,
         error,
         shed: matches!(gravest, Some(SinkError::Overloaded(_))),
     }
@@ -296,13 +296,7 @@ mod tests {
 
     #[test]
     fn the_status_is_the_gravest_failure() {
-        let ok = || {
-            Ok(Receipt {
-                shard_id: "s".into(),
-                sequence_number: "1".into(),
-                encryption_type: None,
-            })
-        };
+        let ok = || Ok(Receipt::new("s").with("Position", "1"));
         let reply = answer(vec![ok(), ok()], "t", 2, 0);
         assert_eq!(reply.response.status(), StatusCode::OK);
         let partial = answer(vec![ok(), Err(SinkError::Throttled("x".into()))], "t", 2, 0);

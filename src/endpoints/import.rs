@@ -30,7 +30,7 @@ where
         response: json_response(StatusCode::OK, &receipt),
         records: 1,
         bytes,
-        shard_id: Some(receipt.shard_id),
+        location: Some(receipt.location().to_owned()),
         error: "",
         shed: false,
     })

@@ -34,13 +34,16 @@ pub struct Oversized {
 pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
     let limit = app.max_record_bytes();
     let fields = &app.import.key_fields;
+    let max_key_chars = app.max_key_chars();
     events
         .into_iter()
         .enumerate()
         .map(|(index, data)| {
             let partition_key = match header_key {
                 Some(key) => key.to_owned(),
-                None => fields.key_of(&data).unwrap_or_else(partition_key::random),
+                None => fields
+                    .key_of(&data, max_key_chars)
+                    .unwrap_or_else(partition_key::random),
             };
             let record = Record { data, partition_key };
             if record.size() > limit {

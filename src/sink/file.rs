@@ -21,14 +21,10 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
-use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits, kinesis};
 
 /// The one "shard" of the file sink.
 const SHARD_ID: &str = "shardId-000000000000";
-
-/// Record limit of a default Kinesis stream, so the file sink refuses what
-/// Kinesis would.
-const MAX_RECORD_BYTES: usize = 1024 * 1024;
 
 /// Appends records to a file.
 #[derive(Debug)]
@@ -95,11 +91,7 @@ impl FileSink {
             serde_json::to_writer(&mut lines, &line)
                 .map_err(|e| SinkError::Unavailable(format!("encoding a record line: {e}")))?;
             lines.push(b'\n');
-            receipts.push(Receipt {
-                shard_id: SHARD_ID.into(),
-                sequence_number,
-                encryption_type: Some("NONE".into()),
-            });
+            receipts.push(kinesis::receipt(SHARD_ID.into(), sequence_number, Some("NONE".into())));
         }
         file.write_all(&lines)
             .map_err(|e| SinkError::Unavailable(format!("writing {}: {e}", path.display())))?;
@@ -126,8 +118,13 @@ impl Sink for FileSink {
                 "records are written to the local file {}, NOT to Kinesis",
                 self.path.display()
             ),
-            max_record_bytes: Some(MAX_RECORD_BYTES),
+            max_record_bytes: Some(kinesis::LIMITS.max_record_bytes),
         })
+    }
+
+    /// Kinesis's, since the file imitates a one-shard stream.
+    fn limits(&self) -> SinkLimits {
+        kinesis::LIMITS
     }
 
     /// A local write takes no retries; five seconds covers a busy disk.
@@ -175,7 +172,7 @@ mod tests {
         };
         let outcomes = sink.put_batch(&[first, second]).await.unwrap();
         let (first, second) = (outcomes[0].as_ref().unwrap(), outcomes[1].as_ref().unwrap());
-        assert!(second.sequence_number > first.sequence_number);
+        assert!(second.field("SequenceNumber") > first.field("SequenceNumber"));
 
         let text = std::fs::read_to_string(sink.path()).unwrap();
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -185,7 +182,7 @@ mod tests {
             BASE64.decode(lines[0]["Data"].as_str().unwrap()).unwrap(),
             b"\x00\xffhi"
         );
-        assert_eq!(lines[1]["SequenceNumber"], second.sequence_number.as_str());
+        assert_eq!(lines[1]["SequenceNumber"].as_str(), second.field("SequenceNumber"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -17,7 +17,17 @@ use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
 
-use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
+
+/// Kinesis's limits: a record of 1 MiB (data + partition key) by default
+/// (`MaxRecordSizeInKiB` may say more), keys of 256 characters, and
+/// `PutRecords` calls of 500 records and 10 MiB.
+pub const LIMITS: SinkLimits = SinkLimits {
+    max_record_bytes: 1024 * 1024,
+    max_key_chars: 256,
+    max_batch_records: 500,
+    max_batch_bytes: 10 * 1024 * 1024,
+};
 use crate::config::{KinesisConfig, RetryMode};
 
 /// Writes records to one Kinesis data stream.
@@ -91,6 +101,10 @@ impl Sink for KinesisSink {
         Ok(entry_outcomes(output, records.len()))
     }
 
+    fn limits(&self) -> SinkLimits {
+        LIMITS
+    }
+
     /// One `PutRecord`; returns once Kinesis has assigned a sequence number.
     async fn put_one(&self, record: &Record) -> Result<Receipt, SinkError> {
         let output = self
@@ -102,11 +116,11 @@ impl Sink for KinesisSink {
             .send()
             .await
             .map_err(sdk_failure)?;
-        Ok(Receipt {
-            shard_id: output.shard_id,
-            sequence_number: output.sequence_number,
-            encryption_type: output.encryption_type.map(|e| e.as_str().to_owned()),
-        })
+        Ok(receipt(
+            output.shard_id,
+            output.sequence_number,
+            output.encryption_type.map(|e| e.as_str().to_owned()),
+        ))
     }
 
     /// `DescribeStreamSummary`, tried once: is the stream writable, and how
@@ -166,6 +180,18 @@ impl Sink for KinesisSink {
     }
 }
 
+/// A Kinesis receipt: the shard and sequence number (and encryption type,
+/// when Kinesis says), with Kinesis's own field names.
+pub fn receipt(shard_id: String, sequence_number: String, encryption_type: Option<String>) -> Receipt {
+    let receipt = Receipt::new(shard_id.clone())
+        .with("ShardId", shard_id)
+        .with("SequenceNumber", sequence_number);
+    match encryption_type {
+        Some(encryption) => receipt.with("EncryptionType", encryption),
+        None => receipt,
+    }
+}
+
 /// Splits a `PutRecords` answer into one outcome per record sent: a receipt,
 /// or the entry's own error sorted by [`failure_for_code`]. An answer that
 /// does not match the request (wrong count, an entry with neither a sequence
@@ -190,11 +216,9 @@ pub fn entry_outcomes(output: PutRecordsOutput, sent: usize) -> Vec<Result<Recei
                     // failures are the ones Kinesis documents, both transient.
                     Err(failure_for_code(Some(&code), 500, detail))
                 }
-                (None, Some(shard_id), Some(sequence_number)) => Ok(Receipt {
-                    shard_id,
-                    sequence_number,
-                    encryption_type: encryption_type.clone(),
-                }),
+                (None, Some(shard_id), Some(sequence_number)) => {
+                    Ok(receipt(shard_id, sequence_number, encryption_type.clone()))
+                }
                 (None, _, _) => Err(SinkError::Unavailable(
                     "PutRecords entry without a sequence number".into(),
                 )),
@@ -286,14 +310,10 @@ mod tests {
         let outcomes = entry_outcomes(output, 4);
         assert_eq!(
             outcomes[0],
-            Ok(Receipt {
-                shard_id: "shardId-000000000001".into(),
-                sequence_number: "111".into(),
-                encryption_type: Some("KMS".into()),
-            })
+            Ok(receipt("shardId-000000000001".into(), "111".into(), Some("KMS".into())))
         );
         assert!(matches!(&outcomes[1], Err(SinkError::Throttled(d)) if d.contains("Rate exceeded")));
-        assert_eq!(outcomes[2].as_ref().unwrap().sequence_number, "222");
+        assert_eq!(outcomes[2].as_ref().unwrap().field("SequenceNumber"), Some("222"));
         assert!(matches!(outcomes[3], Err(SinkError::Unavailable(_))));
     }
 

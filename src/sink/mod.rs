@@ -28,30 +28,67 @@ use crate::config::SinkConfig;
 pub struct Record {
     /// The event's bytes, unchanged.
     pub data: Bytes,
-    /// Partition key (1 to 256 Unicode characters).
+    /// Partition key (1 to the sink's [`SinkLimits::max_key_chars`] Unicode characters).
     pub partition_key: String,
 }
 
 impl Record {
-    /// The bytes Kinesis counts against its limits: data plus partition key.
+    /// The bytes counted against a record limit: data plus partition key
+    /// (what Kinesis counts; a Kafka message's key counts too).
     pub fn size(&self) -> usize {
         self.data.len() + self.partition_key.len()
     }
 }
 
-/// The destination's acknowledgement of one stored record. Serialised with
-/// Kinesis's field names because the file sink imitates a one-shard stream.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The destination's acknowledgement of one stored record, in the
+/// destination's own words: each sink names its fields (Kinesis says
+/// `ShardId` and `SequenceNumber`), and clients get them as they are. The
+/// seam itself only knows where the record went ([`Receipt::location`]: a
+/// shard, a topic partition), for logs.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
-    /// The shard the record went to.
-    #[serde(rename = "ShardId")]
-    pub shard_id: String,
-    /// The record's sequence number within its shard.
-    #[serde(rename = "SequenceNumber")]
-    pub sequence_number: String,
-    /// `NONE` or `KMS`, when the destination reports it.
-    #[serde(rename = "EncryptionType", skip_serializing_if = "Option::is_none")]
-    pub encryption_type: Option<String>,
+    location: String,
+    fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+impl Receipt {
+    /// A receipt for a record stored at `location`, with no fields yet.
+    pub fn new(location: impl Into<String>) -> Self {
+        Receipt {
+            location: location.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// Adds a field of the answer clients get.
+    pub fn with(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        self.fields.push((name, value.into()));
+        self
+    }
+
+    /// Where the record went: a shard, a topic partition.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The text of field `name`, when it is a string.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| *n == name)
+            .and_then(|(_, v)| v.as_str())
+    }
+}
+
+impl Serialize for Receipt {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.fields.len()))?;
+        for (name, value) in &self.fields {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// What the sink found out about its destination.
@@ -64,6 +101,22 @@ pub struct Destination {
     /// The largest record (data + partition key, in bytes) the destination
     /// takes, when it says.
     pub max_record_bytes: Option<usize>,
+}
+
+/// What a destination takes at most. Asked of the sink, so the generic code
+/// holds no destination's numbers: Kinesis's 256-character keys and 500
+/// records per call are the Kinesis sink's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkLimits {
+    /// The largest record (data + partition key, in bytes) until
+    /// [`Sink::describe`] says otherwise.
+    pub max_record_bytes: usize,
+    /// The longest partition key, in Unicode characters.
+    pub max_key_chars: usize,
+    /// Records in one [`Sink::put_batch`] call.
+    pub max_batch_records: usize,
+    /// Bytes (data + partition keys) in one [`Sink::put_batch`] call.
+    pub max_batch_bytes: usize,
 }
 
 /// How long a record may take from arrival to its answer, and how many
@@ -101,6 +154,9 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
 
     /// The writer's deadline and retry budget for this destination.
     fn deadlines(&self) -> Deadlines;
+
+    /// What the destination takes at most.
+    fn limits(&self) -> SinkLimits;
 
     /// The metric label of one call: `batch` picks [`Sink::put_batch`]'s
     /// operation over [`Sink::put_one`]'s.

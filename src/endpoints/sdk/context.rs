@@ -4,7 +4,6 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_kinesis::primitives::{DateTime, DateTimeFormat};
 use hyper::header::HeaderMap;
 use hyper::http::request::Parts;
 use serde::Serialize;
@@ -66,10 +65,13 @@ impl Context {
     }
 }
 
-/// `time` as RFC 3339 UTC, to the microsecond at most (`2026-11-23T10:00:00.5Z`).
-pub fn timestamp(time: SystemTime) -> String {
-    DateTime::from(time)
-        .fmt(DateTimeFormat::DateTime)
+/// `at` as RFC 3339 UTC, to the microsecond at most (`2026-11-23T10:00:00.5Z`).
+pub fn timestamp(at: SystemTime) -> String {
+    let at = time::OffsetDateTime::from(at);
+    let micros = at.nanosecond() / 1_000 * 1_000;
+    at.replace_nanosecond(micros)
+        .unwrap_or(at)
+        .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
@@ -108,5 +110,9 @@ mod tests {
     fn timestamps_are_rfc3339_utc() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_795_000_000_123);
         assert_eq!(timestamp(t), "2026-11-18T11:06:40.123Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(1_795_000_000_123_456_789);
+        assert_eq!(timestamp(t), "2026-11-18T11:06:40.123456Z", "to the microsecond");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_795_000_000);
+        assert_eq!(timestamp(t), "2026-11-18T11:06:40Z");
     }
 }

@@ -44,16 +44,19 @@ pub struct Events {
     /// The events rejected so far.
     pub(super) rejected: Vec<Rejection>,
     max_record: usize,
+    max_key_chars: usize,
 }
 
 impl Events {
-    /// None yet, each record to be at most `max_record` bytes.
-    pub fn with_limit(max_record: usize) -> Self {
+    /// None yet, each record to be at most `max_record` bytes, its key at
+    /// most `max_key_chars` characters (the sink's limits).
+    pub fn new(max_record: usize, max_key_chars: usize) -> Self {
         Events {
             records: Vec::new(),
             positions: Vec::new(),
             rejected: Vec::new(),
             max_record,
+            max_key_chars,
         }
     }
 
@@ -68,16 +71,11 @@ impl Events {
     }
 
     /// Event `index` as a record, unless it is over the record limit. A key
-    /// over Kinesis's 256 characters is hashed, as for `PARTITION_KEY_FIELDS`.
+    /// over the sink's limit is hashed, as for `PARTITION_KEY_FIELDS`.
     pub fn accept(&mut self, index: usize, data: Vec<u8>, key: &str) {
-        let partition_key = if key.chars().count() > partition_key::MAX_CHARS {
-            partition_key::shorten(key)
-        } else {
-            key.to_owned()
-        };
         let record = Record {
             data: data.into(),
-            partition_key,
+            partition_key: partition_key::shorten(key, self.max_key_chars),
         };
         if record.size() > self.max_record {
             let message = format!(
@@ -125,14 +123,14 @@ mod tests {
 
     #[test]
     fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
-        let mut events = Events::with_limit(100);
+        let mut events = Events::new(100, 256);
         events.accept(0, vec![b'x'; 96], "user");
         events.accept(1, vec![b'x'; 97], "user");
         let long_key = "k".repeat(300);
         // A long key is hashed to 71 characters first, as Kinesis needs.
         events.accept(2, vec![b'x'; 29], &long_key);
         assert_eq!(events.positions, [0, 2]);
-        assert_eq!(events.records[1].partition_key, partition_key::shorten(&long_key));
+        assert_eq!(events.records[1].partition_key, partition_key::shorten(&long_key, 256));
         assert_eq!(events.records[1].partition_key.len(), 71);
         assert_eq!(events.rejected.len(), 1);
         assert_eq!((events.rejected[0].index, events.rejected[0].code), (1, "too_large"));

@@ -169,7 +169,7 @@ where
         max_body,
     };
     let context = Context::new(protocol.name(), app.sdk.client_ip, head);
-    let events = Events::with_limit(app.max_record_bytes());
+    let events = Events::new(app.max_record_bytes(), app.max_key_chars());
     let Decoded { key, events } = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
     key.authorize(&app.access, &head.headers)?;
     let stored = store::store(app, protocol.name(), events).await?;
@@ -178,7 +178,7 @@ where
         protocol.success(&stored.rejected),
         stored.records,
         bytes,
-        stored.shard_id,
+        stored.location,
     ))
 }
 

@@ -260,7 +260,7 @@ mod tests {
     #[test]
     fn odd_queries_make_one_event_or_a_400() {
         let context = Context::plain("snowplow");
-        let decoded = decode_query("e=pv&e=se&%FF=%00&eid=x", &context, Events::with_limit(1000)).unwrap();
+        let decoded = decode_query("e=pv&e=se&%FF=%00&eid=x", &context, Events::new(1000, 256)).unwrap();
         assert_eq!(decoded.events.records().len(), 1, "a repeated parameter: the last wins");
         let text = String::from_utf8(decoded.events.records()[0].data.to_vec()).unwrap();
         assert!(
@@ -268,7 +268,7 @@ mod tests {
             "{text}"
         );
         for query in ["", "&&", "="] {
-            let decoded = decode_query(query, &context, Events::with_limit(1000));
+            let decoded = decode_query(query, &context, Events::new(1000, 256));
             assert!(
                 decoded.is_err() || decoded.unwrap().events.records().is_empty(),
                 "{query:?}"

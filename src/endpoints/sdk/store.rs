@@ -17,8 +17,8 @@ pub struct Stored {
     pub records: usize,
     /// Events rejected, in request order.
     pub rejected: Vec<Rejection>,
-    /// The shard of the first stored record.
-    pub shard_id: Option<String>,
+    /// Where the first stored record went (a shard, a partition).
+    pub location: Option<String>,
 }
 
 /// Writes `events` (of `protocol`) and decides the request's fate.
@@ -40,13 +40,13 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
     }
     let outcomes = app.put(records).await;
     let mut gravest: Option<SinkError> = None;
-    let mut shard_id = None;
+    let mut location = None;
     let mut stored = 0;
     for (outcome, index) in outcomes.into_iter().zip(positions) {
         match outcome {
             Ok(receipt) => {
                 stored += 1;
-                shard_id.get_or_insert(receipt.shard_id);
+                location.get_or_insert_with(|| receipt.location().to_owned());
             }
             Err(SinkError::Rejected(detail)) => rejected.push(Rejection {
                 index,
@@ -75,6 +75,6 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
     Ok(Stored {
         records: stored,
         rejected,
-        shard_id,
+        location,
     })
 }

@@ -51,6 +51,8 @@ pub struct Config {
 pub enum SinkConfig {
     /// An Amazon Kinesis data stream, through the AWS SDK.
     Kinesis(KinesisConfig),
+    /// A Kafka topic (or any Kafka-compatible service), through librdkafka.
+    Kafka(KafkaConfig),
     /// A local NDJSON file, for a developer's machine with no AWS.
     File {
         /// The file records are appended to (`FILE_SINK_PATH`).
@@ -73,6 +75,40 @@ pub struct KinesisConfig {
     pub max_attempts: NonZeroU32,
     /// SDK retry strategy (`KINESIS_RETRY_MODE`).
     pub retry_mode: RetryMode,
+}
+
+/// The prefix of the variables that set any librdkafka property:
+/// `KAFKA_PROPERTY_SASL_MECHANISM=PLAIN` sets `sasl.mechanism`.
+pub const KAFKA_PROPERTY_PREFIX: &str = "KAFKA_PROPERTY_";
+
+/// Kafka topic and producer settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// `KAFKA_TOPIC`.
+    pub topic: String,
+    /// Time librdkafka has to deliver a record, retries included
+    /// (`KAFKA_DELIVERY_TIMEOUT_MS`, librdkafka's `message.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// The largest message the producer sends (`KAFKA_MAX_MESSAGE_BYTES`,
+    /// librdkafka's `message.max.bytes`); a topic's own smaller
+    /// `max.message.bytes` wins when the broker says.
+    pub max_message_bytes: usize,
+    /// Any other librdkafka property, from `KAFKA_PROPERTY_*`: the name
+    /// lower-cased with `_` as `.`, and the variable it came from.
+    pub properties: Vec<KafkaProperty>,
+}
+
+/// One librdkafka property set from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaProperty {
+    /// The variable, for error messages (`KAFKA_PROPERTY_SASL_MECHANISM`).
+    pub variable: String,
+    /// The librdkafka name (`sasl.mechanism`).
+    pub name: String,
+    /// The value.
+    pub value: String,
 }
 
 /// The SDK's retry strategies.
@@ -248,11 +284,28 @@ pub struct ConfigError {
 impl Config {
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_pairs(std::env::vars())
     }
 
-    /// Reads the configuration through `lookup`, applying defaults.
+    /// Reads the configuration from `name = value` pairs, applying defaults:
+    /// what [`Config::from_env`] does with the environment.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let vars: std::collections::BTreeMap<String, String> = pairs.into_iter().collect();
+        let properties = vars
+            .iter()
+            .filter(|(name, _)| name.starts_with(KAFKA_PROPERTY_PREFIX))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        Self::build(|name| vars.get(name).cloned(), properties)
+    }
+
+    /// Reads the configuration through `lookup`, applying defaults (no
+    /// `KAFKA_PROPERTY_*`, which need the names listed: [`Config::from_pairs`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::build(lookup, Vec::new())
+    }
+
+    fn build(lookup: impl Fn(&str) -> Option<String>, properties: Vec<(String, String)>) -> Result<Self, ConfigError> {
         let vars = Vars(&lookup);
         let host: IpAddr = vars.parse("HOST", IpAddr::V4(Ipv4Addr::UNSPECIFIED))?;
         let port: u16 = vars.parse("PORT", 3000)?;
@@ -285,6 +338,13 @@ impl Config {
                     )?,
                 })
             }
+            "kafka" => SinkConfig::Kafka(KafkaConfig {
+                bootstrap_servers: vars.required("KAFKA_BOOTSTRAP_SERVERS", "SINK=kafka")?,
+                topic: vars.required("KAFKA_TOPIC", "SINK=kafka")?,
+                delivery_timeout: vars.millis("KAFKA_DELIVERY_TIMEOUT_MS", 5_000)?,
+                max_message_bytes: vars.at_most("KAFKA_MAX_MESSAGE_BYTES", 1 << 20, 1_000_000_000)?.get(),
+                properties: kafka_properties(properties)?,
+            }),
             "file" => SinkConfig::File {
                 path: vars
                     .get("FILE_SINK_PATH")
@@ -295,7 +355,7 @@ impl Config {
                 return Err(ConfigError {
                     name: "SINK",
                     value: sink_kind,
-                    reason: "expected `kinesis` or `file`".into(),
+                    reason: "expected `kinesis`, `kafka` or `file`".into(),
                 });
             }
         };
@@ -360,6 +420,47 @@ impl Config {
     }
 }
 
+/// `KAFKA_PROPERTY_SASL_MECHANISM=PLAIN` as `sasl.mechanism=PLAIN`. A
+/// property the gateway sets itself (`bootstrap.servers`, ...) must come
+/// from its own variable; librdkafka checks the rest when the producer is
+/// built.
+fn kafka_properties(pairs: Vec<(String, String)>) -> Result<Vec<KafkaProperty>, ConfigError> {
+    const OWN: &[(&str, &str)] = &[
+        ("bootstrap.servers", "KAFKA_BOOTSTRAP_SERVERS"),
+        ("message.timeout.ms", "KAFKA_DELIVERY_TIMEOUT_MS"),
+        ("delivery.timeout.ms", "KAFKA_DELIVERY_TIMEOUT_MS"),
+        ("message.max.bytes", "KAFKA_MAX_MESSAGE_BYTES"),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(variable, value)| {
+            let name = variable[KAFKA_PROPERTY_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace('_', ".");
+            if name.is_empty() {
+                return Err(ConfigError {
+                    name: "KAFKA_PROPERTY_*",
+                    value: variable,
+                    reason: "name a librdkafka property, e.g. KAFKA_PROPERTY_SASL_MECHANISM".into(),
+                });
+            }
+            if let Some((_, own)) = OWN.iter().find(|(property, _)| *property == name) {
+                return Err(ConfigError {
+                    name: "KAFKA_PROPERTY_*",
+                    value: variable,
+                    reason: format!("{name} is set by {own}"),
+                });
+            }
+            Ok(KafkaProperty {
+                variable,
+                name,
+                value: value.trim().to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// Typed access to the lookup function; an empty value counts as unset.
 struct Vars<'a, F>(&'a F);
 
@@ -388,6 +489,15 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             name,
             reason: e.to_string(),
             value,
+        })
+    }
+
+    /// A value that must be set, because `when`.
+    fn required(&self, name: &'static str, when: &str) -> Result<String, ConfigError> {
+        self.get(name).ok_or_else(|| ConfigError {
+            name,
+            value: String::new(),
+            reason: format!("required when {when}"),
         })
     }
 
@@ -612,5 +722,48 @@ mod tests {
             let err = url(bad).unwrap_err();
             assert_eq!(err.name, "PUBLIC_URL", "{bad}");
         }
+    }
+
+    #[test]
+    fn kafka_needs_its_servers_and_topic_and_takes_any_librdkafka_property() {
+        let pairs =
+            |vars: &[(&str, &str)]| Config::from_pairs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let err = pairs(&[("SINK", "kafka"), ("KAFKA_TOPIC", "t")]).unwrap_err();
+        assert_eq!(
+            (err.name, err.reason.as_str()),
+            ("KAFKA_BOOTSTRAP_SERVERS", "required when SINK=kafka")
+        );
+        let err = pairs(&[("SINK", "kafka"), ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")]).unwrap_err();
+        assert_eq!(err.name, "KAFKA_TOPIC");
+        let config = pairs(&[
+            ("SINK", "kafka"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            ("KAFKA_TOPIC", "clicks"),
+            ("KAFKA_PROPERTY_SASL_MECHANISM", "PLAIN"),
+            ("KAFKA_PROPERTY_COMPRESSION_TYPE", " lz4 "),
+            ("KAFKA_PROPERTY_LINGER_MS", ""),
+        ])
+        .unwrap();
+        let SinkConfig::Kafka(kafka) = config.sink else {
+            panic!("{:?}", config.sink)
+        };
+        assert_eq!(kafka.topic, "clicks");
+        assert_eq!(kafka.delivery_timeout, Duration::from_secs(5));
+        assert_eq!(kafka.max_message_bytes, 1 << 20);
+        let properties: Vec<_> = kafka
+            .properties
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
+        assert_eq!(properties, [("compression.type", "lz4"), ("sasl.mechanism", "PLAIN")]);
+        let err = pairs(&[
+            ("SINK", "kafka"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "b:9092"),
+            ("KAFKA_TOPIC", "t"),
+            ("KAFKA_PROPERTY_BOOTSTRAP_SERVERS", "elsewhere:9092"),
+        ])
+        .unwrap_err();
+        assert_eq!(err.value, "KAFKA_PROPERTY_BOOTSTRAP_SERVERS");
+        assert!(err.reason.contains("KAFKA_BOOTSTRAP_SERVERS"), "{}", err.reason);
     }
 }

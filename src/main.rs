@@ -93,6 +93,13 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
             retry_mode = ?k.retry_mode,
             "kinesis client"
         ),
+        SinkConfig::Kafka(k) => tracing::info!(
+            bootstrap_servers = %k.bootstrap_servers,
+            delivery_timeout = ?k.delivery_timeout,
+            max_message_bytes = k.max_message_bytes,
+            properties = ?k.properties.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            "kafka producer"
+        ),
         SinkConfig::File { path } => tracing::warn!(
             path = %path.display(),
             "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"

@@ -6,12 +6,14 @@
 //! Sinks are mechanism only: batching, retries and deadlines live in
 //! `writer.rs`, and which HTTP status a failure becomes lives in `error.rs`.
 //!
-//! Two sinks exist: [`kinesis::KinesisSink`] (the product) and
-//! [`file::FileSink`] (a developer's machine with no AWS). A third (a Kafka
-//! producer, a spill file) is one more file implementing [`Sink`] plus one
-//! [`SinkConfig`] variant and one arm in [`build`].
+//! Three sinks exist: [`kinesis::KinesisSink`], [`kafka::KafkaSink`] (any
+//! Kafka-compatible service) and [`file::FileSink`] (a developer's machine
+//! with no AWS). Each is one file implementing [`Sink`] plus one
+//! [`SinkConfig`] variant and one arm in [`build`]; what a destination takes
+//! at most ([`SinkLimits`]) and how it names a receipt are asked of it.
 
 pub mod file;
+pub mod kafka;
 pub mod kinesis;
 
 use std::sync::Arc;
@@ -162,10 +164,10 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     /// operation over [`Sink::put_one`]'s.
     fn operation(&self, batch: bool) -> &'static str;
 
-    /// A short name for logs and `/readyz`: `kinesis` or `file`.
+    /// A short name for logs and `/readyz`: `kinesis`, `kafka` or `file`.
     fn kind(&self) -> &'static str;
 
-    /// The stream name or file path records go to.
+    /// The stream, topic or file path records go to.
     fn target(&self) -> String;
 
     /// A warning for `/readyz` when records do not reach a real stream.
@@ -251,6 +253,14 @@ impl SinkError {
 /// Why a sink could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// A Kafka setting librdkafka refuses.
+    #[error("invalid configuration: {variable}: {reason}")]
+    Kafka {
+        /// The variable that set it.
+        variable: String,
+        /// What librdkafka said.
+        reason: String,
+    },
     /// The file sink's file cannot be opened.
     #[error("cannot open the file sink at {path}: {source}")]
     File {
@@ -268,6 +278,7 @@ pub async fn build(config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildError> {
             let sdk = aws_config::load_from_env().await;
             Arc::new(kinesis::KinesisSink::new(&sdk, kinesis))
         }
+        SinkConfig::Kafka(kafka) => Arc::new(kafka::KafkaSink::new(kafka)?),
         SinkConfig::File { path } => Arc::new(file::FileSink::open(path).map_err(|source| BuildError::File {
             path: path.display().to_string(),
             source,

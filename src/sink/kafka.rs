@@ -1,0 +1,340 @@
+//! The Kafka sink: records go to one topic, through librdkafka (the
+//! `rdkafka` crate, as Vector and PostHog capture use). Mechanism only: build
+//! the producer, send, map librdkafka's errors to [`SinkError`]s.
+//!
+//! - The record's bytes are the message value, its partition key the message
+//!   key (librdkafka's default partitioner hashes it, so one user's events
+//!   stay in one partition, in order). No headers: the SDK protocol and
+//!   source key are in the record itself (`_gateway`), as with Kinesis.
+//! - `acks=all` and `enable.idempotence=true`, so a record is acknowledged
+//!   only once every in-sync replica has it, and librdkafka's own retries
+//!   never write it twice. librdkafka batches (`linger.ms`); each record still
+//!   gets its own delivery report, which is its receipt: topic, partition,
+//!   offset.
+//! - A record's delivery report arrives within `KAFKA_DELIVERY_TIMEOUT_MS`
+//!   (librdkafka's `message.timeout.ms`, retries included); the writer waits
+//!   a little longer, so it never answers before librdkafka has decided. The
+//!   writer does not retry: librdkafka did.
+//! - A fatal producer error (an idempotent producer fenced, or whose
+//!   producer id a restarted broker no longer knows) would fail every later
+//!   record: the producer is replaced by a new one. Records still in flight
+//!   on the old one are answered by their own delivery reports (delivered, or
+//!   failed and so 503, never both), then it is dropped.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
+use crate::config::KafkaConfig;
+
+/// Bytes a message needs beyond its key and value inside a record batch
+/// (batch header, record framing, varints): kept free under the limit.
+const MESSAGE_OVERHEAD: usize = 512;
+/// How long a metadata or config request to the brokers may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much longer than librdkafka's delivery timeout the writer waits.
+const REPORT_MARGIN: Duration = Duration::from_secs(2);
+
+/// Writes records to a Kafka topic.
+pub struct KafkaSink {
+    topic: String,
+    /// The producer's settings, kept to build a replacement.
+    client: ClientConfig,
+    /// The live producer; replaced after a fatal error.
+    producer: RwLock<Arc<FutureProducer>>,
+    admin: AdminClient<DefaultClientContext>,
+    delivery_timeout: Duration,
+    max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for KafkaSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSink")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaSink {
+    /// A producer for `config`'s topic. Every property is checked by
+    /// librdkafka here: a bad one fails start-up, naming its variable.
+    pub fn new(config: &KafkaConfig) -> Result<Self, BuildError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.bootstrap_servers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
+            .set("message.max.bytes", config.max_message_bytes.to_string());
+        for property in &config.properties {
+            client.set(&property.name, &property.value);
+        }
+        let invalid = |err: KafkaError| {
+            let variable = match &err {
+                KafkaError::ClientConfig(_, _, key, _) => config
+                    .properties
+                    .iter()
+                    .find(|p| &p.name == key)
+                    .map_or_else(|| own_variable(key).to_owned(), |p| p.variable.clone()),
+                _ => "KAFKA_*".to_owned(),
+            };
+            BuildError::Kafka {
+                variable,
+                reason: err.to_string(),
+            }
+        };
+        let producer: FutureProducer = client.create().map_err(invalid)?;
+        let admin: AdminClient<DefaultClientContext> = client.create().map_err(invalid)?;
+        Ok(KafkaSink {
+            topic: config.topic.clone(),
+            client,
+            producer: RwLock::new(Arc::new(producer)),
+            admin,
+            delivery_timeout: config.delivery_timeout,
+            max_message_bytes: config.max_message_bytes,
+        })
+    }
+
+    /// The live producer, replaced first if it has failed for good.
+    fn producer(&self) -> Arc<FutureProducer> {
+        let producer = self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if producer.client().fatal_error().is_some() {
+            self.replace(&producer);
+            return self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        }
+        producer
+    }
+
+    /// Replaces `broken` (unless another request already did) with a new
+    /// producer of the same settings.
+    fn replace(&self, broken: &Arc<FutureProducer>) {
+        let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
+        if !Arc::ptr_eq(&current, broken) {
+            return;
+        }
+        let reason = broken
+            .client()
+            .fatal_error()
+            .map(|(code, text)| format!("{code:?}: {text}"));
+        match self.client.create::<FutureProducer>() {
+            Ok(fresh) => {
+                let old = std::mem::replace(&mut *current, Arc::new(fresh));
+                tracing::warn!(topic = %self.topic, reason = reason.as_deref().unwrap_or(""), "kafka producer failed for good; replaced");
+                // Dropping a producer waits for its purged messages: not on
+                // a request's thread.
+                std::thread::spawn(move || drop(old));
+            }
+            Err(err) => tracing::error!(topic = %self.topic, error = %err, "a new kafka producer could not be built"),
+        }
+    }
+
+    /// The topic's own `max.message.bytes`, when the brokers say.
+    async fn topic_max_message_bytes(&self) -> Option<usize> {
+        let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+        let resource = ResourceSpecifier::Topic(&self.topic);
+        let results = self.admin.describe_configs([&resource], &options).await.ok()?;
+        let config = results.into_iter().next()?.ok()?;
+        config.get("max.message.bytes")?.value.as_deref()?.parse().ok()
+    }
+}
+
+/// The topic's partitions and how many have no leader, from `metadata`.
+fn partitions(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Result<(usize, usize), SinkError> {
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(SinkError::Misconfigured(format!(
+            "topic {topic} is not in the metadata"
+        )));
+    };
+    if let Some(err) = found.error() {
+        return Err(failure(&KafkaError::MetadataFetch(err.into())));
+    }
+    if found.partitions().is_empty() {
+        return Err(SinkError::Misconfigured(format!("topic {topic} has no partitions")));
+    }
+    let leaderless = found.partitions().iter().filter(|p| p.leader() < 0).count();
+    Ok((found.partitions().len(), leaderless))
+}
+
+/// The variable that sets one of the properties the gateway sets itself.
+fn own_variable(property: &str) -> &'static str {
+    match property {
+        "bootstrap.servers" => "KAFKA_BOOTSTRAP_SERVERS",
+        "message.timeout.ms" => "KAFKA_DELIVERY_TIMEOUT_MS",
+        "message.max.bytes" => "KAFKA_MAX_MESSAGE_BYTES",
+        _ => "KAFKA_*",
+    }
+}
+
+#[async_trait]
+impl Sink for KafkaSink {
+    /// Queues every record at once, then waits for each delivery report.
+    async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
+        let producer = self.producer();
+        let queued: Vec<_> = records
+            .iter()
+            .map(|record| {
+                let message = FutureRecord::to(&self.topic)
+                    .payload(&record.data[..])
+                    .key(record.partition_key.as_bytes());
+                producer.send_result(message).map_err(|(err, _)| failure(&err))
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(records.len());
+        for delivery in queued {
+            outcomes.push(match delivery {
+                Err(err) => Err(err),
+                Ok(report) => match report.await {
+                    Ok(Ok(delivered)) => Ok(Receipt::new(format!("{}/{}", self.topic, delivered.partition))
+                        .with("Topic", self.topic.as_str())
+                        .with("Partition", delivered.partition)
+                        .with("Offset", delivered.offset)),
+                    Ok(Err((err, _))) => Err(failure(&err)),
+                    Err(_) => Err(SinkError::Unavailable(
+                        "the producer stopped before it reported the delivery".into(),
+                    )),
+                },
+            });
+        }
+        if producer.client().fatal_error().is_some() {
+            self.replace(&producer);
+        }
+        Ok(outcomes)
+    }
+
+    /// The topic's metadata: it exists and has partitions with leaders; and
+    /// its message size limit.
+    async fn describe(&self) -> Result<Destination, SinkError> {
+        let producer = self.producer();
+        let topic = self.topic.clone();
+        let metadata =
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT))
+                .await
+                .map_err(|e| SinkError::Unavailable(format!("the metadata request failed: {e}")))?
+                .map_err(|e| failure(&e))?;
+        let (partitions, leaderless) = partitions(&metadata, &self.topic)?;
+        let limit = match self.topic_max_message_bytes().await {
+            Some(topic_limit) => topic_limit.min(self.max_message_bytes),
+            None => self.max_message_bytes,
+        };
+        Ok(Destination {
+            writable: leaderless == 0,
+            status: format!(
+                "topic {}: {partitions} partitions, {leaderless} without a leader",
+                self.topic
+            ),
+            max_record_bytes: Some(limit.saturating_sub(MESSAGE_OVERHEAD)),
+        })
+    }
+
+    fn deadlines(&self) -> Deadlines {
+        Deadlines {
+            record_timeout: self.delivery_timeout + REPORT_MARGIN,
+            // librdkafka retries within the delivery timeout; a retry by the
+            // writer would be a second message.
+            max_attempts: 1,
+        }
+    }
+
+    fn limits(&self) -> SinkLimits {
+        SinkLimits {
+            max_record_bytes: self.max_message_bytes.saturating_sub(MESSAGE_OVERHEAD),
+            // Kafka keys have no limit of their own; longer ones are hashed.
+            max_key_chars: 1024,
+            // librdkafka batches itself; a call only queues.
+            max_batch_records: 100_000,
+            max_batch_bytes: 1 << 30,
+        }
+    }
+
+    fn operation(&self, _batch: bool) -> &'static str {
+        "Produce"
+    }
+
+    fn kind(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn target(&self) -> String {
+        self.topic.clone()
+    }
+}
+
+/// What a librdkafka error means for the record: the policy of what the
+/// client is told lives in `error.rs`; this only says what kind it was.
+pub fn failure(err: &KafkaError) -> SinkError {
+    use RDKafkaErrorCode as Code;
+    let detail = err.to_string();
+    match err.rdkafka_error_code() {
+        Some(Code::QueueFull) => SinkError::Overloaded(detail),
+        Some(Code::ThrottlingQuotaExceeded) => SinkError::Throttled(detail),
+        Some(
+            Code::MessageSizeTooLarge
+            | Code::InvalidMessageSize
+            | Code::InvalidRecord
+            | Code::InvalidMessage
+            | Code::PolicyViolation,
+        ) => SinkError::Rejected(detail),
+        Some(
+            Code::UnknownTopicOrPartition
+            | Code::UnknownTopic
+            | Code::TopicAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::Authentication
+            | Code::InvalidRequiredAcks,
+        ) => SinkError::Misconfigured(detail),
+        // Timeouts, brokers down, leader changes, a fenced or unknown
+        // producer (replaced): the same record may go through later.
+        _ => SinkError::Unavailable(detail),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn librdkafka_errors_map_to_what_a_client_should_do() {
+        let produce = |code| failure(&KafkaError::MessageProduction(code));
+        assert!(matches!(produce(RDKafkaErrorCode::QueueFull), SinkError::Overloaded(_)));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::MessageTimedOut),
+            SinkError::Unavailable(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::AllBrokersDown),
+            SinkError::Unavailable(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::NotLeaderForPartition),
+            SinkError::Unavailable(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::ProducerFenced),
+            SinkError::Unavailable(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::MessageSizeTooLarge),
+            SinkError::Rejected(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::ThrottlingQuotaExceeded),
+            SinkError::Throttled(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::UnknownTopicOrPartition),
+            SinkError::Misconfigured(_)
+        ));
+        assert!(matches!(
+            produce(RDKafkaErrorCode::SaslAuthenticationFailed),
+            SinkError::Misconfigured(_)
+        ));
+    }
+}

@@ -87,7 +87,7 @@ async fn read_all(bootstrap: &str, partitions: i32) -> Vec<Stored> {
         consumer.assign(&assignment).expect("assign");
         let mut stored = Vec::new();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        let mut done = |stored: &Vec<Stored>| {
+        let done = |stored: &Vec<Stored>| {
             ends.iter()
                 .all(|(p, high)| stored.iter().filter(|s| s.partition == *p).count() as i64 >= *high)
         };

@@ -15,14 +15,19 @@
 //!   (librdkafka's `message.timeout.ms`, retries included); the writer waits
 //!   a little longer, so it never answers before librdkafka has decided. The
 //!   writer does not retry: librdkafka did.
-//! - A fatal producer error (an idempotent producer fenced, or whose
-//!   producer id a restarted broker no longer knows) would fail every later
-//!   record: the producer is replaced by a new one. Records still in flight
-//!   on the old one are answered by their own delivery reports (delivered, or
-//!   failed and so 503, never both), then it is dropped.
+//! - An idempotent producer can get stuck for good: a fatal error (a
+//!   sequence it cannot explain, fenced), or a broker restarted without its
+//!   producer state that answers `UNKNOWN_PRODUCER_ID` to every retry until
+//!   each record times out (tansu does). Either would fail every later
+//!   record, so the producer is replaced by a new one (a new producer id):
+//!   on a fatal error, and when records time out, at most once per delivery
+//!   timeout (a broker that is really down gets a new producer every few
+//!   seconds, no more). Records still in flight on the old producer are
+//!   answered by their own delivery reports (delivered, or failed and so
+//!   503, never both), then it is dropped.
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
@@ -42,13 +47,19 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much longer than librdkafka's delivery timeout the writer waits.
 const REPORT_MARGIN: Duration = Duration::from_secs(2);
 
+/// A producer and when it was made.
+struct Live {
+    producer: FutureProducer,
+    born: Instant,
+}
+
 /// Writes records to a Kafka topic.
 pub struct KafkaSink {
     topic: String,
     /// The producer's settings, kept to build a replacement.
     client: ClientConfig,
-    /// The live producer; replaced after a fatal error.
-    producer: RwLock<Arc<FutureProducer>>,
+    /// The live producer; replaced when it is stuck.
+    producer: RwLock<Arc<Live>>,
     admin: AdminClient<DefaultClientContext>,
     delivery_timeout: Duration,
     max_message_bytes: usize,
@@ -72,7 +83,11 @@ impl KafkaSink {
             .set("acks", "all")
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", config.delivery_timeout.as_millis().to_string())
-            .set("message.max.bytes", config.max_message_bytes.to_string());
+            .set("message.max.bytes", config.max_message_bytes.to_string())
+            // librdkafka backs off up to 10 s between reconnects by default:
+            // a restarted broker would wait that long for the gateway.
+            .set("reconnect.backoff.max.ms", "1000");
+        // The operator's properties win over these defaults.
         for property in &config.properties {
             client.set(&property.name, &property.value);
         }
@@ -95,7 +110,10 @@ impl KafkaSink {
         Ok(KafkaSink {
             topic: config.topic.clone(),
             client,
-            producer: RwLock::new(Arc::new(producer)),
+            producer: RwLock::new(Arc::new(Live {
+                producer,
+                born: Instant::now(),
+            })),
             admin,
             delivery_timeout: config.delivery_timeout,
             max_message_bytes: config.max_message_bytes,
@@ -103,30 +121,37 @@ impl KafkaSink {
     }
 
     /// The live producer, replaced first if it has failed for good.
-    fn producer(&self) -> Arc<FutureProducer> {
-        let producer = self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if producer.client().fatal_error().is_some() {
-            self.replace(&producer);
+    fn live(&self) -> Arc<Live> {
+        let live = self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if live.producer.client().fatal_error().is_some() {
+            self.replace(&live, "fatal error");
             return self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
         }
-        producer
+        live
     }
 
-    /// Replaces `broken` (unless another request already did) with a new
+    /// Replaces `stuck` (unless another request already did) with a new
     /// producer of the same settings.
-    fn replace(&self, broken: &Arc<FutureProducer>) {
+    fn replace(&self, stuck: &Arc<Live>, why: &str) {
         let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
-        if !Arc::ptr_eq(&current, broken) {
+        if !Arc::ptr_eq(&current, stuck) {
             return;
         }
-        let reason = broken
+        let fatal = stuck
+            .producer
             .client()
             .fatal_error()
             .map(|(code, text)| format!("{code:?}: {text}"));
         match self.client.create::<FutureProducer>() {
             Ok(fresh) => {
-                let old = std::mem::replace(&mut *current, Arc::new(fresh));
-                tracing::warn!(topic = %self.topic, reason = reason.as_deref().unwrap_or(""), "kafka producer failed for good; replaced");
+                let old = std::mem::replace(
+                    &mut *current,
+                    Arc::new(Live {
+                        producer: fresh,
+                        born: Instant::now(),
+                    }),
+                );
+                tracing::warn!(topic = %self.topic, why, fatal = fatal.as_deref().unwrap_or(""), "kafka producer replaced");
                 // Dropping a producer waits for its purged messages: not on
                 // a request's thread.
                 std::thread::spawn(move || drop(old));
@@ -176,7 +201,8 @@ fn own_variable(property: &str) -> &'static str {
 impl Sink for KafkaSink {
     /// Queues every record at once, then waits for each delivery report.
     async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
-        let producer = self.producer();
+        let live = self.live();
+        let producer = &live.producer;
         let queued: Vec<_> = records
             .iter()
             .map(|record| {
@@ -187,6 +213,7 @@ impl Sink for KafkaSink {
             })
             .collect();
         let mut outcomes = Vec::with_capacity(records.len());
+        let mut timed_out = false;
         for delivery in queued {
             outcomes.push(match delivery {
                 Err(err) => Err(err),
@@ -195,7 +222,10 @@ impl Sink for KafkaSink {
                         .with("Topic", self.topic.as_str())
                         .with("Partition", delivered.partition)
                         .with("Offset", delivered.offset)),
-                    Ok(Err((err, _))) => Err(failure(&err)),
+                    Ok(Err((err, _))) => {
+                        timed_out |= err.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
+                        Err(failure(&err))
+                    }
                     Err(_) => Err(SinkError::Unavailable(
                         "the producer stopped before it reported the delivery".into(),
                     )),
@@ -203,7 +233,9 @@ impl Sink for KafkaSink {
             });
         }
         if producer.client().fatal_error().is_some() {
-            self.replace(&producer);
+            self.replace(&live, "fatal error");
+        } else if timed_out && live.born.elapsed() >= self.delivery_timeout {
+            self.replace(&live, "records timed out");
         }
         Ok(outcomes)
     }
@@ -211,10 +243,10 @@ impl Sink for KafkaSink {
     /// The topic's metadata: it exists and has partitions with leaders; and
     /// its message size limit.
     async fn describe(&self) -> Result<Destination, SinkError> {
-        let producer = self.producer();
+        let live = self.live();
         let topic = self.topic.clone();
         let metadata =
-            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT))
+            tokio::task::spawn_blocking(move || live.producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT))
                 .await
                 .map_err(|e| SinkError::Unavailable(format!("the metadata request failed: {e}")))?
                 .map_err(|e| failure(&e))?;

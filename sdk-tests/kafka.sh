@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The Kafka sink against a real broker process: tansu on 127.0.0.1
+# (scripts/tansu.sh), the gateway binary given as $1 with SINK=kafka, and
+# kafka_check.py (what it checks is in its docstring): every door and one
+# real SDK, read back from every partition; then the broker killed and
+# restarted under load. Installs what it needs without questions (a venv with
+# confluent-kafka and segment-analytics-python, tansu from PyPI).
+#
+#   cargo build --release && sdk-tests/kafka.sh target/release/clickstream-gateway
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
+
+[ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
+gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+
+python3 -c 'import venv, ensurepip' 2>/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+}
+mkdir -p "$WORK"
+if ! cmp -s "$HERE/kafka-requirements.txt" "$WORK/kafka-venv/requirements.txt" 2>/dev/null; then
+  python3 -m venv "$WORK/kafka-venv"
+  "$WORK/kafka-venv/bin/pip" install -q --disable-pip-version-check -r "$HERE/kafka-requirements.txt"
+  cp "$HERE/kafka-requirements.txt" "$WORK/kafka-venv/requirements.txt"
+fi
+
+"$ROOT/scripts/tansu.sh" start
+trap '"$ROOT/scripts/tansu.sh" stop' EXIT
+"$WORK/kafka-venv/bin/python" "$HERE/kafka_check.py" "$gateway" \
+  --bootstrap "$("$ROOT/scripts/tansu.sh" bootstrap)" --tansu "$ROOT/scripts/tansu.sh"

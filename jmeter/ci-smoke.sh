@@ -9,7 +9,11 @@
 # gateway, and ends with `jmeter smoke: N passed, M failed` (N: events
 # verified); exits non-zero on any failure.
 #
+# With SMOKE_KAFKA=BOOTSTRAP/TOPIC the gateway writes to that Kafka topic
+# instead (SINK=kafka), and the events are read back from every partition.
+#
 #   cargo build --release && jmeter/ci-smoke.sh target/release/clickstream-gateway
+#   SMOKE_KAFKA=127.0.0.1:19092/smoke jmeter/ci-smoke.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
@@ -42,14 +46,25 @@ stop_gateway() {
 }
 trap 'stop_gateway; rm -rf "$work"' EXIT
 
-# From an empty directory, so no developer's .env is read; the file sink forced.
-(cd "$work" && exec env -u KINESIS_STREAM_NAME SINK=file HOST=127.0.0.1 PORT="$port" \
-  FILE_SINK_PATH="$work/records.ndjson" RUST_LOG=warn "$gateway" >"$work/gateway.log" 2>&1) &
+# From an empty directory, so no developer's .env is read; the file sink
+# forced, or Kafka when asked for.
+if [ -n "${SMOKE_KAFKA:-}" ]; then
+  sink=(SINK=kafka KAFKA_BOOTSTRAP_SERVERS="${SMOKE_KAFKA%/*}" KAFKA_TOPIC="${SMOKE_KAFKA##*/}")
+  verify=(--verify-kafka "$SMOKE_KAFKA")
+  # /import and /import/batch answer with the broker's receipts.
+  scenarios=(smoke-kafka smoke-batch-kafka)
+else
+  sink=(SINK=file FILE_SINK_PATH="$work/records.ndjson")
+  verify=(--verify-file "$work/records.ndjson")
+  scenarios=(smoke smoke-batch)
+fi
+(cd "$work" && exec env -u KINESIS_STREAM_NAME "${sink[@]}" HOST=127.0.0.1 PORT="$port" \
+  RUST_LOG=warn "$gateway" >"$work/gateway.log" 2>&1) &
 pid=$!
 
 set +e
 "$HERE/run.sh" --port "$port" --out "$work/results" --no-chart \
-  --verify-file "$work/records.ndjson" smoke smoke-batch smoke-segment smoke-posthog smoke-snowplow 2>&1 | tee "$work/run.txt"
+  "${verify[@]}" "${scenarios[@]}" smoke-segment smoke-posthog smoke-snowplow 2>&1 | tee "$work/run.txt"
 rc=${PIPESTATUS[0]}
 set -e
 stop_gateway

@@ -5,8 +5,9 @@ Every sample in the .jtl files that got a 200 carries the event id it sent
 (the eventId column, from clickstream.properties). A batch sample (a kind
 from payloads/batch-N.tsv, made by make_batches.py) sent N events with the
 ids `<eventId>-0` .. `<eventId>-(N-1)`, and each must be its own record. This reads the records
-back, from the gateway's file sink (--file) or from a Kinesis stream or
-emulator (--stream, needs boto3), and checks that each such event is there
+back, from the gateway's file sink (--file), a Kinesis stream or emulator
+(--stream, needs boto3) or a Kafka topic (--kafka, needs confluent-kafka),
+and checks that each such event is there
 with exactly the bytes the plan sent: its corpus template with the event id
 put in and the other ${...} fields (timestamps, thread numbers) matched as
 any string value.
@@ -128,6 +129,34 @@ def records_from_stream(name, endpoint_url, region, since_ms, deadline_s):
             time.sleep(0.2)  # Kinesis allows 5 GetRecords calls per second per shard
 
 
+def records_from_kafka(where, deadline_s):
+    """Every message of every partition of `bootstrap/topic`, read with assign
+    until each partition's high watermark is reached and nothing more comes
+    for two seconds (some brokers' watermarks count batches, not records)."""
+    try:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    except ImportError:
+        sys.exit("--kafka needs confluent-kafka; jmeter/run.sh installs it into jmeter/.venv")
+    bootstrap, _, topic = where.rpartition("/")
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "jmeter-verify", "enable.auto.commit": False})
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    counts = Counter()
+    deadline = time.monotonic() + deadline_s
+    last = time.monotonic()
+    while time.monotonic() < deadline:
+        if all(counts[p] >= end for p, end in ends.items()) and time.monotonic() - last > 2:
+            break
+        message = consumer.poll(0.2)
+        if message is None or message.error():
+            continue
+        last = time.monotonic()
+        counts[message.partition()] += 1
+        yield message.value() or b""
+    consumer.close()
+
+
 def expected_events(ok, patterns):
     """Every event id the 200'd samples sent: the sample's own, or one per batch element."""
     for sample_id, kind in ok.items():
@@ -169,6 +198,7 @@ def main():
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", help="the gateway's file sink (FILE_SINK_PATH)")
     source.add_argument("--stream", help="a Kinesis stream name")
+    source.add_argument("--kafka", help="BOOTSTRAP/TOPIC: a Kafka topic, e.g. 127.0.0.1:9092/clicks")
     parser.add_argument("--endpoint-url", help="Kinesis endpoint (an emulator); default: AWS")
     parser.add_argument("--region", default=None, help="AWS region (default: from the AWS environment)")
     parser.add_argument("--payloads", action="append",
@@ -184,6 +214,8 @@ def main():
     ok, failed, first_ms = read_samples(args.jtl)
     if args.file:
         records = records_from_file(args.file)
+    elif args.kafka:
+        records = records_from_kafka(args.kafka, args.deadline)
     else:
         records = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, args.deadline)
     seen = check(records, ok, patterns)

@@ -3,7 +3,8 @@
 # (scripts/tansu.sh), the gateway binary given as $1 with SINK=kafka, and
 # kafka_check.py (what it checks is in its docstring): every door and one
 # real SDK, read back from every partition; then the broker killed and
-# restarted under load. Installs what it needs without questions (a venv with
+# restarted under load; then the JMeter smoke run against the Kafka sink
+# (jmeter/ci-smoke.sh with SMOKE_KAFKA). Installs what it needs without questions (a venv with
 # confluent-kafka and segment-analytics-python, tansu from PyPI).
 #
 #   cargo build --release && sdk-tests/kafka.sh target/release/clickstream-gateway
@@ -28,5 +29,9 @@ fi
 
 "$ROOT/scripts/tansu.sh" start
 trap '"$ROOT/scripts/tansu.sh" stop' EXIT
-"$WORK/kafka-venv/bin/python" "$HERE/kafka_check.py" "$gateway" \
-  --bootstrap "$("$ROOT/scripts/tansu.sh" bootstrap)" --tansu "$ROOT/scripts/tansu.sh"
+bootstrap="$("$ROOT/scripts/tansu.sh" bootstrap)"
+"$WORK/kafka-venv/bin/python" "$HERE/kafka_check.py" "$gateway" --bootstrap "$bootstrap" --tansu "$ROOT/scripts/tansu.sh"
+
+# The JMeter smoke scenarios once against the Kafka sink, on a topic of their own.
+"$ROOT/scripts/tansu.sh" topic smoke 3
+SMOKE_KAFKA="$bootstrap/smoke" "$ROOT/jmeter/ci-smoke.sh" "$gateway"

@@ -97,11 +97,14 @@ def read_topic(bootstrap):
     Read until the high watermarks are reached and nothing more arrives for
     two seconds (tansu's watermarks count record batches, not records)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "read-back", "enable.auto.commit": False})
+    # Every partition the topic has now: a broker that lost it may have
+    # created it again with its own default count.
+    partitions = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
     ends = {}
-    for partition in range(PARTITIONS):
+    for partition in partitions:
         _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, partition), timeout=10)
         ends[partition] = high
-    consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in partitions])
     stored = []
     deadline = time.time() + 60
     last = time.time()

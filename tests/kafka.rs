@@ -216,6 +216,7 @@ async fn retriable_broker_errors_are_retried_by_the_producer_and_stored_once() {
         RDKafkaApiKey::Produce,
         &[
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         ],
     );
@@ -223,6 +224,32 @@ async fn retriable_broker_errors_are_retried_by_the_producer_and_stored_once() {
     assert_eq!(reply.status, StatusCode::OK);
     let stored = read_all(&bootstrap, 1).await;
     assert_eq!(count(&stored, b"retried"), 1, "{stored:?}");
+}
+
+#[tokio::test]
+async fn throttling_is_503_to_retry_and_a_slow_broker_is_waited_for() {
+    let cluster = cluster(1, 1);
+    let bootstrap = cluster.bootstrap_servers();
+    let server = gateway(&kafka_config(&bootstrap, TOPIC), &test_config()).await;
+    // librdkafka does not retry a produce refused for quota: the client is
+    // told to come back.
+    cluster.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_THROTTLING_QUOTA_EXCEEDED],
+    );
+    let reply = http::post(&server.url("/import"), "throttled").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(reply.json()["error"], "throttled");
+    assert_eq!(reply.headers["retry-after"], "1");
+    let reply = http::post(&server.url("/v1/t"), r#"{"event":"e","userId":"u"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "the quota error was one response");
+    // A broker that answers slowly (Kafka's own throttling delays answers).
+    cluster.broker_round_trip_time(1, Duration::from_millis(800)).unwrap();
+    let reply = http::post(&server.url("/import"), "slow").await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let stored = read_all(&bootstrap, 1).await;
+    assert_eq!(count(&stored, b"throttled"), 0, "{stored:?}");
+    assert_eq!(count(&stored, b"slow"), 1);
 }
 
 #[tokio::test]

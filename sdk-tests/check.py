@@ -25,16 +25,14 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 import uuid
 from collections import defaultdict
 
 import boto3
+from gateway import Gateway, free_port
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 USERS = ["user-1", "user-2", "user-\u00e9-3"]
@@ -61,55 +59,23 @@ CONCURRENT_SENDERS = {"segment-node", "rudder-browser"}
 PAYLOAD = {"price": 12.5, "qty": 3, "note": "caf\u00e9 \u2713 \"quoted\" \\ slash", "nested": {"a": [1, None, True]}}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_id(run, sdk, user, seq):
     return f"{run}.{sdk}.{USERS.index(user)}.{seq}"
 
 
-class Gateway:
-    def __init__(self, binary, kinesis, stream, extra_env, keys=True):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = tempfile.mkdtemp(prefix="sdk-gateway-")
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
-            "KINESIS_STREAM_NAME": stream,
-            "AWS_ENDPOINT_URL_KINESIS": kinesis,
-            "AWS_REGION": "us-east-1",
-            "AWS_ACCESS_KEY_ID": "AKIDSDKTEST",
-            "AWS_SECRET_ACCESS_KEY": "secret",
-            "RUST_LOG": "warn",
-            **extra_env,
-        }
-        if keys:
-            env["API_KEYS"] = ",".join(KEYS.values())
-        # From an empty directory, so no developer's .env is read.
-        self.log = open(os.path.join(self.dir, "gateway.log"), "w")
-        self.proc = subprocess.Popen([os.path.abspath(binary)], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        sys.exit("the gateway did not become ready; log:\n" + open(self.log.name).read())
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def kinesis_gateway(binary, kinesis, stream, keys=True):
+    """The gateway writing to `stream` on the emulator at `kinesis`; with the
+    SDKs' keys in API_KEYS, or at its defaults."""
+    env = {
+        "KINESIS_STREAM_NAME": stream,
+        "AWS_ENDPOINT_URL_KINESIS": kinesis,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "AKIDSDKTEST",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+    }
+    if keys:
+        env["API_KEYS"] = ",".join(KEYS.values())
+    return Gateway(binary, env)
 
 
 def send_segment_like(client_class, sdk, url, run, errors, **options):
@@ -398,7 +364,7 @@ def main():
     kinesis.create_stream(StreamName=stream, ShardCount=4)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
     page_port = free_port()
-    gateway = Gateway(args.gateway, args.kinesis, stream, {})
+    gateway = kinesis_gateway(args.gateway, args.kinesis, stream)
     print(f"gateway {gateway.url}, stream {stream}")
 
     from rudderstack.analytics.client import Client as RudderClient
@@ -421,7 +387,7 @@ def main():
         check_routes(gateway.url, ROUTES_USED, errors)
         if not args.no_browser:
             # At its defaults: no API_KEYS, no CORS_ALLOWED_ORIGINS.
-            browsers = Gateway(args.gateway, args.kinesis, stream, {}, keys=False)
+            browsers = kinesis_gateway(args.gateway, args.kinesis, stream, keys=False)
             try:
                 print(f"browser gateway {browsers.url} (defaults)")
                 add(

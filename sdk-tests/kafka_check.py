@@ -23,11 +23,8 @@ Ends with `kafka check: N passed, M failed`; exits 1 on any failure.
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -35,16 +32,11 @@ import urllib.request
 import uuid
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from gateway import Gateway
 
 TOPIC = "clicks"
 PARTITIONS = 3
 USERS = ["user-1", "user-2", "user-\u00e9-3"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def post(url, body, headers=None, timeout=30):
@@ -56,40 +48,16 @@ def post(url, body, headers=None, timeout=30):
         return e.code, e.read()
 
 
-class Gateway:
-    def __init__(self, binary, bootstrap):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = tempfile.mkdtemp(prefix="kafka-gateway-")
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOST": "127.0.0.1",
-            "PORT": str(self.port),
+def kafka_gateway(binary, bootstrap):
+    return Gateway(
+        binary,
+        {
             "SINK": "kafka",
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "KAFKA_TOPIC": TOPIC,
             "KAFKA_DELIVERY_TIMEOUT_MS": "3000",
-            "RUST_LOG": "warn",
-        }
-        self.log = open(os.path.join(self.dir, "gateway.log"), "w")
-        self.proc = subprocess.Popen([binary], cwd=self.dir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.2)
-        self.stop()
-        sys.exit("the gateway did not become ready; log:\n" + open(self.log.name).read())
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        },
+    )
 
 
 def read_topic(bootstrap):
@@ -280,7 +248,7 @@ def main():
 
     subprocess.run([args.tansu, "topic", TOPIC, str(PARTITIONS)], check=True)
     run = uuid.uuid4().hex[:10]
-    gateway = Gateway(os.path.abspath(args.gateway), args.bootstrap)
+    gateway = kafka_gateway(args.gateway, args.bootstrap)
     failures = []
     passed = 0
     try:
@@ -292,7 +260,7 @@ def main():
         print("FAIL", failure)
     if failures:
         print("--- gateway log")
-        print("".join(open(gateway.log.name).readlines()[-20:]))
+        print(gateway.log_tail())
     print(f"kafka check: {passed} passed, {len(failures)} failed")
     sys.exit(1 if failures or not passed else 0)
 

@@ -18,7 +18,7 @@
 #     distroless's packages (libc6, libgcc-s1, libssl3, ca-certificates, ...)
 #     taken from a `debootstrap --variant=minbase bookworm`, a passwd with
 #     nonroot (65532), no shell;
-#   - the builder (rust:1.95-bookworm): that bookworm plus gcc, make,
+#   - the builder (rust:1.95-bookworm): that bookworm plus gcc, g++, make,
 #     pkg-config and OpenSSL's headers (librdkafka's build needs them, and
 #     the real image has them), this machine's
 #     Rust toolchain, and the crates of Cargo.lock from `cargo vendor`,
@@ -42,7 +42,7 @@ NAME="clickstream-verify-$$"
 HOST_PORT="${HOST_PORT:-39300}"
 KINESIS_GATEWAY_PORT="${KINESIS_GATEWAY_PORT:-39301}"
 EMULATOR_PORT="${EMULATOR_PORT:-39467}"
-BASE_REV=2 # bump to rebuild the stand-in base images
+BASE_REV=3 # bump to rebuild the stand-in base images
 
 # The stand-ins take the names the Dockerfile uses.
 arg_default() { sed -n "s/^ARG $1=//p" "$CONTEXT/Dockerfile" | head -n1; }
@@ -120,13 +120,13 @@ debian_mirror() {
 ROOTFS="$WORK/bookworm"
 make_rootfs() {
     [ -f "$ROOTFS/.complete-$BASE_REV" ] && return
-    step "debootstrap bookworm (minbase + gcc, make, OpenSSL headers, ca-certificates)"
+    step "debootstrap bookworm (minbase + gcc, g++, make, OpenSSL headers, ca-certificates)"
     # An interrupted debootstrap can leave /proc or /sys mounted inside
     # (usually nothing is: grep then finds no line, which is fine).
     { findmnt -rn -o TARGET | grep "^$ROOTFS/" || true; } | sort -r | xargs -r umount -l
     rm -rf --one-file-system "$ROOTFS"
     timeout 900 debootstrap --variant=minbase \
-        --include=ca-certificates,gcc,libc6-dev,libssl-dev,make,netbase,pkg-config,tzdata \
+        --include=ca-certificates,g++,gcc,libc6-dev,libssl-dev,make,netbase,pkg-config,tzdata \
         bookworm "$ROOTFS" "$(debian_mirror)" >"$WORK/debootstrap.log" 2>&1 ||
         { tail -n 20 "$WORK/debootstrap.log"; fail "debootstrap"; }
     touch "$ROOTFS/.complete-$BASE_REV"

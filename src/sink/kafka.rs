@@ -106,7 +106,10 @@ impl KafkaSink {
             }
         };
         let producer: FutureProducer = client.create().map_err(invalid)?;
-        let admin: AdminClient<DefaultClientContext> = client.create().map_err(invalid)?;
+        // The admin client only reads the topic's settings: no producer id.
+        let mut admin_config = client.clone();
+        admin_config.set("enable.idempotence", "false");
+        let admin: AdminClient<DefaultClientContext> = admin_config.create().map_err(invalid)?;
         Ok(KafkaSink {
             topic: config.topic.clone(),
             client,

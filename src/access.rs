@@ -117,6 +117,9 @@ impl Access {
     /// Adds `Access-Control-Allow-Origin` (and friends) to the answer of a
     /// route under `policy` when the request's origin is allowed.
     pub fn add_cors_headers(&self, policy: Cors, request: &HeaderMap, response: &mut HeaderMap) {
+        if policy == Cors::Off {
+            return;
+        }
         if let Some(origin) = self.allowed_origin(policy, request) {
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             response.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));

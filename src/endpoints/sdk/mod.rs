@@ -64,6 +64,17 @@ pub struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
+    /// A request's head and its (decoded) `body`, within `max_body`.
+    fn new(head: &'a hyper::http::request::Parts, body: &'a [u8], max_body: usize) -> Self {
+        Incoming {
+            path: head.uri.path(),
+            query: head.uri.query().unwrap_or_default(),
+            headers: &head.headers,
+            body,
+            max_body,
+        }
+    }
+
     /// A request with only a body, for tests and the fuzzer.
     pub fn body(body: &'a [u8], headers: &'a HeaderMap) -> Self {
         Incoming {
@@ -161,13 +172,7 @@ where
     };
     let ingested = ingest(app, request, limits).await?;
     let head = &ingested.head;
-    let incoming = Incoming {
-        path: head.uri.path(),
-        query: head.uri.query().unwrap_or_default(),
-        headers: &head.headers,
-        body: &ingested.body,
-        max_body,
-    };
+    let incoming = Incoming::new(head, &ingested.body, max_body);
     let context = Context::new(protocol.name(), app.sdk.client_ip, head);
     let events = Events::new(app.max_record_bytes(), app.max_key_chars());
     let Decoded { key, events } = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
@@ -201,13 +206,7 @@ where
 {
     let Some(limit) = document.body_limit() else {
         let (head, _) = request.into_parts();
-        let incoming = Incoming {
-            path: head.uri.path(),
-            query: head.uri.query().unwrap_or_default(),
-            headers: &head.headers,
-            body: &[],
-            max_body: 0,
-        };
+        let incoming = Incoming::new(&head, &[], 0);
         return Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None));
     };
     let limits = Limits {
@@ -216,13 +215,7 @@ where
         ..Limits::events(limit)
     };
     let ingested = ingest(app, request, limits).await?;
-    let incoming = Incoming {
-        path: ingested.head.uri.path(),
-        query: ingested.head.uri.query().unwrap_or_default(),
-        headers: &ingested.head.headers,
-        body: &ingested.body,
-        max_body: limit,
-    };
+    let incoming = Incoming::new(&ingested.head, &ingested.body, limit);
     Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None))
 }
 

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::concurrency;
 use crate::partition_key::KeyFields;
 
 /// Everything the gateway needs to start, with defaults applied.
@@ -67,8 +68,10 @@ pub struct KinesisConfig {
     pub stream_name: String,
     /// Upper bound for one SDK operation, retries included (`KINESIS_OPERATION_TIMEOUT_MS`).
     pub operation_timeout: Duration,
-    /// Upper bound for one HTTP attempt (`KINESIS_ATTEMPT_TIMEOUT_MS`).
-    pub attempt_timeout: Duration,
+    /// Upper bound for one HTTP attempt (`KINESIS_ATTEMPT_TIMEOUT_MS`); unset
+    /// by default, because an attempt cut off while Kinesis is still storing
+    /// it is sent again, and its records are then stored twice.
+    pub attempt_timeout: Option<Duration>,
     /// TCP/TLS connect timeout (`KINESIS_CONNECT_TIMEOUT_MS`).
     pub connect_timeout: Duration,
     /// Attempts per operation, the first included (`KINESIS_MAX_ATTEMPTS`).
@@ -252,9 +255,13 @@ pub struct BatchConfig {
     /// the sink takes, checked at start-up: 5 MiB is
     /// Kinesis's classic `PutRecords` limit; streams on current Kinesis take 10 MiB.
     pub max_bytes: NonZeroUsize,
-    /// Upstream calls in flight at once (`BATCH_MAX_CONCURRENT_CALLS`); while
-    /// all are busy, arriving records gather for the next call.
+    /// The most upstream calls in flight at once (`BATCH_MAX_CONCURRENT_CALLS`);
+    /// while all allowed are busy, arriving records gather for the next call.
     pub max_concurrent_calls: NonZeroUsize,
+    /// `BATCH_ADAPTIVE_CONCURRENCY`: on, the calls allowed move between 1
+    /// and the maximum with the stream's latency and back-pressure; off,
+    /// always the maximum.
+    pub concurrency: concurrency::Mode,
     /// Records waiting for a call at once (`BATCH_QUEUE_CAPACITY`); beyond
     /// it a request is refused at once with 503 instead of queueing.
     pub queue_capacity: NonZeroUsize,
@@ -327,8 +334,8 @@ impl Config {
                 };
                 SinkConfig::Kinesis(KinesisConfig {
                     stream_name,
-                    operation_timeout: vars.millis("KINESIS_OPERATION_TIMEOUT_MS", 5_000)?,
-                    attempt_timeout: vars.millis("KINESIS_ATTEMPT_TIMEOUT_MS", 2_000)?,
+                    operation_timeout: vars.millis("KINESIS_OPERATION_TIMEOUT_MS", 9_000)?,
+                    attempt_timeout: vars.optional_millis("KINESIS_ATTEMPT_TIMEOUT_MS")?,
                     connect_timeout: vars.millis("KINESIS_CONNECT_TIMEOUT_MS", 1_000)?,
                     max_attempts: vars.parse("KINESIS_MAX_ATTEMPTS", NonZeroU32::new(3).expect("3 > 0"))?,
                     retry_mode: vars.one_of(
@@ -403,7 +410,12 @@ impl Config {
                 // The sink's own caps are checked at start-up (`app.rs`).
                 max_records: vars.at_most("BATCH_MAX_RECORDS", 500, 1_000_000)?,
                 max_bytes: vars.at_most("BATCH_MAX_BYTES", 5 * 1024 * 1024, 1 << 30)?,
-                max_concurrent_calls: vars.at_most("BATCH_MAX_CONCURRENT_CALLS", 4, 1024)?,
+                max_concurrent_calls: vars.at_most("BATCH_MAX_CONCURRENT_CALLS", 64, 1024)?,
+                concurrency: if vars.parse("BATCH_ADAPTIVE_CONCURRENCY", true)? {
+                    concurrency::Mode::Adaptive
+                } else {
+                    concurrency::Mode::Fixed
+                },
                 // Sized for batch requests (up to 500 records each): memory is bounded
                 // by MAX_IN_FLIGHT_BODY_BYTES and waiting by the record deadline.
                 queue_capacity: vars.at_most("BATCH_QUEUE_CAPACITY", 100_000, 1_000_000)?,
@@ -499,6 +511,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             value: String::new(),
             reason: format!("required when {when}"),
         })
+    }
+
+    /// A positive number of milliseconds, when set.
+    fn optional_millis(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.millis(name, 1).map(Some),
+        }
     }
 
     /// A positive number of milliseconds.
@@ -620,7 +640,8 @@ mod tests {
             panic!("expected the Kinesis sink, got {:?}", config.sink);
         };
         assert_eq!(kinesis.stream_name, "clicks");
-        assert_eq!(kinesis.operation_timeout, Duration::from_secs(5));
+        assert_eq!(kinesis.operation_timeout, Duration::from_secs(9));
+        assert_eq!(kinesis.attempt_timeout, None, "no attempt is cut off and resent");
         assert_eq!(kinesis.max_attempts.get(), 3);
         assert_eq!(kinesis.retry_mode, RetryMode::Standard);
     }

@@ -25,6 +25,7 @@
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
 //! - [`writer`]: batching, per-record retries and deadlines, one outcome per record.
+//! - [`concurrency`]: the adaptive limit on upstream calls in flight.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`readiness`]: the cached `/readyz` answer.
 //! - [`sink`]: the [`sink::Sink`] seam and where records go: [`sink::kinesis`]
@@ -35,6 +36,7 @@ pub mod access;
 pub mod api;
 pub mod app;
 pub mod body;
+pub mod concurrency;
 pub mod config;
 pub mod encoding;
 pub mod endpoints;

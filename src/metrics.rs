@@ -89,6 +89,10 @@ pub struct Metrics {
     records_per_call: Histogram,
     failed_records: Family<ErrorLabels, Counter>,
     record_retries: Counter,
+    concurrency_limit: Gauge,
+    records_not_sent: Counter,
+    /// The spill's numbers (all zero when `SPILL_DIR` is unset).
+    pub spill: SpillMetrics,
     log_lines_dropped: Counter,
     sdk_events_stored: Family<ProtocolLabels, Counter>,
     sdk_events_rejected: Family<RejectionLabels, Counter>,
@@ -127,6 +131,9 @@ impl Metrics {
             records_per_call: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             failed_records: Family::default(),
             record_retries: Counter::default(),
+            concurrency_limit: Gauge::default(),
+            records_not_sent: Counter::default(),
+            spill: SpillMetrics::default(),
             log_lines_dropped: Counter::default(),
             sdk_events_stored: Family::default(),
             sdk_events_rejected: Family::default(),
@@ -191,6 +198,17 @@ impl Metrics {
             "Records resent alone after failing inside a PutRecords answer",
             metrics.record_retries.clone(),
         );
+        r.register(
+            "upstream_concurrency_limit",
+            "Sink calls allowed in flight now (adaptive between 1 and BATCH_MAX_CONCURRENT_CALLS)",
+            metrics.concurrency_limit.clone(),
+        );
+        r.register(
+            "upstream_records_not_sent",
+            "Records answered 503 unsent: the stream would have answered after their deadline",
+            metrics.records_not_sent.clone(),
+        );
+        metrics.spill.register(r);
         r.register(
             "sdk_events_stored",
             "Events of the analytics SDKs' protocols stored, by protocol",
@@ -350,6 +368,80 @@ impl Metrics {
     /// Records resent alone.
     pub fn records_retried(&self, records: usize) {
         self.record_retries.inc_by(records as u64);
+    }
+
+    /// The calls allowed in flight now.
+    pub fn concurrency_limit(&self, limit: usize) {
+        self.concurrency_limit.set(limit as i64);
+    }
+
+    /// Records answered without being sent, too close to their deadline.
+    pub fn records_not_sent_late(&self, records: usize) {
+        self.records_not_sent.inc_by(records as u64);
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+/// The spill's metrics: what it holds, how fast it drains, what it lost.
+#[derive(Debug, Default)]
+pub struct SpillMetrics {
+    /// Bytes of spill segments on disk.
+    pub bytes: Gauge,
+    /// Records in the spill not yet stored in the stream.
+    pub records: Gauge,
+    /// Age of the oldest record not yet stored, in seconds.
+    pub oldest_age_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Records written to the spill (durable).
+    pub appended: Counter,
+    /// Records replayed from the spill into the stream.
+    pub replayed: Counter,
+    /// Records skipped on reading because their checksum or framing was bad.
+    pub corrupt: Counter,
+    appends_failed: Family<ReasonLabels, Counter>,
+}
+
+impl SpillMetrics {
+    fn register(&self, r: &mut Registry) {
+        r.register("spill_bytes", "Bytes of spill segments on disk", self.bytes.clone());
+        r.register(
+            "spill_records",
+            "Records in the spill not yet stored in the stream",
+            self.records.clone(),
+        );
+        r.register(
+            "spill_oldest_record_age_seconds",
+            "Age of the oldest spilled record not yet stored in the stream",
+            self.oldest_age_seconds.clone(),
+        );
+        r.register(
+            "spill_appended_records",
+            "Records written (and fsynced) to the spill",
+            self.appended.clone(),
+        );
+        r.register(
+            "spill_replayed_records",
+            "Records replayed from the spill into the stream",
+            self.replayed.clone(),
+        );
+        r.register(
+            "spill_corrupt_records",
+            "Torn or corrupted spill records skipped on reading",
+            self.corrupt.clone(),
+        );
+        r.register(
+            "spill_append_failures",
+            "Spill writes refused (503), by reason: full or io",
+            self.appends_failed.clone(),
+        );
+    }
+
+    /// A spill write of some records was refused for `reason` (`full`, `io`).
+    pub fn append_failed(&self, reason: &'static str) {
+        self.appends_failed.get_or_create(&ReasonLabels { reason }).inc();
     }
 }
 

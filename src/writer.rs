@@ -8,9 +8,12 @@
 //! (`BATCH_MAX_RECORDS`, `BATCH_MAX_BYTES`): at low load latency equals one
 //! call. While a call is in flight, arriving records gather for the next
 //! call, which starts when a call finishes; a further call starts alongside
-//! (up to `BATCH_MAX_CONCURRENT_CALLS`) only when a full batch is already
-//! waiting. So calls per record fall as load rises, and concurrency grows
-//! only when one call at a time cannot keep up. A request's records enter the
+//! only when a full batch is already waiting and the limit on calls in
+//! flight allows ([`crate::concurrency`]: adaptive, from 1 to
+//! `BATCH_MAX_CONCURRENT_CALLS`, driven by the stream's latency and
+//! back-pressure). So calls per record fall as load rises, concurrency grows
+//! only when one call at a time cannot keep up, and a stream that slows down
+//! gets fewer calls at once. A request's records enter the
 //! queue all together or not at all, and a request with more records than
 //! one call takes is split across calls.
 //!
@@ -21,20 +24,26 @@
 //!
 //! Deadlines: a record gets [`Deadlines::record_timeout`] from arrival to
 //! its answer. One whose deadline passes while queued is refused, never sent
-//! late; a call still in flight at the latest deadline of its records is
-//! abandoned, and a waiting request is answered at its deadline whatever the
-//! call is doing.
+//! late, and neither is one that the stream's recent round trip says would
+//! be answered after it; a call still in flight at the latest deadline of
+//! its records is abandoned, and a waiting request is answered at its
+//! deadline whatever the call is doing. Nothing here resends a call that may
+//! still succeed: a call is tried again only when the stream answered it
+//! with an error.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant, sleep, timeout_at};
 
+use crate::concurrency::{Limit, Signal};
 use crate::config::BatchConfig;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
 
+/// Calls in flight the adaptive limit starts with.
+const INITIAL_CALLS: usize = 4;
 /// First retry delay for entries that failed alone; doubles per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(50);
 /// Longest single retry delay.
@@ -74,6 +83,11 @@ impl Writer {
                 metrics: metrics.clone(),
                 config,
                 max_attempts: deadlines.max_attempts,
+                limit: Mutex::new(Limit::new(
+                    config.concurrency,
+                    INITIAL_CALLS,
+                    config.max_concurrent_calls.get(),
+                )),
             };
             tokio::spawn(dispatcher.run(waiting));
             queue
@@ -167,20 +181,20 @@ fn in_flight_past_deadline() -> SinkError {
     SinkError::Unavailable("the call was still in flight at the record deadline".into())
 }
 
-/// Forms batches from waiting records and starts a call for each.
+/// Forms batches from waiting records and starts a call for each, within
+/// the adaptive limit on calls in flight.
 struct Dispatcher {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     config: BatchConfig,
     max_attempts: u32,
+    limit: Mutex<Limit>,
 }
 
 impl Dispatcher {
     async fn run(self, mut waiting: mpsc::Receiver<Pending>) {
         let this = Arc::new(self);
-        let max_calls = this.config.max_concurrent_calls.get();
         let max_records = this.config.max_records.get();
-        let slots = Arc::new(Semaphore::new(max_calls));
         let finished = Arc::new(Notify::new());
         // A record that did not fit in the previous batch opens the next one.
         let mut carried: Option<Pending> = None;
@@ -193,15 +207,19 @@ impl Dispatcher {
                 },
             };
             // While a call is in flight, records gather for the next call;
-            // another call starts alongside only when a full batch is waiting.
-            while slots.available_permits() < max_calls && waiting.len() + 1 < max_records {
+            // another call starts alongside only when a full batch is waiting
+            // and the limit allows one more.
+            loop {
+                let started = {
+                    let mut limit = this.limit();
+                    let gather = limit.in_flight() > 0 && waiting.len() + 1 < max_records;
+                    !gather && limit.try_start()
+                };
+                if started {
+                    break;
+                }
                 finished.notified().await;
             }
-            let slot = slots
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
             let mut bytes = first.record.size();
             let mut batch = vec![first];
             while batch.len() < max_records {
@@ -213,23 +231,38 @@ impl Dispatcher {
                 bytes += next.record.size();
                 batch.push(next);
             }
+            // A record that would be answered after its deadline is not
+            // sent: the client hears 503 and retries, and a late success
+            // would store the event twice.
             let now = Instant::now();
-            let (batch, expired): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.waiter.deadline > now);
-            for pending in expired {
+            let expected = this.limit().mean_rtt().unwrap_or_default();
+            let (batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.waiter.deadline > now + expected);
+            if !late.is_empty() {
+                this.metrics.records_not_sent_late(late.len());
+            }
+            for pending in late {
                 let _ = pending.waiter.reply.send(Err(SinkError::Unavailable(
-                    "waited past its deadline for a call".into(),
+                    "the stream would not answer before the record deadline".into(),
                 )));
             }
             if batch.is_empty() {
+                this.limit().release();
+                finished.notify_one();
                 continue;
             }
+            this.metrics.concurrency_limit(this.limit().current());
             let (this, finished) = (this.clone(), finished.clone());
             tokio::spawn(async move {
                 this.call(batch).await;
-                drop(slot);
+                this.limit().release();
                 finished.notify_one();
             });
         }
+    }
+
+    fn limit(&self) -> std::sync::MutexGuard<'_, Limit> {
+        // A panic while holding the lock leaves only numbers behind: keep going.
+        self.limit.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// One batch: a call, then retries of the entries that failed alone.
@@ -249,10 +282,11 @@ impl Dispatcher {
                     .await
                     .unwrap_or_else(|_| Err(in_flight_past_deadline()))
             };
+            let took = started.elapsed();
             let operation = self.sink.operation(true);
-            self.metrics
-                .upstream_call(operation, result.as_ref().err(), started.elapsed());
+            self.metrics.upstream_call(operation, result.as_ref().err(), took);
             self.metrics.batch_sent(records.len());
+            self.limit().observe(took, signal(&result), Instant::now());
             let outcomes = match result {
                 Ok(outcomes) if outcomes.len() == records.len() => outcomes,
                 Ok(outcomes) => {
@@ -301,6 +335,16 @@ impl Dispatcher {
             sleep(delay).await;
             batch = again;
         }
+    }
+}
+
+/// What a call's result says to the concurrency limit: a failed or
+/// abandoned call, or throttled entries, are the stream pushing back.
+fn signal(result: &Result<Outcomes, SinkError>) -> Signal {
+    match result {
+        Err(err) if err.is_transient() => Signal::BackPressure,
+        Ok(outcomes) if outcomes.iter().any(|o| matches!(o, Err(SinkError::Throttled(_)))) => Signal::BackPressure,
+        _ => Signal::Answered,
     }
 }
 

@@ -16,7 +16,7 @@ use hyper::StatusCode;
 /// operation timeout leaves room for the SDK's backoff (up to 1 s) between them.
 async fn gateway(upstream: &FaultUpstream) -> TestServer {
     let mut config = kinesis_config("fake");
-    config.attempt_timeout = Duration::from_millis(300);
+    config.attempt_timeout = Some(Duration::from_millis(300));
     config.operation_timeout = Duration::from_millis(2500);
     config.max_attempts = NonZeroU32::new(2).unwrap();
     let sdk = sdk_config(&upstream.endpoint()).await;

@@ -30,6 +30,9 @@ pub const LIMITS: SinkLimits = SinkLimits {
 };
 use crate::config::{KinesisConfig, RetryMode};
 
+/// How long a `DescribeStreamSummary` may take when no attempt timeout is set.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Writes records to one Kinesis data stream.
 #[derive(Debug, Clone)]
 pub struct KinesisSink {
@@ -52,22 +55,24 @@ impl KinesisSink {
             RetryMode::Adaptive => RetryConfig::adaptive(),
         }
         .with_max_attempts(config.max_attempts.get());
-        let timeouts = TimeoutConfig::builder()
+        let mut timeouts = TimeoutConfig::builder()
             .connect_timeout(config.connect_timeout)
-            .operation_attempt_timeout(config.attempt_timeout)
-            .operation_timeout(config.operation_timeout)
-            .build();
+            .operation_timeout(config.operation_timeout);
+        if let Some(attempt) = config.attempt_timeout {
+            timeouts = timeouts.operation_attempt_timeout(attempt);
+        }
+        let timeouts = timeouts.build();
         let client_config = aws_sdk_kinesis::config::Builder::from(sdk)
             .retry_config(retry)
             .timeout_config(timeouts)
-            // The attempt timeout already bounds a stalled upload or download;
-            // the SDK's throughput monitor costs ~4% of CPU per call (perf).
+            // The operation timeout already bounds a stalled upload or
+            // download; the SDK's throughput monitor costs ~4% of CPU per call (perf).
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             .build();
         KinesisSink {
             client: Client::from_conf(client_config),
             stream_name: config.stream_name.clone(),
-            describe_timeout: config.attempt_timeout,
+            describe_timeout: config.attempt_timeout.unwrap_or(DESCRIBE_TIMEOUT),
             operation_timeout: config.operation_timeout,
             max_attempts: config.max_attempts.get(),
         }

@@ -194,7 +194,7 @@ pub fn kinesis_config(stream_name: &str) -> KinesisConfig {
     KinesisConfig {
         stream_name: stream_name.to_owned(),
         operation_timeout: Duration::from_secs(5),
-        attempt_timeout: Duration::from_secs(2),
+        attempt_timeout: None,
         connect_timeout: Duration::from_millis(500),
         max_attempts: NonZeroU32::new(3).unwrap(),
         retry_mode: RetryMode::Standard,
@@ -289,7 +289,7 @@ impl Emulator {
     pub fn sink(&self, stream: &str) -> KinesisSink {
         let mut config = kinesis_config(stream);
         config.operation_timeout = Duration::from_secs(60);
-        config.attempt_timeout = Duration::from_secs(30);
+        config.attempt_timeout = None;
         KinesisSink::new(&self.sdk, &config)
     }
 

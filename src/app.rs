@@ -16,7 +16,8 @@ use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, SdkConfig};
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::{self, Destination, Outcomes, Record, Sink, SinkError, SinkLimits};
+use crate::sink::{self, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
+use crate::spill::{AppendError, Spill};
 use crate::writer::Writer;
 
 /// Why the gateway could not start.
@@ -28,6 +29,9 @@ pub enum StartError {
     /// A setting asks for more than the sink takes.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The spill directory cannot be used.
+    #[error(transparent)]
+    Spill(#[from] crate::spill::OpenError),
     /// The stream is missing or not accessible.
     #[error("stream {stream:?} cannot be used: {source}")]
     Stream {
@@ -42,6 +46,8 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct App {
     writer: Writer,
+    /// The durable spill, when `SPILL_DIR` is set.
+    spill: Option<Spill>,
     readiness: Readiness,
     max_record_bytes: AtomicUsize,
     /// HTTP server settings.
@@ -65,15 +71,21 @@ pub struct App {
 }
 
 impl App {
-    /// Wraps an already built sink with the HTTP, batching and readiness
-    /// settings of `config` (its sink settings are not read). The record
-    /// limit starts at the sink's default. Starts the writer, so it must run
-    /// inside a tokio runtime.
-    pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Self {
+    /// Wraps an already built sink with the HTTP, batching, spill and
+    /// readiness settings of `config` (its sink settings are not read). The
+    /// record limit starts at the sink's default. Starts the writer (and the
+    /// spill), so it must run inside a tokio runtime.
+    pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
         let max_record_bytes = sink.limits().max_record_bytes;
-        App {
-            writer: Writer::new(sink, metrics.clone(), config.batch),
+        let writer = Writer::new(sink, metrics.clone(), config.batch);
+        let spill = match &config.spill {
+            Some(spill) => Some(Spill::open(spill, writer.clone(), metrics.clone())?),
+            None => None,
+        };
+        Ok(App {
+            writer,
+            spill,
             readiness: Readiness::new(config.readiness_cache_ttl),
             max_record_bytes: AtomicUsize::new(max_record_bytes),
             http: config.http,
@@ -85,12 +97,12 @@ impl App {
             access: Access::new(&config.access),
             request_slots: Semaphore::new(config.http.max_in_flight_requests.get()),
             body_budget: Semaphore::new(config.http.max_in_flight_body_bytes.get()),
-        }
+        })
     }
 
     /// Builds the configured sink and checks the destination once.
     pub async fn from_config(config: &Config) -> Result<Self, StartError> {
-        let app = App::new(sink::build(&config.sink).await?, config);
+        let app = App::new(sink::build(&config.sink).await?, config)?;
         app.check_destination().await?;
         Ok(app)
     }
@@ -118,8 +130,43 @@ impl App {
     }
 
     /// Stores `records` (through shared calls when batching is on) and
-    /// returns one outcome per record, in order, keeping readiness up to date.
+    /// returns one outcome per record, in order, keeping readiness up to
+    /// date. With the spill on, a record the stream could not take (for any
+    /// reason but refusing the record itself) is spilled instead, and so is
+    /// every record while the spill holds any: its outcome is then a
+    /// [`Receipt::spilled`] once it is durable.
     pub async fn put(&self, records: Vec<Record>) -> Outcomes {
+        let Some(spill) = &self.spill else {
+            return self.put_to_stream(records).await;
+        };
+        if spill.holds_records() {
+            let count = records.len();
+            return match spill.append(&records, &self.metrics).await {
+                Ok(()) => vec![Ok(Receipt::spilled()); count],
+                Err(err) => vec![Err(spill_failure(err)); count],
+            };
+        }
+        let mut outcomes = self.put_to_stream(records.clone()).await;
+        let failed: Vec<usize> = (0..outcomes.len())
+            .filter(|&i| matches!(&outcomes[i], Err(err) if !matches!(err, SinkError::Rejected(_))))
+            .collect();
+        if failed.is_empty() {
+            return outcomes;
+        }
+        let spilled: Vec<Record> = failed.iter().map(|&i| records[i].clone()).collect();
+        match spill.append(&spilled, &self.metrics).await {
+            Ok(()) => {
+                for i in failed {
+                    outcomes[i] = Ok(Receipt::spilled());
+                }
+            }
+            // The stream's own failure says more than the spill's.
+            Err(err) => tracing::error!(error = %err, records = spilled.len(), "could not spill records"),
+        }
+        outcomes
+    }
+
+    async fn put_to_stream(&self, records: Vec<Record>) -> Outcomes {
         let outcomes = self.writer.put(records).await;
         if outcomes.iter().any(Result::is_ok) {
             self.readiness.record_stored();
@@ -139,11 +186,24 @@ impl App {
         self.max_record_bytes.load(Ordering::Relaxed)
     }
 
-    /// The readiness probe's answer.
+    /// The readiness probe's answer. With the spill on and room in it, the
+    /// instance stays ready while the stream is away: it still answers 2xx.
     pub async fn readiness(&self) -> Verdict {
-        self.readiness
+        let verdict = self
+            .readiness
             .check(self.sink().as_ref(), |destination| self.apply(destination))
-            .await
+            .await;
+        match &self.spill {
+            Some(spill) if !verdict.ready && !self.readiness.is_shutting_down() && spill.has_room() => Verdict {
+                ready: true,
+                status: format!(
+                    "spilling to disk ({} records waiting): {}",
+                    spill.pending(),
+                    verdict.status
+                ),
+            },
+            _ => verdict,
+        }
     }
 
     /// Readiness turns to "not ready" for good.
@@ -160,6 +220,15 @@ impl App {
         if let Some(limit) = destination.max_record_bytes {
             self.max_record_bytes.store(limit, Ordering::Relaxed);
         }
+    }
+}
+
+/// A spill that could not take records: full is overload (503, retry
+/// later), a failed write the disk being unavailable.
+fn spill_failure(err: AppendError) -> SinkError {
+    match err {
+        AppendError::Full => SinkError::Overloaded("the spill is full".into()),
+        AppendError::Io(detail) => SinkError::Unavailable(format!("the spill write failed: {detail}")),
     }
 }
 

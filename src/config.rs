@@ -29,6 +29,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// How records are grouped into upstream calls.
     pub batch: BatchConfig,
+    /// The durable spill, when `SPILL_DIR` is set.
+    pub spill: Option<SpillConfig>,
     /// API keys and CORS.
     pub access: AccessConfig,
     /// Limits and partition keys of the endpoints that take events.
@@ -242,6 +244,18 @@ pub enum ClientIp {
     Forwarded,
 }
 
+/// The durable spill's settings (`spill.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillConfig {
+    /// `SPILL_DIR`: where segments live; created if missing.
+    pub dir: PathBuf,
+    /// `SPILL_MAX_BYTES`: segment bytes on disk at most; beyond it, 503.
+    pub max_bytes: u64,
+    /// `SPILL_REPLAY_MAX_RECORDS_PER_SEC`: the replay's rate cap (0: none
+    /// beyond one call at a time).
+    pub replay_per_second: u32,
+}
+
 /// Coalescing of concurrent records into one upstream call (`PutRecords`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchConfig {
@@ -419,6 +433,14 @@ impl Config {
                 // Sized for batch requests (up to 500 records each): memory is bounded
                 // by MAX_IN_FLIGHT_BODY_BYTES and waiting by the record deadline.
                 queue_capacity: vars.at_most("BATCH_QUEUE_CAPACITY", 100_000, 1_000_000)?,
+            },
+            spill: match vars.get("SPILL_DIR") {
+                None => None,
+                Some(dir) => Some(SpillConfig {
+                    dir: PathBuf::from(dir),
+                    max_bytes: vars.at_most("SPILL_MAX_BYTES", 1 << 30, usize::MAX)?.get() as u64,
+                    replay_per_second: vars.parse("SPILL_REPLAY_MAX_RECORDS_PER_SEC", 10_000)?,
+                }),
             },
             readiness_cache_ttl: vars.millis("READINESS_CACHE_TTL_MS", 5_000)?,
             log_format: vars.one_of(

@@ -26,6 +26,7 @@
 //! - [`app`]: shared state built at start-up ([`app::App`]).
 //! - [`writer`]: batching, per-record retries and deadlines, one outcome per record.
 //! - [`concurrency`]: the adaptive limit on upstream calls in flight.
+//! - [`spill`]: the durable spill on local disk (`SPILL_DIR`) and its replay.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`readiness`]: the cached `/readyz` answer.
 //! - [`sink`]: the [`sink::Sink`] seam and where records go: [`sink::kinesis`]
@@ -48,4 +49,5 @@ pub mod readiness;
 pub mod routes;
 pub mod server;
 pub mod sink;
+pub mod spill;
 pub mod writer;

@@ -49,9 +49,9 @@ const RETRY_BASE: Duration = Duration::from_millis(50);
 /// Longest single retry delay.
 const RETRY_CAP: Duration = Duration::from_secs(1);
 
-/// Writes records to the sink; cheap to share, the dispatcher task (when
-/// batching) runs until the writer is dropped.
-#[derive(Debug)]
+/// Writes records to the sink; cheap to clone and share, the dispatcher
+/// task (when batching) runs until every clone is dropped.
+#[derive(Debug, Clone)]
 pub struct Writer {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,

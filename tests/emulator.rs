@@ -203,7 +203,8 @@ async fn a_missing_stream_stops_start_up() {
     let app = clickstream_gateway::app::App::new(
         std::sync::Arc::new(emulator.sink("no-such-stream")),
         &common::test_config(),
-    );
+    )
+    .expect("the app starts");
     let err = app
         .check_destination()
         .await

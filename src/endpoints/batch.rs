@@ -177,7 +177,14 @@ impl<'de> Visitor<'de> for Elements<'_, 'de> {
 #[serde(rename_all = "PascalCase")]
 struct BatchAnswer {
     failed_record_count: usize,
+    /// Records in the durable spill, not yet in the stream (only when any).
+    #[serde(skip_serializing_if = "is_zero")]
+    spilled_record_count: usize,
     records: Vec<Entry>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -192,8 +199,9 @@ enum Entry {
     },
 }
 
-/// 200 when every record is stored; else the status of the gravest failure,
-/// with every record's outcome in the body.
+/// 200 when every record is stored, 202 when every record is stored or
+/// durable in the spill (`SPILL_DIR`) and some are spilled; else the status
+/// of the gravest failure, with every record's outcome in the body.
 fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: usize, bytes: usize) -> Reply {
     let failures = || outcomes.iter().filter_map(|o| o.as_ref().err());
     let failed = failures().count();
@@ -206,8 +214,10 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         .iter()
         .find_map(|o| o.as_ref().ok())
         .map(|r| r.location().to_owned());
+    let spilled = outcomes.iter().filter(|o| o.as_ref().is_ok_and(Receipt::is_spilled)).count();
     let body = BatchAnswer {
         failed_record_count: failed,
+        spilled_record_count: spilled,
         records: outcomes
             .into_iter()
             .map(|outcome| match outcome {
@@ -219,9 +229,10 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
             })
             .collect(),
     };
+    let stored = if spilled > 0 { StatusCode::ACCEPTED } else { StatusCode::OK };
     let (status, error, retry) = gravest
         .as_ref()
-        .map_or((StatusCode::OK, "", false), |err| sink_status(Family::Api, err));
+        .map_or((stored, "", false), |err| sink_status(Family::Api, err));
     let mut response = json_response(status, &body);
     if retry {
         add_retry_after(response.headers_mut());
@@ -314,5 +325,9 @@ mod tests {
         assert_eq!(mixed.response.status(), StatusCode::BAD_GATEWAY);
         let refused = answer(vec![ok(), Err(SinkError::Rejected("r".into()))], "t", 2, 0);
         assert_eq!(refused.response.status(), StatusCode::BAD_REQUEST);
+        let spilled = answer(vec![ok(), Ok(Receipt::spilled())], "t", 2, 0);
+        assert_eq!(spilled.response.status(), StatusCode::ACCEPTED);
+        let partial = answer(vec![Ok(Receipt::spilled()), Err(SinkError::Throttled("x".into()))], "t", 2, 0);
+        assert_eq!(partial.response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -1,5 +1,6 @@
 //! `POST /import`: the body, decoded, is one record; the answer is its
-//! receipt, with Kinesis's field names (`ShardId`, `SequenceNumber`).
+//! receipt, with Kinesis's field names (`ShardId`, `SequenceNumber`), or
+//! 202 `{"Spilled":true}` when it went to the durable spill.
 
 use hyper::{Request, StatusCode};
 
@@ -26,8 +27,14 @@ where
     let record = batch.pop().expect("one event makes one record");
     let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
     let receipt = outcome?;
+    // In the spill, durable, not yet in the stream: accepted, no sequence number.
+    let status = if receipt.is_spilled() {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     Ok(Reply {
-        response: json_response(StatusCode::OK, &receipt),
+        response: json_response(status, &receipt),
         records: 1,
         bytes,
         location: Some(receipt.location().to_owned()),

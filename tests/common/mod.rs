@@ -64,7 +64,7 @@ impl TestServer {
     }
 
     pub async fn start_with(sink: impl Sink, config: &Config) -> Self {
-        let app = Arc::new(App::new(Arc::new(sink), config));
+        let app = Arc::new(App::new(Arc::new(sink), config).expect("the app starts"));
         app.check_destination().await.expect("destination usable");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

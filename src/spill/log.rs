@@ -1,0 +1,437 @@
+//! The spill's files: numbered segments that one thread appends to with a
+//! shared `fsync` (group commit), one reader that replays them oldest first,
+//! and a ledger that remembers how far the reader got.
+//!
+//! Layout of `SPILL_DIR`: `00000000000000000001.seg`, ... (frames, see
+//! `frame.rs`) and `ledger` (`<segment> <offset>`, replaced atomically
+//! after each replayed chunk). A segment is sealed once the appender has
+//! moved on to the next; the reader deletes a sealed segment when it has
+//! replayed all of it. After a restart the appender always opens a new
+//! segment, so a torn tail left by a crash is never appended to.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use tokio::sync::{oneshot, watch};
+
+use super::frame::{self, Spilled};
+
+/// Bytes read from a segment at a time.
+const READ_WINDOW: usize = 8 << 20;
+
+/// A place in the log: a segment and a byte offset in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Position {
+    /// The segment's number.
+    pub segment: u64,
+    /// Bytes into it.
+    pub offset: u64,
+}
+
+/// What the appender and the reader share, changed together under one lock.
+#[derive(Debug, Default)]
+pub struct State {
+    /// Records appended and not yet replayed.
+    pub pending: u64,
+    /// Bytes of segment files on disk.
+    pub disk_bytes: u64,
+    /// How far the log is durable: the reader never reads past it.
+    pub durable: Position,
+    /// When the oldest pending record was appended (Unix ms), while known.
+    pub oldest_ms: Option<u64>,
+}
+
+/// The shared state, behind its lock.
+#[derive(Debug, Default)]
+pub struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    /// The state; a panic elsewhere leaves only numbers behind, so keep going.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Why an append was not made durable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppendError {
+    /// `SPILL_MAX_BYTES` would be exceeded.
+    #[error("the spill is full")]
+    Full,
+    /// The write or its `fsync` failed.
+    #[error("the spill write failed: {0}")]
+    Io(String),
+}
+
+/// One request's records, framed, waiting for the next group commit.
+pub struct Append {
+    /// The frames, back to back.
+    pub frames: Vec<u8>,
+    /// How many records they hold.
+    pub records: u64,
+    /// When they were framed (Unix ms).
+    pub at_ms: u64,
+    /// Told once the frames are durable, or why not.
+    pub reply: oneshot::Sender<Result<(), AppendError>>,
+}
+
+fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("{id:020}.seg"))
+}
+
+/// Segment numbers in `dir`, ascending.
+pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut ids: Vec<u64> = fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            name.to_str()?.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Makes a new file's name durable: without it a crash can lose the file.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The appender: owns the open segment; run on its own thread.
+pub struct Appender {
+    dir: PathBuf,
+    max_bytes: u64,
+    segment_bytes: u64,
+    file: Option<File>,
+    id: u64,
+    size: u64,
+    shared: Arc<Shared>,
+    durable: watch::Sender<Position>,
+}
+
+impl Appender {
+    /// An appender whose first segment is `first_id`.
+    pub fn new(
+        dir: PathBuf,
+        max_bytes: u64,
+        segment_bytes: u64,
+        first_id: u64,
+        shared: Arc<Shared>,
+        durable: watch::Sender<Position>,
+    ) -> Self {
+        Appender {
+            dir,
+            max_bytes,
+            segment_bytes,
+            file: None,
+            id: first_id.saturating_sub(1),
+            size: 0,
+            shared,
+            durable,
+        }
+    }
+
+    /// Appends until every sender is gone: each turn takes every append
+    /// waiting, writes them with one `write` and one `fsync`, then answers all.
+    pub fn run(mut self, appends: std::sync::mpsc::Receiver<Append>) {
+        while let Ok(first) = appends.recv() {
+            let mut group = vec![first];
+            group.extend(appends.try_iter());
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Append>) {
+        let mut buffer = Vec::new();
+        let mut accepted = Vec::new();
+        let disk_bytes = self.shared.lock().disk_bytes;
+        for append in group {
+            if disk_bytes + (buffer.len() + append.frames.len()) as u64 > self.max_bytes {
+                let _ = append.reply.send(Err(AppendError::Full));
+                continue;
+            }
+            buffer.extend_from_slice(&append.frames);
+            accepted.push(append);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let outcome = self.write(&buffer);
+        if let Err(err) = &outcome {
+            tracing::error!(error = %err, segment = self.id, "spill write failed; answering 503 and starting a new segment");
+            self.abandon();
+        } else {
+            let mut state = self.shared.lock();
+            // Pending grows before the reader may see the records.
+            state.pending += accepted.iter().map(|a| a.records).sum::<u64>();
+            state.disk_bytes += buffer.len() as u64;
+            state.oldest_ms.get_or_insert(accepted[0].at_ms);
+            state.durable = Position {
+                segment: self.id,
+                offset: self.size,
+            };
+            self.durable.send_replace(state.durable);
+        }
+        let reply = outcome.map_err(|err| AppendError::Io(err.to_string()));
+        for append in accepted {
+            let _ = append.reply.send(reply.clone());
+        }
+    }
+
+    fn write(&mut self, buffer: &[u8]) -> io::Result<()> {
+        if self.file.is_none() || self.size >= self.segment_bytes {
+            self.rotate()?;
+        }
+        let file = self.file.as_mut().expect("rotate opened a segment");
+        file.write_all(buffer)?;
+        file.sync_data()?;
+        self.size += buffer.len() as u64;
+        Ok(())
+    }
+
+    /// Seals the open segment and opens the next.
+    fn rotate(&mut self) -> io::Result<()> {
+        let mut id = self.id + 1;
+        // A number taken by a file an earlier failed rotation left behind is
+        // skipped; the reader deletes that file as an empty sealed segment.
+        let file = loop {
+            match OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(segment_path(&self.dir, id))
+            {
+                Ok(file) => break file,
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => id += 1,
+                Err(err) => return Err(err),
+            }
+        };
+        sync_dir(&self.dir)?;
+        self.file = Some(file);
+        self.id = id;
+        self.size = 0;
+        let mut state = self.shared.lock();
+        state.durable = Position { segment: id, offset: 0 };
+        self.durable.send_replace(state.durable);
+        Ok(())
+    }
+
+    /// After a failed write or `fsync` the file's state is unknown (a retried
+    /// `fsync` may report success for lost pages): cut it back to what was
+    /// durable and never write to it again.
+    fn abandon(&mut self) {
+        if let Some(file) = self.file.take() {
+            let _ = file.set_len(self.size);
+            let _ = file.sync_all();
+        }
+        // The next write opens a new segment; until then nothing is pending
+        // past `size`, which the reader already knows as durable.
+        self.size = self.segment_bytes;
+    }
+}
+
+/// What the reader read: records to replay and how far they go.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// Intact records, oldest first.
+    pub records: Vec<Spilled>,
+    /// Corrupt or torn stretches skipped.
+    pub corrupt: u64,
+    /// Where the next read starts once these are stored.
+    pub next: Position,
+    /// The reader moved to another segment (and deleted the finished one).
+    pub advanced: bool,
+}
+
+/// The replay side: reads from the ledger's position up to what is durable.
+pub struct Reader {
+    dir: PathBuf,
+    position: Position,
+    shared: Arc<Shared>,
+    durable: watch::Receiver<Position>,
+}
+
+impl Reader {
+    /// A reader starting at `position`.
+    pub fn new(dir: PathBuf, position: Position, shared: Arc<Shared>, durable: watch::Receiver<Position>) -> Self {
+        Reader {
+            dir,
+            position,
+            shared,
+            durable,
+        }
+    }
+
+    /// Where the reader is.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// Waits until more may be durable.
+    pub async fn wait(&mut self) {
+        let _ = self.durable.changed().await;
+    }
+
+    /// Reads up to `max_records` records after the position (blocking I/O).
+    pub fn read(&mut self, max_records: usize) -> io::Result<Chunk> {
+        let durable = *self.durable.borrow_and_update();
+        let sealed = self.position.segment < durable.segment;
+        let path = segment_path(&self.dir, self.position.segment);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound && sealed => return self.advance(0),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(self.empty()),
+            Err(err) => return Err(err),
+        };
+        let end = if sealed { file.metadata()?.len() } else { durable.offset };
+        if self.position.offset >= end {
+            return if sealed { self.advance(end) } else { Ok(self.empty()) };
+        }
+        let mut window = READ_WINDOW as u64;
+        loop {
+            let until = end.min(self.position.offset + window);
+            let mut bytes = vec![0; (until - self.position.offset) as usize];
+            file.seek(SeekFrom::Start(self.position.offset))?;
+            file.read_exact(&mut bytes)?;
+            let complete = sealed && until == end;
+            let parsed = frame::parse(&Bytes::from(bytes), complete, max_records);
+            // A record larger than the window: read more at once.
+            if parsed.consumed == 0 && !complete {
+                window *= 2;
+                continue;
+            }
+            return Ok(Chunk {
+                records: parsed.records,
+                corrupt: parsed.corrupt,
+                next: Position {
+                    segment: self.position.segment,
+                    offset: self.position.offset + parsed.consumed as u64,
+                },
+                advanced: false,
+            });
+        }
+    }
+
+    fn empty(&self) -> Chunk {
+        Chunk {
+            next: self.position,
+            ..Chunk::default()
+        }
+    }
+
+    /// The current segment is sealed and replayed: delete it, move on.
+    fn advance(&mut self, size: u64) -> io::Result<Chunk> {
+        let done = self.position.segment;
+        match fs::remove_file(segment_path(&self.dir, done)) {
+            Ok(()) => {
+                let mut state = self.shared.lock();
+                state.disk_bytes = state.disk_bytes.saturating_sub(size);
+            }
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => return Err(err),
+        }
+        let durable = self.durable.borrow().segment;
+        let next = segments(&self.dir)?
+            .into_iter()
+            .find(|&id| id > done)
+            .unwrap_or(durable)
+            .min(durable);
+        self.position = Position {
+            segment: next,
+            offset: 0,
+        };
+        save_ledger(&self.dir, self.position)?;
+        Ok(Chunk {
+            next: self.position,
+            advanced: true,
+            ..Chunk::default()
+        })
+    }
+
+    /// The records up to `next` are stored: remember it across restarts.
+    pub fn commit(&mut self, next: Position) -> io::Result<()> {
+        self.position = next;
+        save_ledger(&self.dir, next)
+    }
+}
+
+const LEDGER: &str = "ledger";
+
+/// Replaces the ledger atomically: write a new file, `fsync`, rename.
+fn save_ledger(dir: &Path, position: Position) -> io::Result<()> {
+    let temporary = dir.join("ledger.tmp");
+    let mut file = File::create(&temporary)?;
+    writeln!(file, "{} {}", position.segment, position.offset)?;
+    file.sync_data()?;
+    fs::rename(temporary, dir.join(LEDGER))
+}
+
+/// The ledger's position, when there is a readable one.
+pub fn load_ledger(dir: &Path) -> Option<Position> {
+    let text = fs::read_to_string(dir.join(LEDGER)).ok()?;
+    let (segment, offset) = text.trim().split_once(' ')?;
+    Some(Position {
+        segment: segment.parse().ok()?,
+        offset: offset.parse().ok()?,
+    })
+}
+
+/// What a previous process left: where replay starts, what is pending.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Where the reader starts.
+    pub position: Position,
+    /// Intact records from there on.
+    pub pending: u64,
+    /// Bytes of segment files kept.
+    pub disk_bytes: u64,
+    /// When the first of them was appended.
+    pub oldest_ms: Option<u64>,
+    /// The number the next segment gets.
+    pub next_segment: u64,
+}
+
+/// Reads `dir` at start-up: deletes segments the ledger says are replayed,
+/// counts the records left (reading every frame: a checksum failure is
+/// counted when replay meets it, not here).
+pub fn recover(dir: &Path) -> io::Result<Recovered> {
+    let ids = segments(dir)?;
+    let ledger = load_ledger(dir).unwrap_or_default();
+    let mut recovered = Recovered {
+        next_segment: ids.last().map_or(1, |last| last + 1),
+        ..Recovered::default()
+    };
+    let first = ids.iter().copied().find(|&id| id >= ledger.segment);
+    recovered.position = match first {
+        Some(id) if id == ledger.segment => ledger,
+        Some(id) => Position { segment: id, offset: 0 },
+        None => Position {
+            segment: recovered.next_segment,
+            offset: 0,
+        },
+    };
+    for id in ids {
+        let path = segment_path(dir, id);
+        if id < recovered.position.segment {
+            fs::remove_file(path)?;
+            continue;
+        }
+        let bytes = Bytes::from(fs::read(&path)?);
+        recovered.disk_bytes += bytes.len() as u64;
+        let from = if id == recovered.position.segment {
+            (recovered.position.offset as usize).min(bytes.len())
+        } else {
+            0
+        };
+        let parsed = frame::parse(&bytes.slice(from..), true, usize::MAX);
+        recovered.pending += parsed.records.len() as u64;
+        if let Some(first) = parsed.records.first() {
+            recovered.oldest_ms.get_or_insert(first.at_ms);
+        }
+    }
+    Ok(recovered)
+}

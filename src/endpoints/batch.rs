@@ -214,7 +214,10 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         .iter()
         .find_map(|o| o.as_ref().ok())
         .map(|r| r.location().to_owned());
-    let spilled = outcomes.iter().filter(|o| o.as_ref().is_ok_and(Receipt::is_spilled)).count();
+    let spilled = outcomes
+        .iter()
+        .filter(|o| o.as_ref().is_ok_and(Receipt::is_spilled))
+        .count();
     let body = BatchAnswer {
         failed_record_count: failed,
         spilled_record_count: spilled,
@@ -229,7 +232,11 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
             })
             .collect(),
     };
-    let stored = if spilled > 0 { StatusCode::ACCEPTED } else { StatusCode::OK };
+    let stored = if spilled > 0 {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
     let (status, error, retry) = gravest
         .as_ref()
         .map_or((stored, "", false), |err| sink_status(Family::Api, err));
@@ -327,7 +334,12 @@ mod tests {
         assert_eq!(refused.response.status(), StatusCode::BAD_REQUEST);
         let spilled = answer(vec![ok(), Ok(Receipt::spilled())], "t", 2, 0);
         assert_eq!(spilled.response.status(), StatusCode::ACCEPTED);
-        let partial = answer(vec![Ok(Receipt::spilled()), Err(SinkError::Throttled("x".into()))], "t", 2, 0);
+        let partial = answer(
+            vec![Ok(Receipt::spilled()), Err(SinkError::Throttled("x".into()))],
+            "t",
+            2,
+            0,
+        );
         assert_eq!(partial.response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -108,7 +108,10 @@ pub fn parse(bytes: &Bytes, complete: bool, max_records: usize) -> Parsed {
 }
 
 enum Frame {
-    Good { end: usize, spilled: Spilled },
+    Good {
+        end: usize,
+        spilled: Spilled,
+    },
     /// The frame runs past the bytes given.
     Short,
     Bad,
@@ -117,7 +120,11 @@ enum Frame {
 fn frame_at(bytes: &Bytes, at: usize) -> Frame {
     let rest = &bytes[at..];
     if rest.len() < MAGIC.len() {
-        return if MAGIC.starts_with(rest) { Frame::Short } else { Frame::Bad };
+        return if MAGIC.starts_with(rest) {
+            Frame::Short
+        } else {
+            Frame::Bad
+        };
     }
     if rest[..4] != MAGIC {
         return Frame::Bad;
@@ -183,16 +190,16 @@ mod tests {
     }
 
     fn keys(parsed: &Parsed) -> Vec<&str> {
-        parsed
-            .records
-            .iter()
-            .map(|s| s.record.partition_key.as_str())
-            .collect()
+        parsed.records.iter().map(|s| s.record.partition_key.as_str()).collect()
     }
 
     #[test]
     fn records_come_back_as_they_went_in() {
-        let records = [record("a", "{\"n\":1}"), record("é", ""), record("c", "CGS1 inside data")];
+        let records = [
+            record("a", "{\"n\":1}"),
+            record("é", ""),
+            record("c", "CGS1 inside data"),
+        ];
         let bytes = Bytes::from(segment(&records));
         assert_eq!(bytes.len(), records.iter().map(size).sum::<usize>());
         let parsed = parse(&bytes, true, usize::MAX);
@@ -223,9 +230,15 @@ mod tests {
         let full = segment(&records);
         let torn = Bytes::copy_from_slice(&full[..full.len() - 3]);
         let open = parse(&torn, false, usize::MAX);
-        assert_eq!((keys(&open), open.corrupt, open.consumed), (vec!["a"], 0, size(&records[0])));
+        assert_eq!(
+            (keys(&open), open.corrupt, open.consumed),
+            (vec!["a"], 0, size(&records[0]))
+        );
         let sealed = parse(&torn, true, usize::MAX);
-        assert_eq!((keys(&sealed), sealed.corrupt, sealed.consumed), (vec!["a"], 1, torn.len()));
+        assert_eq!(
+            (keys(&sealed), sealed.corrupt, sealed.consumed),
+            (vec!["a"], 1, torn.len())
+        );
     }
 
     #[test]

@@ -38,10 +38,15 @@ pub struct State {
     pub pending: u64,
     /// Bytes of segment files on disk.
     pub disk_bytes: u64,
+    /// Bytes of records not yet replayed: what `SPILL_MAX_BYTES` caps. Disk
+    /// use exceeds it by at most the replayed part of one segment.
+    pub pending_bytes: u64,
     /// How far the log is durable: the reader never reads past it.
     pub durable: Position,
     /// When the oldest pending record was appended (Unix ms), while known.
     pub oldest_ms: Option<u64>,
+    /// An append was refused for want of room, and none has fit since.
+    pub full: bool,
 }
 
 /// The shared state, behind its lock.
@@ -149,9 +154,10 @@ impl Appender {
     fn commit(&mut self, group: Vec<Append>) {
         let mut buffer = Vec::new();
         let mut accepted = Vec::new();
-        let disk_bytes = self.shared.lock().disk_bytes;
+        let pending_bytes = self.shared.lock().pending_bytes;
         for append in group {
-            if disk_bytes + (buffer.len() + append.frames.len()) as u64 > self.max_bytes {
+            if pending_bytes + (buffer.len() + append.frames.len()) as u64 > self.max_bytes {
+                self.shared.lock().full = true;
                 let _ = append.reply.send(Err(AppendError::Full));
                 continue;
             }
@@ -167,9 +173,11 @@ impl Appender {
             self.abandon();
         } else {
             let mut state = self.shared.lock();
+            state.full = false;
             // Pending grows before the reader may see the records.
             state.pending += accepted.iter().map(|a| a.records).sum::<u64>();
             state.disk_bytes += buffer.len() as u64;
+            state.pending_bytes += buffer.len() as u64;
             state.oldest_ms.get_or_insert(accepted[0].at_ms);
             state.durable = Position {
                 segment: self.id,
@@ -184,7 +192,9 @@ impl Appender {
     }
 
     fn write(&mut self, buffer: &[u8]) -> io::Result<()> {
-        if self.file.is_none() || self.size >= self.segment_bytes {
+        // A segment replayed to its end is sealed, so the reader deletes it.
+        let drained = self.size > 0 && self.shared.lock().pending == 0;
+        if self.file.is_none() || self.size >= self.segment_bytes || drained {
             self.rotate()?;
         }
         let file = self.file.as_mut().expect("rotate opened a segment");
@@ -330,6 +340,7 @@ impl Reader {
             Ok(()) => {
                 let mut state = self.shared.lock();
                 state.disk_bytes = state.disk_bytes.saturating_sub(size);
+                state.full = false;
             }
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err),
@@ -354,6 +365,12 @@ impl Reader {
 
     /// The records up to `next` are stored: remember it across restarts.
     pub fn commit(&mut self, next: Position) -> io::Result<()> {
+        if next.segment == self.position.segment {
+            let mut state = self.shared.lock();
+            state.pending_bytes = state
+                .pending_bytes
+                .saturating_sub(next.offset.saturating_sub(self.position.offset));
+        }
         self.position = next;
         save_ledger(&self.dir, next)
     }
@@ -389,6 +406,8 @@ pub struct Recovered {
     pub pending: u64,
     /// Bytes of segment files kept.
     pub disk_bytes: u64,
+    /// Bytes of them not yet replayed.
+    pub pending_bytes: u64,
     /// When the first of them was appended.
     pub oldest_ms: Option<u64>,
     /// The number the next segment gets.
@@ -429,6 +448,7 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
         };
         let parsed = frame::parse(&bytes.slice(from..), true, usize::MAX);
         recovered.pending += parsed.records.len() as u64;
+        recovered.pending_bytes += (bytes.len() - from) as u64;
         if let Some(first) = parsed.records.first() {
             recovered.oldest_ms.get_or_insert(first.at_ms);
         }

@@ -56,6 +56,7 @@ pub struct Spill {
     appends: mpsc::Sender<Append>,
     shared: Arc<Shared>,
     max_bytes: u64,
+    _stop: oneshot::Sender<()>,
 }
 
 /// Why the spill could not be opened.
@@ -93,6 +94,7 @@ impl Spill {
             let mut state = shared.lock();
             state.pending = recovered.pending;
             state.disk_bytes = recovered.disk_bytes;
+            state.pending_bytes = recovered.pending_bytes;
             state.oldest_ms = recovered.oldest_ms;
             state.durable = durable;
         }
@@ -121,11 +123,19 @@ impl Spill {
             metrics,
             per_second: config.replay_per_second,
         };
-        tokio::spawn(replay.run());
+        // Replay stops when the spill is dropped (the sender goes with it).
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = replay.run() => {}
+                _ = stopped => {}
+            }
+        });
         Ok(Spill {
             appends,
             shared,
             max_bytes: config.max_bytes,
+            _stop: stop,
         })
     }
 
@@ -136,7 +146,8 @@ impl Spill {
 
     /// Whether the spill has room left (for readiness).
     pub fn has_room(&self) -> bool {
-        self.shared.lock().disk_bytes < self.max_bytes
+        let state = self.shared.lock();
+        !state.full && state.pending_bytes < self.max_bytes
     }
 
     /// Records in the spill, not yet replayed.

@@ -1,0 +1,243 @@
+//! The durable spill with real faults: the upstream (a Kinesis-protocol
+//! fake, read back entry by entry) stops and comes back, the spill fills,
+//! a segment is corrupted, and the gateway binary is killed with SIGKILL in
+//! the middle of a spill under load. Every event that got a 2xx must be in
+//! the stream afterwards; nothing answered 503 may be.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clickstream_gateway::config::{Config, SpillConfig};
+use clickstream_gateway::sink::kinesis::KinesisSink;
+use common::fault::{FaultUpstream, Mode};
+use common::{TestServer, eventually, http, kinesis_config, sdk_config, test_config};
+use hyper::StatusCode;
+
+/// A fresh, empty directory for one test's spill.
+fn spill_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gateway-spill-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn spill_config(dir: &Path, max_bytes: u64) -> Config {
+    Config {
+        spill: Some(SpillConfig {
+            dir: dir.to_owned(),
+            max_bytes,
+            replay_per_second: 0,
+        }),
+        ..test_config()
+    }
+}
+
+/// A gateway in front of `upstream` whose Kinesis client gives up quickly.
+async fn gateway(upstream: &FaultUpstream, config: &Config) -> TestServer {
+    let mut kinesis = kinesis_config("fake");
+    kinesis.operation_timeout = Duration::from_millis(2500);
+    kinesis.max_attempts = NonZeroU32::new(2).unwrap();
+    let sdk = sdk_config(&upstream.endpoint()).await;
+    TestServer::start_with(KinesisSink::new(&sdk, &kinesis), config).await
+}
+
+/// `(key, seq)` of every entry the upstream stored, in the order stored.
+fn stored_events(upstream: &FaultUpstream) -> Vec<(String, u64)> {
+    upstream
+        .stored()
+        .into_iter()
+        .map(|(key, data)| {
+            let event: serde_json::Value = serde_json::from_slice(&data).expect("a stored event is JSON");
+            (key, event["seq"].as_u64().expect("seq"))
+        })
+        .collect()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_is_absorbed_then_replayed_once_each_in_order_per_key() {
+    let mut upstream = FaultUpstream::start(Mode::Healthy).await;
+    let dir = spill_dir("outage");
+    let server = Arc::new(gateway(&upstream, &spill_config(&dir, 64 << 20)).await);
+    upstream.stop();
+    // Five clients, one key each, each sending ten batches of 20 events in turn.
+    let mut clients = Vec::new();
+    for client in 0..5 {
+        let server = server.clone();
+        clients.push(tokio::spawn(async move {
+            let key = format!("user-{client}");
+            let mut statuses = Vec::new();
+            for batch in 0..10u64 {
+                let events: Vec<String> = (0..20).map(|i| format!(r#"{{"seq":{}}}"#, batch * 20 + i)).collect();
+                let body = format!("[{}]", events.join(","));
+                let reply = http::post_keyed(&server.url("/import/batch"), &key, body).await;
+                if reply.status == StatusCode::ACCEPTED {
+                    assert_eq!(reply.json()["SpilledRecordCount"], 20, "{:?}", reply.json());
+                }
+                statuses.push(reply.status);
+            }
+            statuses
+        }));
+    }
+    for client in clients {
+        let statuses = client.await.unwrap();
+        assert!(
+            statuses.iter().all(|s| *s == StatusCode::ACCEPTED),
+            "every batch is durable in the spill: {statuses:?}"
+        );
+    }
+    let ready = http::get(&server.url("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::OK, "ready while spilling: {:?}", ready.body);
+    let text = http::get(&server.url("/metrics")).await.body;
+    let text = String::from_utf8_lossy(&text);
+    assert_eq!(metric(&text, "spill_records"), 1000.0);
+    assert_eq!(metric(&text, "spill_appended_records_total"), 1000.0);
+    assert!(metric(&text, "spill_bytes") > 20_000.0);
+    assert!(upstream.stored().is_empty());
+
+    upstream.restart().await;
+    eventually("the spill is replayed", Duration::from_secs(30), || async {
+        upstream.stored().len() >= 1000
+    })
+    .await;
+    let stored = stored_events(&upstream);
+    assert_eq!(stored.len(), 1000, "each event once");
+    let mut last: HashMap<String, u64> = HashMap::new();
+    for (key, seq) in &stored {
+        if let Some(previous) = last.insert(key.clone(), *seq) {
+            assert!(*seq > previous, "{key}: {seq} after {previous}");
+        }
+    }
+    // Drained: new events go straight to the stream again (200, a receipt).
+    eventually("the spill is empty", Duration::from_secs(10), || async {
+        let text = http::get(&server.url("/metrics")).await.body;
+        metric(&String::from_utf8_lossy(&text), "spill_records") == 0.0
+    })
+    .await;
+    let reply = http::post(&server.url("/import"), r#"{"seq":5000}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert!(reply.json()["SequenceNumber"].is_string());
+    let text = http::get(&server.url("/metrics")).await.body;
+    assert_eq!(
+        metric(&String::from_utf8_lossy(&text), "spill_replayed_records_total"),
+        1000.0
+    );
+    assert!(
+        std::fs::read_dir(&dir).unwrap().count() <= 3,
+        "replayed segments are deleted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spill_answers_503_and_never_a_2xx_it_did_not_keep() {
+    let mut upstream = FaultUpstream::start(Mode::Healthy).await;
+    let dir = spill_dir("full");
+    let server = gateway(&upstream, &spill_config(&dir, 8 * 1024)).await;
+    upstream.stop();
+    let mut accepted = HashSet::new();
+    let mut refused = HashSet::new();
+    for seq in 0..60u64 {
+        let body = format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "x".repeat(400));
+        let reply = http::post(&server.url("/import"), body).await;
+        match reply.status {
+            StatusCode::ACCEPTED => assert!(accepted.insert(seq)),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(reply.headers["retry-after"], "1");
+                refused.insert(seq);
+            }
+            other => panic!("unexpected {other}: {:?}", reply.body),
+        }
+    }
+    assert!(
+        (10..30).contains(&accepted.len()),
+        "about 8 KiB of ~450-byte records fit: {}",
+        accepted.len()
+    );
+    assert!(refused.len() > 20);
+    let text = http::get(&server.url("/metrics")).await.body;
+    assert!(
+        metric(
+            &String::from_utf8_lossy(&text),
+            "spill_append_failures_total{reason=\"full\"}"
+        ) >= 1.0
+    );
+    let ready = http::get(&server.url("/readyz")).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a full spill is not ready"
+    );
+
+    // Space comes back as the spill drains.
+    upstream.restart().await;
+    eventually("the spill drains", Duration::from_secs(30), || async {
+        let text = http::get(&server.url("/metrics")).await.body;
+        metric(&String::from_utf8_lossy(&text), "spill_records") == 0.0
+    })
+    .await;
+    let stored: HashSet<u64> = stored_events(&upstream).into_iter().map(|(_, seq)| seq).collect();
+    assert_eq!(stored, accepted, "exactly the accepted events, none of the refused");
+    let reply = http::post(&server.url("/import"), r#"{"seq":999}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    // The spill has room again for the next outage.
+    upstream.stop();
+    let reply = http::post(&server.url("/import"), r#"{"seq":1000}"#).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    let ready = http::get(&server.url("/readyz")).await;
+    assert_eq!(ready.status, StatusCode::OK, "{:?}", ready.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
+    let mut upstream = FaultUpstream::start(Mode::Healthy).await;
+    let dir = spill_dir("corrupt");
+    let config = spill_config(&dir, 64 << 20);
+    let mut first = gateway(&upstream, &config).await;
+    upstream.stop();
+    for seq in 0..100u64 {
+        let reply = http::post_keyed(&first.url("/import"), "k", format!(r#"{{"seq":{seq}}}"#)).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    first.begin_shutdown().await.unwrap();
+    drop(first);
+    // Flip bytes in the middle of the segment: a record's data, then a length.
+    let segment = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "seg") && std::fs::metadata(p).unwrap().len() > 0)
+        .expect("a segment with records");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let (middle, later) = (bytes.len() / 2, bytes.len() * 7 / 10);
+    bytes[middle] ^= 0xFF;
+    bytes[later] ^= 0xFF;
+    std::fs::write(&segment, bytes).unwrap();
+
+    upstream.restart().await;
+    let second = gateway(&upstream, &config).await;
+    eventually("the rest is replayed", Duration::from_secs(30), || async {
+        let text = http::get(&second.url("/metrics")).await.body;
+        metric(&String::from_utf8_lossy(&text), "spill_records") == 0.0
+    })
+    .await;
+    let stored: Vec<u64> = stored_events(&upstream).into_iter().map(|(_, seq)| seq).collect();
+    assert!(
+        (95..=98).contains(&stored.len()),
+        "two corrupt stretches lose a record or two each: {} stored",
+        stored.len()
+    );
+    assert!(stored.windows(2).all(|w| w[0] < w[1]), "in order: {stored:?}");
+    let text = http::get(&second.url("/metrics")).await.body;
+    assert_eq!(
+        metric(&String::from_utf8_lossy(&text), "spill_corrupt_records_total"),
+        2.0
+    );
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs fault-tests/faults.py (what it checks is said there) against the
+# gateway binary given as $1 and kinesis-local, installing what it needs: the
+# Python venv of sdk-tests (boto3), and kinesis-local when
+# KINESIS_TEST_ENDPOINT is not set (then started here on 127.0.0.1 and
+# stopped at the end). The `full` check mounts a tmpfs: it needs root.
+#
+#   cargo build && fault-tests/run.sh target/debug/clickstream-gateway
+#   fault-tests/run.sh target/release/clickstream-gateway slow
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
+
+[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [slow|outage|kill|full ...]" >&2; exit 2; }
+gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; shift
+
+python3 -c 'import venv, ensurepip' 2>/dev/null || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+}
+mkdir -p "$WORK"
+if ! cmp -s "$ROOT/sdk-tests/requirements.txt" "$WORK/venv/requirements.txt" 2>/dev/null; then
+  python3 -m venv "$WORK/venv"
+  "$WORK/venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/sdk-tests/requirements.txt"
+  cp "$ROOT/sdk-tests/requirements.txt" "$WORK/venv/requirements.txt"
+fi
+
+if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
+  "$ROOT/scripts/kinesis-local.sh" start
+  trap '"$ROOT/scripts/kinesis-local.sh" stop' EXIT
+  KINESIS_TEST_ENDPOINT="$("$ROOT/scripts/kinesis-local.sh" endpoint)"
+  export KINESIS_TEST_ENDPOINT
+fi
+"$WORK/venv/bin/python" "$HERE/faults.py" "$gateway" "$@"

@@ -43,7 +43,7 @@ use crate::metrics::{GaugeGuard, Metrics};
 use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
 
 /// Calls in flight the adaptive limit starts with.
-const INITIAL_CALLS: usize = 4;
+const INITIAL_CALLS: usize = 16;
 /// First retry delay for entries that failed alone; doubles per attempt.
 const RETRY_BASE: Duration = Duration::from_millis(50);
 /// Longest single retry delay.

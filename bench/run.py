@@ -19,6 +19,14 @@ says what differs):
   posthog100    the gateway, POST /batch/ (PostHog's protocol), 100 events
   access-log    the gateway, ACCESS_LOG=true, stdout read by a pipe (a log shipper)
   access-file   the gateway, ACCESS_LOG=true, stdout to a file
+  spill100      the gateway with SPILL_DIR and the stream down: every batch of
+                100 events is appended and fsynced before its 2xx; then the
+                gateway restarts with the stream up and the time to drain
+                the spill is measured (printed as "drain")
+  manifest-batch100, manifest-segment100, manifest-posthog100
+                the doors at the Kubernetes manifests' MAX_IN_FLIGHT_BODY_BYTES
+                (128 MiB) with 1000 and 2000 connections: the run fails when
+                peak RSS reaches the pods' 512 MiB limit
   go, node      the seed's peer servers in ../shared/peers (with --peers)
 
 --pin runs the system under test alone on CPU 0 and wrk and the upstream on
@@ -45,6 +53,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT.parent / "shared" / "peers"
 UPSTREAM_PORT = 4599
+CLOSED_PORT = 4598  # nothing listens here: the stream is down
+SPILL_DIR = Path("/tmp/bench-spill")
+MANIFEST_LIMIT_MIB = 512
 SYSTEM_PORT = 4600
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -174,10 +185,11 @@ def batch_body(events, shape="array"):
 class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
-    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array"):
+    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
         self.body = batch_body(events, shape) if events > 1 else None
         self.connections = connections
+        self.spill = spill  # SPILL_DIR, emptied before each run
 
 
 def systems(args):
@@ -194,7 +206,14 @@ def systems(args):
         "posthog100": Case(gateway, env, "/batch/", 100, connections=[50, 500], shape="posthog"),
         "access-log": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="pipe", connections=[50, 500]),
         "access-file": Case(gateway, dict(env, ACCESS_LOG="true"), stdout="file", connections=[50, 500]),
+        "spill100": Case(gateway, dict(env, AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{CLOSED_PORT}",
+                                               SPILL_DIR=str(SPILL_DIR), SPILL_MAX_BYTES=str(16 << 30)),
+                         "/import/batch", 100, connections=[50, 500], spill=SPILL_DIR),
     }
+    manifest = dict(env, MAX_IN_FLIGHT_BODY_BYTES=str(128 << 20))
+    for door, path, shape in [("batch100", "/import/batch", "array"), ("segment100", "/v1/batch", "segment"),
+                              ("posthog100", "/batch/", "posthog")]:
+        found["manifest-" + door] = Case(gateway, manifest, path, 100, connections=[1000, 2000], shape=shape)
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)
@@ -220,6 +239,8 @@ def build_peers():
 def measure(name, case, connections, duration, pin):
     system_cpu, load_cpu = ("0", "1") if pin else (None, None)
     log_path = Path(f"/tmp/bench-{name}-{connections}.log")
+    if case.spill:
+        shutil.rmtree(case.spill, ignore_errors=True)
     stdout = {"null": subprocess.DEVNULL, "pipe": subprocess.PIPE, "file": open(log_path, "wb")}[case.stdout]
     proc = subprocess.Popen(pinned(system_cpu) + case.cmd, env=case.env or None, cwd=ROOT,
                             stdout=stdout, stderr=subprocess.DEVNULL)
@@ -264,9 +285,36 @@ def measure(name, case, connections, duration, pin):
         "upstream_calls_per_1000": None if name == "bare" else round(1000 * calls / max(events, 1), 1),
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
+    if case.spill:
+        row["drain"] = drain(case, pin)
     log(json.dumps(row))
     return row
 
+
+def drain(case, pin):
+    """Restarts the gateway on the spill with the stream up: how long until
+    the spill is empty, and at what rate."""
+    env = dict(case.env, AWS_ENDPOINT_URL_KINESIS=f"http://127.0.0.1:{UPSTREAM_PORT}")
+    proc = subprocess.Popen(pinned("0" if pin else None) + case.cmd, env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(SYSTEM_PORT, proc)
+        started, first, cpu0 = time.time(), None, cpu_seconds(proc.pid)
+        while time.time() - started < 600:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{SYSTEM_PORT}/metrics", timeout=5).read().decode()
+            waiting = next(float(line.split()[1]) for line in text.splitlines() if line.startswith("spill_records "))
+            first = waiting if first is None else first
+            if waiting == 0:
+                break
+            time.sleep(0.2)
+        seconds = time.time() - started
+        cpu = cpu_seconds(proc.pid) - cpu0
+    finally:
+        stop(proc)
+    result = {"records": first, "seconds": round(seconds, 1), "records_per_s": round((first or 0) / seconds),
+              "cpu_us_per_record": round(cpu * 1e6 / max(first or 1, 1), 1)}
+    log("drain", json.dumps(result))
+    return result
 
 def upstream_alone(duration):
     """The null upstream by itself, with a PutRecord-shaped request, so the
@@ -412,10 +460,14 @@ def main():
             stop(upstream)
 
     (out / "results.json").write_text(json.dumps({"upstream_alone_rps": upstream_rps, "runs": rows}, indent=2))
+    over = [r for r in rows if r["system"].startswith("manifest-") and r["peak_rss_mib"] >= MANIFEST_LIMIT_MIB]
     (out / "results.md").write_text(markdown(rows, upstream_rps, args))
     chart(rows, out / "chart.png")
     print(markdown(rows, upstream_rps, args))
     log(f"wrote {out}/results.json, results.md, chart.png")
+    if over:
+        sys.exit(f"peak RSS at or over the manifests' {MANIFEST_LIMIT_MIB} MiB limit: " +
+                 ", ".join(f'{r["system"]}@{r["connections"]}: {r["peak_rss_mib"]} MiB' for r in over))
 
 
 if __name__ == "__main__":

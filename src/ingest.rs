@@ -23,6 +23,13 @@ use crate::encoding;
 use crate::error::ApiError;
 use crate::partition_key;
 
+/// Bytes a request holds per byte of its decoded body, counted against
+/// `MAX_IN_FLIGHT_BODY_BYTES`: the raw body (until decoded), the decoded
+/// body, the records and enriched copies made from it, and the upstream
+/// call's encoding (base64 JSON for Kinesis). README "Memory" has the
+/// figures measured with it (bench `manifest-*` runs).
+pub const HELD_PER_BODY_BYTE: usize = 4;
+
 /// Bodies up to this many declared bytes are drained after an early refusal;
 /// larger ones cost more to read than a reconnect.
 const DRAIN_SMALL: u64 = 64 * 1024;
@@ -40,6 +47,7 @@ pub struct Ingested<'a> {
     pub partition_key: Option<String>,
     _slot: SemaphorePermit<'a>,
     _bytes: SemaphorePermit<'a>,
+    _held: Option<SemaphorePermit<'a>>,
 }
 
 impl Ingested<'_> {
@@ -106,6 +114,19 @@ where
     if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
     }
+    // What the request will hold, not only its body: reserve the rest now,
+    // or shed it before it costs memory.
+    let held = body.len().saturating_mul(HELD_PER_BODY_BYTE);
+    let extra = held.saturating_sub(bytes.num_permits());
+    let extra = match extra {
+        0 => None,
+        n => Some(
+            u32::try_from(n)
+                .ok()
+                .and_then(|n| app.body_budget.try_acquire_many(n).ok())
+                .ok_or(ApiError::Overloaded("too many body bytes in flight"))?,
+        ),
+    };
     app.metrics.body_received(body.len());
     Ok(Ingested {
         head,
@@ -113,6 +134,7 @@ where
         partition_key,
         _slot: slot,
         _bytes: bytes,
+        _held: extra,
     })
 }
 

@@ -241,3 +241,38 @@ async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
         2.0
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sdk_doors_answer_their_own_200_while_spilling() {
+    let mut upstream = FaultUpstream::start(Mode::Healthy).await;
+    let dir = spill_dir("sdk");
+    let server = gateway(&upstream, &spill_config(&dir, 64 << 20)).await;
+    upstream.stop();
+    let segment = r#"{"batch":[{"type":"track","event":"a","userId":"u1","properties":{"seq":1}},
+        {"type":"track","event":"b","userId":"u1","properties":{"seq":2}}],"writeKey":"wk"}"#;
+    let reply = http::post_with(
+        &server.url("/v1/batch"),
+        &[("Content-Type", "application/json")],
+        segment,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json(), serde_json::json!({"success": true}));
+    let posthog = r#"{"api_key":"phc","batch":[{"event":"$pageview","distinct_id":"d1","properties":{"seq":3}}]}"#;
+    let reply = http::post_with(&server.url("/batch/"), &[("Content-Type", "application/json")], posthog).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.json(), serde_json::json!({"status": 1}));
+    assert!(upstream.stored().is_empty());
+
+    upstream.restart().await;
+    eventually("the SDK events are replayed", Duration::from_secs(30), || async {
+        upstream.stored().len() >= 3
+    })
+    .await;
+    let stored = upstream.stored();
+    let keys: Vec<&str> = stored.iter().map(|(key, _)| key.as_str()).collect();
+    assert_eq!(keys, ["u1", "u1", "phc:d1"], "in the order accepted, with their keys");
+    let first: serde_json::Value = serde_json::from_slice(&stored[0].1).unwrap();
+    assert_eq!(first["event"], "a");
+    assert_eq!(first["_gateway"]["protocol"], "segment");
+}

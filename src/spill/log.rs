@@ -155,14 +155,18 @@ impl Appender {
         let mut buffer = Vec::new();
         let mut accepted = Vec::new();
         let pending_bytes = self.shared.lock().pending_bytes;
+        let mut refused = false;
         for append in group {
             if pending_bytes + (buffer.len() + append.frames.len()) as u64 > self.max_bytes {
-                self.shared.lock().full = true;
+                refused = true;
                 let _ = append.reply.send(Err(AppendError::Full));
                 continue;
             }
             buffer.extend_from_slice(&append.frames);
             accepted.push(append);
+        }
+        if refused {
+            self.shared.lock().full = true;
         }
         if accepted.is_empty() {
             return;
@@ -173,7 +177,7 @@ impl Appender {
             self.abandon();
         } else {
             let mut state = self.shared.lock();
-            state.full = false;
+            state.full = refused;
             // Pending grows before the reader may see the records.
             state.pending += accepted.iter().map(|a| a.records).sum::<u64>();
             state.disk_bytes += buffer.len() as u64;
@@ -454,4 +458,115 @@ pub fn recover(dir: &Path) -> io::Result<Recovered> {
         }
     }
     Ok(recovered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::Record;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("spill-log-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn append(appender: &mut Appender, keys: &[&str]) -> Vec<Result<(), AppendError>> {
+        let mut answers = Vec::new();
+        let group = keys
+            .iter()
+            .map(|key| {
+                let mut frames = Vec::new();
+                let record = Record {
+                    data: Bytes::from_static(b"{}"),
+                    partition_key: (*key).into(),
+                };
+                frame::encode(&record, 7, &mut frames);
+                let (reply, answer) = oneshot::channel();
+                answers.push(answer);
+                Append {
+                    frames,
+                    records: 1,
+                    at_ms: 7,
+                    reply,
+                }
+            })
+            .collect();
+        appender.commit(group);
+        answers.into_iter().map(|mut a| a.try_recv().unwrap()).collect()
+    }
+
+    fn appender(dir: &Path, max_bytes: u64, shared: &Arc<Shared>) -> (Appender, watch::Receiver<Position>) {
+        let (durable, watching) = watch::channel(Position::default());
+        let appender = Appender::new(dir.to_owned(), max_bytes, 1 << 20, 1, shared.clone(), durable);
+        (appender, watching)
+    }
+
+    #[test]
+    fn one_group_is_one_durable_write_and_the_cap_refuses_what_does_not_fit() {
+        let dir = dir("group");
+        let shared = Arc::new(Shared::default());
+        let frame = frame::size(&Record {
+            data: Bytes::from_static(b"{}"),
+            partition_key: "a".into(),
+        }) as u64;
+        let (mut appender, durable) = appender(&dir, 3 * frame, &shared);
+        let answers = append(&mut appender, &["a", "b", "c", "d"]);
+        assert_eq!(answers[..3], [Ok(()), Ok(()), Ok(())]);
+        assert_eq!(answers[3], Err(AppendError::Full));
+        let state = shared.lock();
+        assert_eq!((state.pending, state.pending_bytes, state.full), (3, 3 * frame, true));
+        assert_eq!(
+            *durable.borrow(),
+            Position {
+                segment: 1,
+                offset: 3 * frame
+            }
+        );
+    }
+
+    #[test]
+    fn recovery_starts_at_the_ledger_and_a_torn_tail_is_read_as_corrupt() {
+        let dir = dir("recover");
+        let shared = Arc::new(Shared::default());
+        let (mut appender, _) = appender(&dir, 1 << 20, &shared);
+        append(&mut appender, &["a", "b", "c"]);
+        drop(appender);
+        let one = frame::size(&Record {
+            data: Bytes::from_static(b"{}"),
+            partition_key: "a".into(),
+        }) as u64;
+        save_ledger(
+            &dir,
+            Position {
+                segment: 1,
+                offset: one,
+            },
+        )
+        .unwrap();
+        // A crash in the middle of a write: half a frame at the end.
+        let mut file = OpenOptions::new().append(true).open(segment_path(&dir, 1)).unwrap();
+        file.write_all(&b"CGS1\x40\x00\x00\x00"[..]).unwrap();
+        let recovered = recover(&dir).unwrap();
+        assert_eq!(
+            recovered.position,
+            Position {
+                segment: 1,
+                offset: one
+            }
+        );
+        assert_eq!((recovered.pending, recovered.next_segment), (2, 2));
+        // The old segment is sealed: the new process appends to segment 2.
+        let (_, durable) = watch::channel(Position { segment: 2, offset: 0 });
+        let mut reader = Reader::new(dir.clone(), recovered.position, shared, durable);
+        let chunk = reader.read(100).unwrap();
+        let keys: Vec<&str> = chunk.records.iter().map(|s| s.record.partition_key.as_str()).collect();
+        assert_eq!((keys, chunk.corrupt), (vec!["b", "c"], 1));
+        reader.commit(chunk.next).unwrap();
+        let next = reader.read(100).unwrap();
+        assert!(next.advanced, "the replayed segment is deleted");
+        assert!(!segment_path(&dir, 1).exists());
+        assert_eq!(load_ledger(&dir), Some(Position { segment: 2, offset: 0 }));
+    }
 }

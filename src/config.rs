@@ -439,7 +439,7 @@ impl Config {
                 Some(dir) => Some(SpillConfig {
                     dir: PathBuf::from(dir),
                     max_bytes: vars.at_most("SPILL_MAX_BYTES", 1 << 30, usize::MAX)?.get() as u64,
-                    replay_per_second: vars.parse("SPILL_REPLAY_MAX_RECORDS_PER_SEC", 10_000)?,
+                    replay_per_second: vars.parse("SPILL_REPLAY_MAX_RECORDS_PER_SEC", 0)?,
                 }),
             },
             readiness_cache_ttl: vars.millis("READINESS_CACHE_TTL_MS", 5_000)?,
@@ -718,6 +718,34 @@ mod tests {
 
         let err = config(&[("KINESIS_STREAM_NAME", "s"), ("KINESIS_MAX_ATTEMPTS", "0")]).unwrap_err();
         assert_eq!(err.name, "KINESIS_MAX_ATTEMPTS");
+    }
+
+    #[test]
+    fn the_spill_is_off_unless_a_directory_is_set() {
+        let defaults = config(&[]).unwrap();
+        assert_eq!(defaults.spill, None);
+        assert_eq!(defaults.batch.concurrency, concurrency::Mode::Adaptive);
+        assert_eq!(defaults.batch.max_concurrent_calls.get(), 64);
+        let spill = config(&[("SPILL_DIR", "/var/spill"), ("SPILL_MAX_BYTES", "1000")])
+            .unwrap()
+            .spill
+            .unwrap();
+        assert_eq!(
+            spill,
+            SpillConfig {
+                dir: "/var/spill".into(),
+                max_bytes: 1000,
+                replay_per_second: 0,
+            }
+        );
+        assert_eq!(
+            config(&[("SPILL_DIR", "/s"), ("SPILL_MAX_BYTES", "0")])
+                .unwrap_err()
+                .name,
+            "SPILL_MAX_BYTES"
+        );
+        let fixed = config(&[("BATCH_ADAPTIVE_CONCURRENCY", "false")]).unwrap();
+        assert_eq!(fixed.batch.concurrency, concurrency::Mode::Fixed);
     }
 
     #[test]

@@ -18,8 +18,9 @@
 //!   a failed write or a failed `fsync` answers 503: never a 2xx that is not
 //!   durable.
 //! - **Replay** (`replay.rs`): oldest first, one chunk at a time through the
-//!   writer (so it shares the adaptive concurrency limit and backs off with
-//!   the stream), at most `SPILL_REPLAY_MAX_RECORDS_PER_SEC`.
+//!   writer, each stored before the next is read (so it shares the adaptive
+//!   concurrency limit and backs off with the stream), and at most
+//!   `SPILL_REPLAY_MAX_RECORDS_PER_SEC` when that is set.
 //! - **Crash safety**: every record carries a CRC32C (`frame.rs`); on start
 //!   the spill replays what a previous process left, skipping and counting
 //!   torn or corrupt records.

@@ -188,6 +188,29 @@ async fn over_the_in_flight_cap_requests_are_shed_at_once() {
 }
 
 #[tokio::test]
+async fn the_in_flight_byte_budget_counts_what_a_decoded_body_holds() {
+    // 1 MiB of budget: a 200 KB event fits once decoded (4 x 200 KB held);
+    // the same event 1 MB decoded does not, however small it travels.
+    let mut config = test_config();
+    config.http.max_in_flight_body_bytes = NonZeroUsize::new(1 << 20).unwrap();
+    let (server, path) = file_server(&config).await;
+    let url = server.url("/import");
+    let small = format!(r#"{{"pad":"{}"}}"#, "a".repeat(200_000));
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], gzip(small.as_bytes()))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let large = format!(r#"{{"pad":"{}"}}"#, "a".repeat(1_000_000));
+    let compressed = gzip(large.as_bytes());
+    assert!(compressed.len() < 10_000, "it travels small");
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], compressed)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", reply.body);
+    assert_eq!(reply.json()["error"], "overloaded");
+    assert_eq!(stored(&path).len(), 1, "only the event that fit was stored");
+    // The budget is whole again: a request that fits still passes.
+    let reply = http::send(post(&url, &[("Content-Encoding", "gzip")], gzip(small.as_bytes()))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn over_the_connection_cap_a_connection_gets_503() {
     let mut config = test_config();
     config.http.max_connections = NonZeroUsize::new(2).unwrap();

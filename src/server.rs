@@ -27,6 +27,9 @@ use crate::api;
 use crate::app::App;
 use crate::metrics::GaugeGuard;
 
+/// The most bytes one HTTP/1 connection buffers before its handler reads them.
+const CONNECTION_BUFFER: usize = 64 * 1024;
+
 /// HTTP/2 streams one connection may have open at once.
 const MAX_CONCURRENT_STREAMS: u32 = 256;
 
@@ -37,6 +40,10 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(app.http.header_read_timeout)
+        // Bytes a connection reads ahead of its handler: hyper's default
+        // (~400 KiB) lets each of thousands of connections buffer a large
+        // body outside MAX_IN_FLIGHT_BODY_BYTES.
+        .max_buf_size(CONNECTION_BUFFER)
         .keep_alive(true);
     builder
         .http2()

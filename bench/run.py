@@ -27,6 +27,9 @@ says what differs):
                 the doors at the Kubernetes manifests' MAX_IN_FLIGHT_BODY_BYTES
                 (128 MiB) with 1000 and 2000 connections: the run fails when
                 peak RSS reaches the pods' 512 MiB limit
+  manifest-spill100
+                the same, with the spill on and the stream down (the spill
+                variant of the manifests), then its drain
   go, node      the seed's peer servers in ../shared/peers (with --peers)
 
 --pin runs the system under test alone on CPU 0 and wrk and the upstream on
@@ -214,6 +217,9 @@ def systems(args):
     for door, path, shape in [("batch100", "/import/batch", "array"), ("segment100", "/v1/batch", "segment"),
                               ("posthog100", "/batch/", "posthog")]:
         found["manifest-" + door] = Case(gateway, manifest, path, 100, connections=[1000, 2000], shape=shape)
+    # The spill variant's pods (deploy/kubernetes/spill), the stream down: every batch spilled.
+    found["manifest-spill100"] = Case(gateway, dict(found["spill100"].env, MAX_IN_FLIGHT_BODY_BYTES=str(128 << 20)),
+                                      "/import/batch", 100, connections=[1000, 2000], spill=SPILL_DIR)
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)

@@ -406,3 +406,49 @@ fn an_invalid_property_names_its_variable() {
     let err = KafkaSink::new(&kafka).unwrap_err().to_string();
     assert!(err.contains("KAFKA_PROPERTY_NO_SUCH_THING"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_spill_a_broker_outage_is_202_and_replayed_once_it_is_back() {
+    let cluster = cluster(1, 1);
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = std::env::temp_dir().join(format!("gateway-kafka-spill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config {
+        spill: Some(clickstream_gateway::config::SpillConfig {
+            dir,
+            max_bytes: 64 << 20,
+            replay_per_second: 0,
+        }),
+        ..test_config()
+    };
+    let server = gateway(&kafka_config(&bootstrap, TOPIC), &config).await;
+    assert_eq!(
+        http::post(&server.url("/import"), "before").await.status,
+        StatusCode::OK
+    );
+    cluster.broker_down(1).unwrap();
+    for i in 0..5 {
+        let reply = http::post(&server.url("/import"), format!("during-{i}")).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+        assert_eq!(reply.json(), serde_json::json!({"Spilled": true}));
+    }
+    cluster.broker_up(1).unwrap();
+    common::eventually("the spill is replayed", Duration::from_secs(60), || async {
+        let text = http::get(&server.url("/metrics")).await.body;
+        String::from_utf8_lossy(&text).contains("\nspill_records 0\n")
+    })
+    .await;
+    let stored = read_all(&bootstrap, 1).await;
+    for i in 0..5 {
+        assert_eq!(count(&stored, format!("during-{i}").as_bytes()), 1, "during-{i}");
+    }
+    let during: Vec<&[u8]> = stored
+        .iter()
+        .map(|s| s.value.as_slice())
+        .filter(|v| v.starts_with(b"during-"))
+        .collect();
+    assert_eq!(
+        during,
+        [&b"during-0"[..], b"during-1", b"during-2", b"during-3", b"during-4"]
+    );
+}

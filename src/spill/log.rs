@@ -152,17 +152,17 @@ impl Appender {
     }
 
     fn commit(&mut self, group: Vec<Append>) {
-        let mut buffer = Vec::new();
+        let mut bytes = 0;
         let mut accepted = Vec::new();
         let pending_bytes = self.shared.lock().pending_bytes;
         let mut refused = false;
         for append in group {
-            if pending_bytes + (buffer.len() + append.frames.len()) as u64 > self.max_bytes {
+            if pending_bytes + (bytes + append.frames.len()) as u64 > self.max_bytes {
                 refused = true;
                 let _ = append.reply.send(Err(AppendError::Full));
                 continue;
             }
-            buffer.extend_from_slice(&append.frames);
+            bytes += append.frames.len();
             accepted.push(append);
         }
         if refused {
@@ -171,7 +171,7 @@ impl Appender {
         if accepted.is_empty() {
             return;
         }
-        let outcome = self.write(&buffer);
+        let outcome = self.write(&accepted, bytes as u64);
         if let Err(err) = &outcome {
             tracing::error!(error = %err, segment = self.id, "spill write failed; answering 503 and starting a new segment");
             self.abandon();
@@ -180,8 +180,8 @@ impl Appender {
             state.full = refused;
             // Pending grows before the reader may see the records.
             state.pending += accepted.iter().map(|a| a.records).sum::<u64>();
-            state.disk_bytes += buffer.len() as u64;
-            state.pending_bytes += buffer.len() as u64;
+            state.disk_bytes += bytes as u64;
+            state.pending_bytes += bytes as u64;
             state.oldest_ms.get_or_insert(accepted[0].at_ms);
             state.durable = Position {
                 segment: self.id,
@@ -195,16 +195,20 @@ impl Appender {
         }
     }
 
-    fn write(&mut self, buffer: &[u8]) -> io::Result<()> {
+    /// Every append's frames, written in turn (no copy into one buffer),
+    /// then one `fsync` for all of them.
+    fn write(&mut self, appends: &[Append], bytes: u64) -> io::Result<()> {
         // A segment replayed to its end is sealed, so the reader deletes it.
         let drained = self.size > 0 && self.shared.lock().pending == 0;
         if self.file.is_none() || self.size >= self.segment_bytes || drained {
             self.rotate()?;
         }
         let file = self.file.as_mut().expect("rotate opened a segment");
-        file.write_all(buffer)?;
+        for append in appends {
+            file.write_all(&append.frames)?;
+        }
         file.sync_data()?;
-        self.size += buffer.len() as u64;
+        self.size += bytes;
         Ok(())
     }
 

@@ -108,6 +108,19 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
             "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"
         ),
     }
+    tracing::info!(
+        max_concurrent_calls = config.batch.max_concurrent_calls.get(),
+        concurrency = ?config.batch.concurrency,
+        "upstream calls"
+    );
+    if let Some(spill) = &config.spill {
+        tracing::info!(
+            dir = %spill.dir.display(),
+            max_bytes = spill.max_bytes,
+            replay_per_second = spill.replay_per_second,
+            "durable spill on: records the stream cannot take are fsynced here and replayed"
+        );
+    }
 }
 
 /// `clickstream-gateway healthcheck`: exits 0 when `GET /healthz` on this

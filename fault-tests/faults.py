@@ -155,9 +155,15 @@ class Suite:
         )
         self.proxy = Proxy(int(kinesis_url.rsplit(":", 1)[1]))
         self.failures = []
+        self.streams = []
 
-    def stream(self, shards=2):
+    def stream(self, shards=1):
+        """A new stream; the previous one is deleted, since kinesis-local
+        allows 50 shards in all and other suites share it."""
+        for old in self.streams:
+            self.kinesis.delete_stream(StreamName=old, EnforceConsumerDeletion=True)
         name = f"faults-{uuid.uuid4().hex[:8]}"
+        self.streams = [name]
         self.kinesis.create_stream(StreamName=name, ShardCount=shards)
         self.kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
         return name
@@ -191,7 +197,7 @@ class Suite:
 
     # --- slow -------------------------------------------------------------
     def slow_run(self, label, env):
-        stream = self.stream()
+        stream = self.stream(shards=2)
         gateway = self.gateway(stream, **env)
         run = uuid.uuid4().hex[:8]
         self.proxy.delay = (1.0, 3.0)
@@ -366,6 +372,8 @@ def main():
     suite = Suite(binary, os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567"))
     for name in wanted:
         getattr(suite, name)()
+    suite.stream()  # deletes the last one
+    suite.kinesis.delete_stream(StreamName=suite.streams[0])
     if suite.failures:
         sys.exit("FAILED:\n  " + "\n  ".join(suite.failures))
     print("all fault checks passed")

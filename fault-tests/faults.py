@@ -13,9 +13,10 @@ reads the stream back with boto3.
   outage   SPILL_DIR on; the stream is cut off in the middle of the load:
            every request 2xx, then the stream comes back and every event is
            in it, once, in order per key.
-  kill     SPILL_DIR on, stream cut off, concurrent load, then SIGKILL of
-           the gateway; restarted on the same SPILL_DIR with the stream back:
-           every event that got a 2xx is in the stream.
+  kill     SPILL_DIR on, stream cut off, concurrent load (16 clients, at
+           most 1000 batches of 10 each), then SIGKILL of the gateway once
+           3000 events are acknowledged, while they still send; restarted on the same SPILL_DIR with the stream back, once
+           its spill has drained: every event that got a 2xx is in the stream.
   full     SPILL_DIR on a 1 MiB tmpfs (needs root): 503s once the disk is
            full, never a 2xx that is not in the stream afterwards, and 2xx
            again once replay has freed the disk.
@@ -130,6 +131,20 @@ def post(url, body, headers=None, timeout=10.0):
 
 def batch_body(run, client, first, count):
     return json.dumps([{"run": run, "client": client, "seq": first + i} for i in range(count)])
+
+
+def wait_drained(gateway, within):
+    """Whether the gateway's spill is empty (spill_records 0) within `within` s."""
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(gateway.url + "/metrics", timeout=5) as r:
+                if "\nspill_records 0\n" in r.read().decode():
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
 
 
 def read_stream(kinesis, stream):
@@ -298,7 +313,7 @@ class Suite:
 
         def client(c):
             b = 0
-            while not stop.is_set():
+            while not stop.is_set() and b < 1000:
                 status, _ = post(gateway.url + "/import/batch", batch_body(run, f"c{c}", b * 10, 10), timeout=5)
                 if 200 <= status < 300:
                     with lock:
@@ -307,8 +322,12 @@ class Suite:
 
         with concurrent.futures.ThreadPoolExecutor(16) as pool:
             futures = [pool.submit(client, c) for c in range(16)]
-            time.sleep(4)
-            gateway.proc.kill()  # SIGKILL
+            # Once the spill is under way (the first requests wait for the
+            # stream's failure), SIGKILL while the clients are still sending.
+            deadline = time.time() + 30
+            while len(acknowledged) < 3000 and time.time() < deadline:
+                time.sleep(0.05)
+            gateway.proc.kill()
             gateway.proc.wait()
             stop.set()
             for f in futures:
@@ -316,7 +335,10 @@ class Suite:
         self.check(len(acknowledged) > 0, f"{len(acknowledged)} events acknowledged before the kill")
         self.proxy.restore()
         restarted = self.gateway(stream, spill)
-        records = [r for _, r in self.wait_for(stream, len(acknowledged), 180) if r.get("run") == run]
+        started = time.time()
+        drained = wait_drained(restarted, 300)
+        self.check(drained, f"the restarted gateway drains its spill ({time.time() - started:.0f} s)")
+        records = [r for _, r in self.wait_for(stream, len(acknowledged), 30) if r.get("run") == run]
         present = {(r["client"], r["seq"]) for r in records}
         missing = acknowledged - present
         self.check(not missing, f"every acknowledged event is in the stream after the restart ({len(missing)} missing)")

@@ -12,7 +12,9 @@ reads the stream back with boto3.
            with the defaults, asserts >= 99 % 2xx and <= 1.02 records/event.
   outage   SPILL_DIR on; the stream is cut off in the middle of the load:
            every request 2xx, then the stream comes back and every event is
-           in it, once, in order per key.
+           in it, in order per key; a write cut off in flight may have been
+           stored and is replayed too (at least once), so duplicates are
+           counted and bounded by the requests in flight at the cut.
   kill     SPILL_DIR on, stream cut off, concurrent load (16 clients, at
            most 1000 batches of 10 each), then SIGKILL of the gateway once
            3000 events are acknowledged, while they still send; restarted on the same SPILL_DIR with the stream back, once
@@ -293,12 +295,20 @@ class Suite:
         records = [(k, r) for k, r in self.wait_for(stream, 4000, 120) if r.get("run") == run]
         events = collections.Counter((r["client"], r["seq"]) for _, r in records)
         self.check(len(events) == 4000, f"every acknowledged event is in the stream ({len(events)} of 4000)")
+        # A call in flight when the stream is cut may have been stored before
+        # its answer was lost: the gateway cannot know, spills it, and replay
+        # stores it again (at least once). At most the 20 requests in flight.
         dupes = sum(n - 1 for n in events.values())
-        self.check(dupes == 0, f"each once ({dupes} duplicates)")
-        order_ok = all(
-            [r["seq"] for _, r in records if r["client"] == f"c{c}"] == sorted(r["seq"] for _, r in records if r["client"] == f"c{c}") for c in range(20)
-        )
-        self.check(order_ok, "in order per key")
+        self.check(dupes <= 20 * 20, f"duplicates only from the writes cut off in flight ({dupes}, at most 400)")
+        firsts_in_order = True
+        for c in range(20):
+            seen, firsts = set(), []
+            for _, r in records:
+                if r["client"] == f"c{c}" and r["seq"] not in seen:
+                    seen.add(r["seq"])
+                    firsts.append(r["seq"])
+            firsts_in_order &= firsts == sorted(firsts)
+        self.check(firsts_in_order, "in order per key (each event's first copy)")
         gateway.stop()
 
     # --- kill -------------------------------------------------------------

@@ -32,6 +32,7 @@ import concurrent.futures
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,6 +46,7 @@ import boto3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "sdk-tests"))
+from check import read_stream as read_shards  # noqa: E402
 from gateway import Gateway, free_port  # noqa: E402
 
 
@@ -151,16 +153,7 @@ def wait_drained(gateway, within):
 
 def read_stream(kinesis, stream):
     """Every record's (partition key, decoded JSON), shard by shard."""
-    records = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-        empty = 0
-        while iterator and empty < 3:
-            got = kinesis.get_records(ShardIterator=iterator, Limit=10000)
-            records += [(r["PartitionKey"], json.loads(r["Data"])) for r in got["Records"]]
-            empty = 0 if got["Records"] else empty + 1
-            iterator = got.get("NextShardIterator")
-    return records
+    return [(key, json.loads(data)) for _, key, data in read_shards(kinesis, stream)]
 
 
 class Suite:
@@ -309,6 +302,7 @@ class Suite:
                     firsts.append(r["seq"])
             firsts_in_order &= firsts == sorted(firsts)
         self.check(firsts_in_order, "in order per key (each event's first copy)")
+        shutil.rmtree(spill, ignore_errors=True)
         gateway.stop()
 
     # --- kill -------------------------------------------------------------
@@ -354,6 +348,7 @@ class Suite:
         self.check(not missing, f"every acknowledged event is in the stream after the restart ({len(missing)} missing)")
         print(f"  {len(records)} records for {len(acknowledged)} acknowledged events ({len(present - acknowledged)} unacknowledged also stored)")
         restarted.stop()
+        shutil.rmtree(spill, ignore_errors=True)
 
     # --- full -------------------------------------------------------------
     def full(self):
@@ -362,6 +357,7 @@ class Suite:
         if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", mount]).returncode != 0:
             self.check(False, "mount a 1 MiB tmpfs (needs root)")
             return
+        gateway = None
         try:
             stream = self.stream()
             gateway = self.gateway(stream, mount)
@@ -391,8 +387,9 @@ class Suite:
             status, _ = post(gateway.url + "/import", json.dumps({"run": run, "client": "c0", "seq": 100000}))
             self.check(status == 202, f"spilling again on the freed disk ({status})")
             self.proxy.restore()
-            gateway.stop()
         finally:
+            if gateway:
+                gateway.stop()
             subprocess.run(["umount", mount])
 
 

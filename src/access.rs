@@ -14,9 +14,17 @@
 //!   (Snowplow's tracker sends cookies, and `*` is refused for such
 //!   requests), `Vary: Origin`, the headers the SDKs preflight, and a
 //!   preflight cache. `CORS_ALLOWED_ORIGINS` narrows it to its list.
+//!   Only a real origin is reflected (`scheme://host[:port]`): a request
+//!   claiming `Origin: *` gets no CORS headers, and `Origin: null`
+//!   (sandboxed iframes, `file://` pages) is answered `null` without
+//!   credentials.
 //! - `/import` and `/import/batch` are the gateway's own API, called by the
 //!   operator's backends: no CORS until `CORS_ALLOWED_ORIGINS` names the
-//!   pages that may call them (`*` for any), and no credentials.
+//!   pages that may call them (`*` for any), and no credentials. CORS only
+//!   stops a page from *reading* an answer, not a browser from sending a
+//!   simple request, so a request to these routes that carries an `Origin`
+//!   they do not allow is refused (403) before its body is read: a page on
+//!   another site cannot write to them. `API_KEYS` is what closes them.
 use hyper::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ACCESS_CONTROL_REQUEST_HEADERS,
@@ -121,9 +129,11 @@ impl Access {
             return;
         }
         if let Some(origin) = self.allowed_origin(policy, request) {
+            // An opaque origin is many pages at once: never with credentials.
+            let opaque = origin.as_bytes() == b"null";
             response.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             response.insert(ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(EXPOSED_HEADERS));
-            if policy == Cors::Sdk {
+            if policy == Cors::Sdk && !opaque {
                 response.insert(ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
             }
         }
@@ -163,8 +173,16 @@ impl Access {
         Ok(())
     }
 
+    /// Whether a request from a browser (one with an `Origin`) may use a
+    /// route under `policy` at all: on the gateway's own API only the
+    /// allowed origins may, since a simple request is sent whatever CORS
+    /// says. Requests without `Origin` (servers, SDKs outside browsers) may.
+    pub fn admits(&self, policy: Cors, request: &HeaderMap) -> bool {
+        policy != Cors::Api || !request.contains_key(ORIGIN) || self.allowed_origin(policy, request).is_some()
+    }
+
     fn allowed_origin(&self, policy: Cors, request: &HeaderMap) -> Option<HeaderValue> {
-        let origin = request.get(ORIGIN)?;
+        let origin = request.get(ORIGIN).filter(|o| is_origin(o.as_bytes()))?;
         let allowed = match policy {
             Cors::Off => false,
             Cors::Api => self.any_origin || self.lists(origin),
@@ -176,6 +194,26 @@ impl Access {
     fn lists(&self, origin: &HeaderValue) -> bool {
         self.origins.iter().any(|o| o.as_bytes() == origin.as_bytes())
     }
+}
+
+/// Whether `value` is an origin as a browser serialises it (RFC 6454):
+/// `null`, or `scheme://host[:port]` with nothing after (`capacitor://localhost`
+/// and `chrome-extension://id` included). `*`, paths and spaces are not.
+fn is_origin(value: &[u8]) -> bool {
+    if value == b"null" {
+        return true;
+    }
+    let Some(at) = value.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    let (scheme, authority) = (&value[..at], &value[at + 3..]);
+    let scheme_ok = scheme.first().is_some_and(u8::is_ascii_alphabetic)
+        && scheme.iter().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b));
+    let authority_ok = !authority.is_empty()
+        && authority
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:[]".contains(b));
+    scheme_ok && authority_ok
 }
 
 /// The SDK headers, plus whatever else the preflight asks for when it is a
@@ -299,6 +337,58 @@ mod tests {
         let mut response = HeaderMap::new();
         access.add_cors_headers(Cors::Off, &page, &mut response);
         assert!(response.is_empty());
+    }
+
+    #[test]
+    fn only_real_origins_are_reflected_and_null_never_with_credentials() {
+        let access = access(&[], &[]);
+        for bad in [
+            "*",
+            "https://shop.example/path",
+            "https://a b",
+            "shop.example",
+            "://x",
+            "",
+        ] {
+            let mut request = HeaderMap::new();
+            request.insert(ORIGIN, HeaderValue::from_str(bad).unwrap());
+            let mut response = HeaderMap::new();
+            access.add_cors_headers(Cors::Sdk, &request, &mut response);
+            assert!(
+                !response.contains_key(ACCESS_CONTROL_ALLOW_ORIGIN),
+                "{bad:?}: {response:?}"
+            );
+            assert!(!response.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS), "{bad:?}");
+        }
+        let mut response = HeaderMap::new();
+        access.add_cors_headers(Cors::Sdk, &headers(&[("origin", "null")]), &mut response);
+        assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], "null");
+        assert!(!response.contains_key(ACCESS_CONTROL_ALLOW_CREDENTIALS), "{response:?}");
+        for good in [
+            "capacitor://localhost",
+            "http://[::1]:8080",
+            "chrome-extension://abcdef",
+        ] {
+            let mut request = HeaderMap::new();
+            request.insert(ORIGIN, HeaderValue::from_str(good).unwrap());
+            let mut response = HeaderMap::new();
+            access.add_cors_headers(Cors::Sdk, &request, &mut response);
+            assert_eq!(response[ACCESS_CONTROL_ALLOW_ORIGIN], good);
+        }
+    }
+
+    #[test]
+    fn the_api_admits_pages_only_from_allowed_origins() {
+        let page = headers(&[("origin", "https://evil.example")]);
+        let server = HeaderMap::new();
+        let closed = access(&[], &[]);
+        assert!(!closed.admits(Cors::Api, &page));
+        assert!(closed.admits(Cors::Api, &server), "no Origin: not a browser");
+        assert!(closed.admits(Cors::Sdk, &page));
+        let open = access(&[], &["https://evil.example"]);
+        assert!(open.admits(Cors::Api, &page));
+        assert!(access(&[], &["*"]).admits(Cors::Api, &page));
+        assert!(!access(&[], &["*"]).admits(Cors::Api, &headers(&[("origin", "*")])));
     }
 
     #[test]

@@ -147,6 +147,9 @@ where
             Err(ApiError::MethodNotAllowed { allow: route.allow })
         };
     }
+    if !app.access.admits(route.cors, request.headers()) {
+        return Err(ApiError::OriginNotAllowed);
+    }
     match route.endpoint {
         Endpoint::Import => endpoints::import::handle(app, request).await,
         Endpoint::ImportBatch => endpoints::batch::handle(app, request, request_id).await,

@@ -76,6 +76,7 @@ impl App {
     /// record limit starts at the sink's default. Starts the writer (and the
     /// spill), so it must run inside a tokio runtime.
     pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Result<Self, StartError> {
+        check_settings(config, sink.kind(), &sink.limits())?;
         let metrics = Arc::new(Metrics::new());
         let max_record_bytes = sink.limits().max_record_bytes;
         let writer = Writer::new(sink, metrics.clone(), config.batch);
@@ -154,14 +155,18 @@ impl App {
             return outcomes;
         }
         let spilled: Vec<Record> = failed.iter().map(|&i| records[i].clone()).collect();
-        match spill.append(&spilled, &self.metrics).await {
-            Ok(()) => {
-                for i in failed {
-                    outcomes[i] = Ok(Receipt::spilled());
-                }
-            }
-            // The stream's own failure says more than the spill's.
-            Err(err) => tracing::error!(error = %err, records = spilled.len(), "could not spill records"),
+        let spilled_count = spilled.len();
+        let appended = spill.append(&spilled, &self.metrics).await;
+        if let Err(err) = &appended {
+            tracing::error!(error = %err, records = spilled_count, "could not spill records");
+        }
+        for i in failed {
+            // A full spill is overload (`overloaded`), whichever way the
+            // record came to it: the client is told what refused it last.
+            outcomes[i] = match &appended {
+                Ok(()) => Ok(Receipt::spilled()),
+                Err(err) => Err(spill_failure(err.clone())),
+            };
         }
         outcomes
     }
@@ -193,14 +198,27 @@ impl App {
             .readiness
             .check(self.sink().as_ref(), |destination| self.apply(destination))
             .await;
-        match &self.spill {
-            Some(spill) if !verdict.ready && !self.readiness.is_shutting_down() && spill.has_room() => Verdict {
+        let Some(spill) = &self.spill else {
+            return verdict;
+        };
+        match spill.trouble() {
+            None if !verdict.ready && !self.readiness.is_shutting_down() => Verdict {
                 ready: true,
                 status: format!(
                     "spilling to disk ({} records waiting): {}",
                     spill.pending(),
                     verdict.status
                 ),
+            },
+            // New records go behind spilled ones: a spill that cannot take
+            // them refuses every request, whatever the stream says.
+            Some(trouble) if verdict.ready && spill.holds_records() => Verdict {
+                ready: false,
+                status: trouble,
+            },
+            Some(trouble) if !verdict.ready => Verdict {
+                ready: false,
+                status: format!("{}; {trouble}", verdict.status),
             },
             _ => verdict,
         }
@@ -230,6 +248,34 @@ fn spill_failure(err: AppendError) -> SinkError {
         AppendError::Full => SinkError::Overloaded("the spill is full".into()),
         AppendError::Io(detail) => SinkError::Unavailable(format!("the spill write failed: {detail}")),
     }
+}
+
+/// Every start-up check of the settings against the sink: the batch
+/// settings ([`check_batch`]), and budgets that could never hold one record
+/// (every request would then fail). Called by [`App::new`], the path the
+/// binary takes, so none can be left unwired.
+pub fn check_settings(config: &Config, kind: &str, limits: &SinkLimits) -> Result<(), ConfigError> {
+    check_batch(&config.batch, kind, limits)?;
+    let record = limits.max_record_bytes;
+    let budget = config.http.max_in_flight_body_bytes.get();
+    if budget < record {
+        return Err(ConfigError {
+            name: "MAX_IN_FLIGHT_BODY_BYTES",
+            value: budget.to_string(),
+            reason: format!("must hold at least one record: the {kind} sink's record limit is {record} bytes"),
+        });
+    }
+    if let Some(spill) = &config.spill {
+        let frame = crate::spill::frame_size(record, limits.max_key_chars);
+        if spill.max_bytes < frame as u64 {
+            return Err(ConfigError {
+                name: "SPILL_MAX_BYTES",
+                value: spill.max_bytes.to_string(),
+                reason: format!("must hold at least one record: {frame} bytes for the {kind} sink's largest"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The batch settings against what the `kind` sink takes: more records or

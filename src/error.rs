@@ -54,6 +54,44 @@ pub enum ApiError {
         /// The record limit in bytes.
         limit: usize,
     },
+    /// A body over its endpoint's own limit (a batch's, an SDK protocol's),
+    /// raw or decoded.
+    #[error("the request body is larger than {limit} bytes, this endpoint's body limit; split it or send less")]
+    BodyTooLarge {
+        /// The endpoint's body limit in bytes.
+        limit: usize,
+    },
+    /// A compressed body whose decoder would need more memory than its
+    /// output may take: refused from the stream's header, before decoding.
+    #[error("the {encoding} stream asks for a {window}-byte window; at most {max} is accepted here")]
+    WindowTooLarge {
+        /// The `Content-Encoding`.
+        encoding: &'static str,
+        /// The window the stream declares, in bytes.
+        window: u64,
+        /// The largest window accepted for this endpoint.
+        max: usize,
+    },
+    /// A client-controlled string the gateway copies into every record (a
+    /// write key, a project token, a send time) over its documented limit.
+    #[error("`{field}` is longer than {max} bytes; it is copied into every event, so it must be short")]
+    FieldTooLong {
+        /// The field, as the protocol names it.
+        field: &'static str,
+        /// Its limit in bytes.
+        max: usize,
+    },
+    /// A request whose records would be larger than its body allows (see
+    /// `ingest::hold_records`): never expected of a real client.
+    #[error(
+        "the request's events would make {bytes} bytes of records; at most {max} are written for a body of its size"
+    )]
+    RecordsTooLarge {
+        /// The records' bytes.
+        bytes: usize,
+        /// The most its body allows.
+        max: usize,
+    },
     /// The client did not send its whole body in time.
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(Duration),
@@ -147,7 +185,12 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", false),
             ApiError::EmptyBody => (StatusCode::BAD_REQUEST, "empty_body", false),
             ApiError::PartitionKey(_) => (StatusCode::BAD_REQUEST, "invalid_partition_key", false),
-            ApiError::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", false),
+            ApiError::PayloadTooLarge { .. } | ApiError::BodyTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", false)
+            }
+            ApiError::WindowTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "window_too_large", false),
+            ApiError::FieldTooLong { .. } => (StatusCode::BAD_REQUEST, "field_too_long", false),
+            ApiError::RecordsTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "records_too_large", false),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout", false),
             ApiError::BodyRead(_) => (StatusCode::BAD_REQUEST, "bad_body", false),
             ApiError::BadEncoding(_) => (StatusCode::BAD_REQUEST, "bad_encoding", false),
@@ -224,7 +267,10 @@ impl ApiError {
             }
             // The rest of the body may still be on the wire: do not read it as
             // the next request.
-            ApiError::PayloadTooLarge { .. } | ApiError::BodyTimeout(_) | ApiError::BodyRead(_) => {
+            ApiError::PayloadTooLarge { .. }
+            | ApiError::BodyTooLarge { .. }
+            | ApiError::BodyTimeout(_)
+            | ApiError::BodyRead(_) => {
                 headers.insert(CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

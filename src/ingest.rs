@@ -29,6 +29,21 @@ use crate::partition_key;
 /// call's encoding (base64 JSON for Kinesis). README "Memory" has the
 /// figures measured with it (bench `manifest-*` runs).
 pub const HELD_PER_BODY_BYTE: usize = 4;
+/// Bytes a request holds per byte of the records it writes, beside its
+/// body: the records themselves and the upstream call's encoding of them
+/// (base64 in JSON for Kinesis, about 1.4 bytes per byte), with room to spare.
+pub const HELD_PER_RECORD_BYTE: usize = 3;
+/// The most a request's records may hold per byte of the body they came
+/// from: an event is stored as sent, or re-serialised when the gateway
+/// removes a field it sets itself, which can write a short number long
+/// (`9e15` as `9000000000000000.0`).
+pub const MAX_RECORD_BYTES_PER_BODY_BYTE: usize = 4;
+/// What the gateway adds to one record at most, in bytes, beside the
+/// event's own bytes: a partition key (at most 256 characters, 1 KiB of
+/// UTF-8) and the SDK doors' fields (an id, the receive time, a send time of
+/// at most 64 bytes, the client's address, `_gateway` with a source key of
+/// at most 256 bytes).
+pub const MAX_ADDED_PER_RECORD: usize = 2048;
 
 /// Bodies up to this many declared bytes are drained after an early refusal;
 /// larger ones cost more to read than a reconnect.
@@ -45,15 +60,48 @@ pub struct Ingested<'a> {
     pub body: Bytes,
     /// The `X-Partition-Key` header's key, checked, when sent.
     pub partition_key: Option<String>,
+    budget: &'a tokio::sync::Semaphore,
     _slot: SemaphorePermit<'a>,
-    _bytes: SemaphorePermit<'a>,
-    _held: Option<SemaphorePermit<'a>>,
+    held: SemaphorePermit<'a>,
 }
 
 impl Ingested<'_> {
     /// The request headers.
     pub fn headers(&self) -> &HeaderMap {
         &self.head.headers
+    }
+
+    /// Holds, in the in-flight budget, what the request's records take:
+    /// `record_bytes` (data + partition keys) made from the body. A door that
+    /// copies a field into every event makes records larger than its body;
+    /// this counts them, so no request holds more than the budget says,
+    /// whatever it amplifies to. Over the budget it is shed with 503.
+    ///
+    /// `source_bytes` is the body the records came from (larger than the
+    /// decoded body when a protocol unwrapped it further): records over
+    /// [`MAX_RECORD_BYTES_PER_BODY_BYTE`] times it plus
+    /// [`MAX_ADDED_PER_RECORD`] per record are refused with 413, which is
+    /// the bound the README states.
+    pub fn hold_records(&mut self, source_bytes: usize, records: usize, record_bytes: usize) -> Result<(), ApiError> {
+        let max = source_bytes
+            .saturating_mul(MAX_RECORD_BYTES_PER_BODY_BYTE)
+            .saturating_add(records.saturating_mul(MAX_ADDED_PER_RECORD));
+        if record_bytes > max {
+            return Err(ApiError::RecordsTooLarge {
+                bytes: record_bytes,
+                max,
+            });
+        }
+        let needed = record_bytes
+            .saturating_mul(HELD_PER_RECORD_BYTE)
+            .saturating_add(self.body.len())
+            .max(self.body.len().saturating_mul(HELD_PER_BODY_BYTE));
+        let extra = needed.saturating_sub(self.held.num_permits());
+        if extra > 0 {
+            let more = reserve(self.budget, extra)?;
+            self.held.merge(more);
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +121,15 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// A 413 that names the limit that applied: the record limit where the
+    /// body is one record, else the endpoint's body limit.
+    fn name_limit(&self, err: ApiError) -> ApiError {
+        match err {
+            ApiError::PayloadTooLarge { limit } if !self.key_counts => ApiError::BodyTooLarge { limit },
+            other => other,
+        }
+    }
+
     /// An endpoint whose body is events: headers authorise, empty is an error.
     pub fn events(max_body: usize) -> Self {
         Limits {
@@ -109,33 +166,53 @@ where
             return Err(err);
         }
     };
-    let raw = read_limited(body, limit, app.http.body_read_timeout, hints).await?;
-    let body = encoding::decode(head.headers.get(CONTENT_ENCODING), raw, limit)?;
+    let raw = read_limited(body, limit, app.http.body_read_timeout, hints)
+        .await
+        .map_err(|e| limits.name_limit(e))?;
+    let body = decode(app, &head.headers, raw, limit).map_err(|e| limits.name_limit(e))?;
     if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
     }
     // What the request will hold, not only its body: reserve the rest now,
     // or shed it before it costs memory.
-    let held = body.len().saturating_mul(HELD_PER_BODY_BYTE);
-    let extra = held.saturating_sub(bytes.num_permits());
-    let extra = match extra {
-        0 => None,
-        n => Some(
-            u32::try_from(n)
-                .ok()
-                .and_then(|n| app.body_budget.try_acquire_many(n).ok())
-                .ok_or(ApiError::Overloaded("too many body bytes in flight"))?,
-        ),
-    };
+    let mut held = bytes;
+    let extra = body
+        .len()
+        .saturating_mul(HELD_PER_BODY_BYTE)
+        .saturating_sub(held.num_permits());
+    if extra > 0 {
+        held.merge(reserve(&app.body_budget, extra)?);
+    }
     app.metrics.body_received(body.len());
     Ok(Ingested {
         head,
         body,
         partition_key,
+        budget: &app.body_budget,
         _slot: slot,
-        _bytes: bytes,
-        _held: extra,
+        held,
     })
+}
+
+/// Decodes `raw` as its `Content-Encoding` says, within `limit`, holding
+/// the decoder's own memory (its window) in the in-flight budget while it
+/// runs: a request that would take more than the budget has is shed.
+fn decode(app: &App, headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let encoding = headers.get(CONTENT_ENCODING);
+    let working = encoding::working_memory(encoding, &raw, limit)?;
+    let _decoder = match working {
+        0 => None,
+        n => Some(reserve(&app.body_budget, n)?),
+    };
+    encoding::decode(encoding, raw, limit)
+}
+
+/// `bytes` of the in-flight budget, or 503 at once when they are not free.
+fn reserve(budget: &tokio::sync::Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
+    u32::try_from(bytes)
+        .ok()
+        .and_then(|n| budget.try_acquire_many(n).ok())
+        .ok_or(ApiError::Overloaded("too many body bytes in flight"))
 }
 
 /// What the head alone earned the request: its place in the in-flight
@@ -171,11 +248,8 @@ fn admit<'a>(
         (Some(key), true) => limits.max_body.saturating_sub(key.len()),
         _ => limits.max_body,
     };
-    let reserve = declared.map_or(limit, |len| (len as usize).min(limit + 1));
-    let bytes = u32::try_from(reserve)
-        .ok()
-        .and_then(|n| app.body_budget.try_acquire_many(n).ok())
-        .ok_or(ApiError::Overloaded("too many body bytes in flight"))?;
+    let reserve_bytes = declared.map_or(limit, |len| (len as usize).min(limit + 1));
+    let bytes = reserve(&app.body_budget, reserve_bytes)?;
     Ok(Admitted {
         slot,
         bytes,

@@ -104,7 +104,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 /// not reset the connection under the answer.
 async fn refuse(mut stream: tokio::net::TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const BODY: &str = r#"{"error":"overloaded","message":"the gateway has too many connections open; retry later"}"#;
+    const BODY: &str = r#"{"error":"overloaded","code":"overloaded","message":"the gateway has too many connections open; retry later"}"#;
     let mut scratch = [0u8; 4096];
     let _ = timeout(Duration::from_millis(100), stream.read(&mut scratch)).await;
     let answer = format!(

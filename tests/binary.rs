@@ -98,3 +98,105 @@ fn serves_then_exits_zero_on_sigterm() {
     child.kill().unwrap();
     panic!("the gateway did not exit within 5 s of SIGTERM");
 }
+
+/// Runs the binary until it exits or `within` passes (then kills it), and
+/// returns its exit status (None when killed) and everything it printed.
+fn run_for(vars: &[(&str, &str)], within: Duration) -> (Option<std::process::ExitStatus>, String) {
+    let mut child = gateway(vars)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > within {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (status, printed)
+}
+
+/// A free loopback port, as text.
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
+#[test]
+fn start_up_refuses_settings_no_request_could_pass_naming_the_variable() {
+    let dir = std::env::temp_dir().join(format!("gateway-bin-checks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("not-a-dir");
+    std::fs::write(&file, "x").unwrap();
+    let spill = dir.join("spill");
+    let port = free_port();
+    let base = [("HOST", "127.0.0.1"), ("PORT", port.as_str())];
+    let kinesis = [
+        ("SINK", "kinesis"),
+        ("KINESIS_STREAM_NAME", "clicks"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        // Nothing listens there: the check must come before any call.
+        ("KINESIS_ENDPOINT_URL", "http://127.0.0.1:9"),
+    ];
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![("BATCH_MAX_RECORDS", "501")], "BATCH_MAX_RECORDS"),
+        (vec![("MAX_IN_FLIGHT_BODY_BYTES", "1")], "MAX_IN_FLIGHT_BODY_BYTES"),
+        (
+            vec![("SPILL_DIR", spill.to_str().unwrap()), ("SPILL_MAX_BYTES", "1")],
+            "SPILL_MAX_BYTES",
+        ),
+        (vec![("SPILL_DIR", file.to_str().unwrap())], "SPILL_DIR"),
+        // A directory no process may write, root included.
+        (vec![("SPILL_DIR", "/proc/self/fdinfo")], "SPILL_DIR"),
+    ];
+    for (vars, variable) in cases {
+        let all: Vec<(&str, &str)> = base.iter().chain(&kinesis).chain(&vars).copied().collect();
+        let (status, printed) = run_for(&all, Duration::from_secs(20));
+        let status = status.unwrap_or_else(|| panic!("{vars:?}: still running after 20 s: {printed}"));
+        assert!(!status.success(), "{vars:?}: {printed}");
+        assert!(printed.contains(variable), "{vars:?} must name {variable}: {printed}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_secret_reaches_the_output() {
+    const SECRET: &str = "SuperSecret123";
+    let port = free_port();
+    for property in [
+        "KAFKA_PROPERTY_SASL_OAUTHBEARER_CLIENT_SECRET",
+        "KAFKA_PROPERTY_SASL_PASSWROD",
+        "KAFKA_PROPERTY_SASL_MECHANISM",
+    ] {
+        let vars = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", port.as_str()),
+            ("SINK", "kafka"),
+            ("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9"),
+            ("KAFKA_TOPIC", "t"),
+            (property, SECRET),
+        ];
+        let (_, printed) = run_for(&vars, Duration::from_secs(8));
+        assert!(!printed.contains(SECRET), "{property} leaked: {printed}");
+        assert!(!printed.is_empty(), "{property}: the gateway said nothing");
+    }
+    // A credential-like variable that does not parse is named, not shown.
+    let (status, printed) = run_for(&[("API_KEYS", SECRET), ("PORT", SECRET)], Duration::from_secs(8));
+    assert!(!status.unwrap().success());
+    assert!(printed.contains("PORT"), "{printed}");
+}

@@ -211,6 +211,51 @@ async fn the_in_flight_byte_budget_counts_what_a_decoded_body_holds() {
 }
 
 #[tokio::test]
+async fn the_budget_counts_the_records_a_request_makes_not_only_its_body() {
+    // 1 MiB of budget. A 100 KB Segment batch (4 x 100 KB held for its body)
+    // whose 2,000 events each carry a copy of a 256-byte write key and the
+    // gateway's fields makes about 1 MB of records: three times that does
+    // not fit, so it is shed before anything is written.
+    let mut config = test_config();
+    config.http.max_in_flight_body_bytes = NonZeroUsize::new(1 << 20).unwrap();
+    let (server, path) = file_server(&config).await;
+    let batch = |events: usize| {
+        let events: Vec<_> = (0..events)
+            .map(|i| serde_json::json!({"type": "track", "event": "e", "userId": format!("u{i}")}))
+            .collect();
+        serde_json::json!({"writeKey": "w".repeat(256), "batch": events}).to_string()
+    };
+    let big = batch(2000);
+    assert!(big.len() < 120_000, "{}", big.len());
+    let url = server.url("/v1/batch");
+    let reply = http::send(post(&url, &[("Content-Type", "application/json")], big)).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", reply.body);
+    assert_eq!(reply.json()["code"], "overloaded");
+    assert!(stored(&path).is_empty(), "nothing of it was written");
+    let reply = http::send(post(&url, &[("Content-Type", "application/json")], batch(100))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(stored(&path).len(), 100);
+    // A write key past its limit is refused, whatever the budget.
+    let long =
+        serde_json::json!({"writeKey": "w".repeat(257), "batch": [{"type": "track", "event": "e", "userId": "u"}]});
+    let reply = http::send(post(&url, &[("Content-Type", "application/json")], long.to_string())).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.json()["code"], "field_too_long");
+}
+
+#[tokio::test]
+async fn a_zstd_frame_asking_for_a_huge_window_is_413_from_its_header() {
+    let (server, path) = file_server(&test_config()).await;
+    // windowLog 31 (2 GiB), then data the decoder never gets to.
+    let mut frame = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, (31 - 10) << 3];
+    frame.extend_from_slice(&[0u8; 1024]);
+    let reply = http::send(post(&server.url("/import"), &[("Content-Encoding", "zstd")], frame)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.json()["code"], "window_too_large");
+    assert!(stored(&path).is_empty());
+}
+
+#[tokio::test]
 async fn over_the_connection_cap_a_connection_gets_503() {
     let mut config = test_config();
     config.http.max_connections = NonZeroUsize::new(2).unwrap();

@@ -604,8 +604,10 @@ async fn browsers_on_any_origin_reach_the_sdk_routes_at_the_defaults_and_not_the
     // The gateway's own API stays closed to pages until an operator opens it.
     let reply = http::send(preflight(&server.url("/import"), origin, "content-type")).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // CORS does not stop a simple request from being sent: the API refuses it.
     let reply = http::post_with(&server.url("/import"), &[("Origin", origin)], "{}").await;
-    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    assert_eq!(reply.json()["code"], "origin_not_allowed");
     assert!(!reply.headers.contains_key("access-control-allow-origin"));
 }
 

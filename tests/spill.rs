@@ -141,12 +141,13 @@ async fn an_outage_is_absorbed_then_replayed_once_each_in_order_per_key() {
 async fn a_full_spill_answers_503_and_never_a_2xx_it_did_not_keep() {
     let mut upstream = FaultUpstream::start(Mode::Healthy).await;
     let dir = spill_dir("full");
-    let server = gateway(&upstream, &spill_config(&dir, 8 * 1024)).await;
+    // The smallest spill start-up accepts holds one largest record (1 MiB).
+    let server = gateway(&upstream, &spill_config(&dir, 1_100_000)).await;
     upstream.stop();
     let mut accepted = HashSet::new();
     let mut refused = HashSet::new();
     for seq in 0..60u64 {
-        let body = format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "x".repeat(400));
+        let body = format!(r#"{{"seq":{seq},"pad":"{}"}}"#, "x".repeat(40_000));
         let reply = http::post(&server.url("/import"), body).await;
         match reply.status {
             StatusCode::ACCEPTED => assert!(accepted.insert(seq)),
@@ -159,7 +160,7 @@ async fn a_full_spill_answers_503_and_never_a_2xx_it_did_not_keep() {
     }
     assert!(
         (10..30).contains(&accepted.len()),
-        "about 8 KiB of ~450-byte records fit: {}",
+        "about 1.1 MB of ~40 KB records fit: {}",
         accepted.len()
     );
     assert!(refused.len() > 20);
@@ -239,6 +240,39 @@ async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
     assert_eq!(
         metric(&String::from_utf8_lossy(&text), "spill_corrupt_records_total"),
         2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_past_the_segments_is_counted_and_every_record_replayed() {
+    let mut upstream = FaultUpstream::start(Mode::Healthy).await;
+    let dir = spill_dir("ledger");
+    let config = spill_config(&dir, 64 << 20);
+    let mut first = gateway(&upstream, &config).await;
+    upstream.stop();
+    for seq in 0..9u64 {
+        let reply = http::post_keyed(&first.url("/import"), "k", format!(r#"{{"seq":{seq}}}"#)).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED);
+    }
+    first.begin_shutdown().await.unwrap();
+    drop(first);
+    // A ledger that claims more was replayed than the segments hold.
+    std::fs::write(dir.join("ledger"), "5 0").unwrap();
+
+    upstream.restart().await;
+    let second = gateway(&upstream, &config).await;
+    eventually("the spill is replayed", Duration::from_secs(30), || async {
+        let text = http::get(&second.url("/metrics")).await.body;
+        metric(&String::from_utf8_lossy(&text), "spill_records") == 0.0
+    })
+    .await;
+    let stored: Vec<u64> = stored_events(&upstream).into_iter().map(|(_, seq)| seq).collect();
+    assert_eq!(stored, (0..9).collect::<Vec<_>>(), "nothing acknowledged is lost");
+    let text = http::get(&second.url("/metrics")).await.body;
+    assert_eq!(
+        metric(&String::from_utf8_lossy(&text), "spill_corrupt_records_total"),
+        1.0,
+        "the ledger is counted as corruption"
     );
 }
 

@@ -29,14 +29,14 @@ use crate::app::App;
 use crate::body::RequestBody;
 use crate::error::{ApiError, Family, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};
 use crate::ingest::{Limits, ingest};
-use crate::sink::{Receipt, SinkError};
+use crate::sink::{Receipt, Record, SinkError};
 
 /// Stores every event of the body and answers with one entry per record.
 pub async fn handle<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
-    let ingested = ingest(app, request, Limits::events(app.import.batch_max_bytes)).await?;
+    let mut ingested = ingest(app, request, Limits::events(app.import.batch_max_bytes)).await?;
     let max_records = app.import.batch_max_records;
     let events = match Format::of(ingested.headers()) {
         Format::Ndjson => split_ndjson(&ingested.body, max_records)?,
@@ -51,6 +51,7 @@ where
         limit: o.limit,
     })?;
     let count = batch.len();
+    ingested.hold_records(bytes, count, batch.iter().map(Record::size).sum())?;
     let outcomes = app.put(batch).await;
     Ok(answer(outcomes, request_id, count, bytes))
 }

@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
@@ -49,7 +50,7 @@ const REPORT_MARGIN: Duration = Duration::from_secs(2);
 
 /// A producer and when it was made.
 struct Live {
-    producer: FutureProducer,
+    producer: FutureProducer<Redacting>,
     born: Instant,
 }
 
@@ -60,7 +61,9 @@ pub struct KafkaSink {
     client: ClientConfig,
     /// The live producer; replaced when it is stuck.
     producer: RwLock<Arc<Live>>,
-    admin: AdminClient<DefaultClientContext>,
+    admin: AdminClient<Redacting>,
+    /// What every client of this sink logs through.
+    context: Redacting,
     delivery_timeout: Duration,
     max_message_bytes: usize,
 }
@@ -102,14 +105,15 @@ impl KafkaSink {
             };
             BuildError::Kafka {
                 variable,
-                reason: err.to_string(),
+                reason: redacted(&err, config),
             }
         };
-        let producer: FutureProducer = client.create().map_err(invalid)?;
+        let context = Redacting::new(config);
+        let producer: FutureProducer<Redacting> = client.create_with_context(context.clone()).map_err(invalid)?;
         // The admin client only reads the topic's settings: no producer id.
         let mut admin_config = client.clone();
         admin_config.set("enable.idempotence", "false");
-        let admin: AdminClient<DefaultClientContext> = admin_config.create().map_err(invalid)?;
+        let admin: AdminClient<Redacting> = admin_config.create_with_context(context.clone()).map_err(invalid)?;
         Ok(KafkaSink {
             topic: config.topic.clone(),
             client,
@@ -118,6 +122,7 @@ impl KafkaSink {
                 born: Instant::now(),
             })),
             admin,
+            context,
             delivery_timeout: config.delivery_timeout,
             max_message_bytes: config.max_message_bytes,
         })
@@ -145,7 +150,10 @@ impl KafkaSink {
             .client()
             .fatal_error()
             .map(|(code, text)| format!("{code:?}: {text}"));
-        match self.client.create::<FutureProducer>() {
+        match self
+            .client
+            .create_with_context::<_, FutureProducer<Redacting>>(self.context.clone())
+        {
             Ok(fresh) => {
                 let old = std::mem::replace(
                     &mut *current,
@@ -188,6 +196,71 @@ fn partitions(metadata: &rdkafka::metadata::Metadata, topic: &str) -> Result<(us
     }
     let leaderless = found.partitions().iter().filter(|p| p.leader() < 0).count();
     Ok((found.partitions().len(), leaderless))
+}
+
+/// librdkafka's log lines and errors, into the gateway's log without the
+/// value of any `KAFKA_PROPERTY_*`: librdkafka quotes values in its
+/// configuration warnings (`sasl.mechanism set to ...`), and any of them
+/// may be a credential.
+#[derive(Clone)]
+struct Redacting {
+    values: Arc<Vec<String>>,
+}
+
+impl Redacting {
+    fn new(config: &KafkaConfig) -> Self {
+        let values = config
+            .properties
+            .iter()
+            .map(|p| p.value.clone())
+            .filter(|v| !v.is_empty())
+            .collect();
+        Redacting {
+            values: Arc::new(values),
+        }
+    }
+
+    fn clean(&self, text: &str) -> String {
+        self.values.iter().fold(text.to_owned(), |text, value| {
+            text.replace(value.as_str(), "<redacted>")
+        })
+    }
+}
+
+impl ClientContext for Redacting {
+    fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
+        let message = self.clean(message);
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", facility, "{message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", facility, "{message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        let (error, reason) = (self.clean(&error.to_string()), self.clean(reason));
+        tracing::error!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+/// What librdkafka said about a setting, without any property's value:
+/// its message for a bad value quotes the value, which may be a password.
+fn redacted(err: &KafkaError, config: &KafkaConfig) -> String {
+    let mut reason = match err {
+        KafkaError::ClientConfig(_, description, key, _) => format!("{key}: {description}"),
+        other => other.to_string(),
+    };
+    for property in &config.properties {
+        if !property.value.is_empty() {
+            reason = reason.replace(&property.value, "<redacted>");
+        }
+    }
+    reason
 }
 
 /// The variable that sets one of the properties the gateway sets itself.

@@ -47,6 +47,8 @@ pub struct State {
     pub oldest_ms: Option<u64>,
     /// An append was refused for want of room, and none has fit since.
     pub full: bool,
+    /// The last write or `fsync` failed, and none has succeeded since.
+    pub failing: Option<String>,
 }
 
 /// The shared state, behind its lock.
@@ -174,10 +176,12 @@ impl Appender {
         let outcome = self.write(&accepted, bytes as u64);
         if let Err(err) = &outcome {
             tracing::error!(error = %err, segment = self.id, "spill write failed; answering 503 and starting a new segment");
+            self.shared.lock().failing = Some(err.to_string());
             self.abandon();
         } else {
             let mut state = self.shared.lock();
             state.full = refused;
+            state.failing = None;
             // Pending grows before the reader may see the records.
             state.pending += accepted.iter().map(|a| a.records).sum::<u64>();
             state.disk_bytes += bytes as u64;
@@ -420,17 +424,51 @@ pub struct Recovered {
     pub oldest_ms: Option<u64>,
     /// The number the next segment gets.
     pub next_segment: u64,
+    /// Why the ledger was not trusted, when it was not.
+    pub ledger_corrupt: Option<String>,
+}
+
+/// Whether the ledger can be believed against the segments on disk. It
+/// may point into a segment (within its length), at the start of any
+/// segment, or just past the last one (every segment replayed, the last
+/// not yet deleted when the process stopped), or anywhere when there are
+/// none. Anything else is corruption: trusting it would delete records
+/// never replayed.
+fn ledger_agrees(dir: &Path, ledger: Position, ids: &[u64]) -> io::Result<bool> {
+    let Some(&last) = ids.last() else {
+        return Ok(true);
+    };
+    if ids.contains(&ledger.segment) {
+        let len = fs::metadata(segment_path(dir, ledger.segment))?.len();
+        return Ok(ledger.offset <= len);
+    }
+    Ok(ledger.offset == 0 && ledger.segment <= last + 1)
 }
 
 /// Reads `dir` at start-up: deletes segments the ledger says are replayed,
 /// counts the records left (reading every frame: a checksum failure is
-/// counted when replay meets it, not here).
+/// counted when replay meets it, not here). A ledger that cannot be read
+/// or disagrees with the segments is not trusted: replay starts at the
+/// first segment (at least once beats lost) and `ledger_corrupt` says so.
 pub fn recover(dir: &Path) -> io::Result<Recovered> {
     let ids = segments(dir)?;
-    let ledger = load_ledger(dir).unwrap_or_default();
     let mut recovered = Recovered {
         next_segment: ids.last().map_or(1, |last| last + 1),
         ..Recovered::default()
+    };
+    let ledger = match (dir.join(LEDGER).exists(), load_ledger(dir)) {
+        (false, _) => Position::default(),
+        (true, Some(ledger)) if ledger_agrees(dir, ledger, &ids)? => ledger,
+        (true, found) => {
+            recovered.ledger_corrupt = Some(match found {
+                Some(ledger) => format!(
+                    "the ledger points at segment {} offset {}, past the segments on disk ({:?})",
+                    ledger.segment, ledger.offset, ids
+                ),
+                None => "the ledger does not parse".into(),
+            });
+            Position::default()
+        }
     };
     let first = ids.iter().copied().find(|&id| id >= ledger.segment);
     recovered.position = match first {
@@ -528,6 +566,27 @@ mod tests {
                 offset: 3 * frame
             }
         );
+    }
+
+    #[test]
+    fn a_ledger_past_the_segments_is_corruption_and_replay_starts_at_the_first() {
+        let dir = dir("ledger-past");
+        let shared = Arc::new(Shared::default());
+        let (mut appender, _) = appender(&dir, 1 << 20, &shared);
+        append(&mut appender, &["a", "b", "c"]);
+        drop(appender);
+        for bad in ["5 0", "1 999999", "garbage"] {
+            fs::write(dir.join(LEDGER), bad).unwrap();
+            let recovered = recover(&dir).unwrap();
+            assert!(recovered.ledger_corrupt.is_some(), "{bad}");
+            assert_eq!(recovered.position, Position { segment: 1, offset: 0 }, "{bad}");
+            assert_eq!(recovered.pending, 3, "{bad}: every record is kept");
+            assert!(segment_path(&dir, 1).exists(), "{bad}");
+        }
+        // Just past the last segment: every record replayed, the file not yet deleted.
+        fs::write(dir.join(LEDGER), "2 0").unwrap();
+        let recovered = recover(&dir).unwrap();
+        assert_eq!((recovered.ledger_corrupt, recovered.pending), (None, 0));
     }
 
     #[test]

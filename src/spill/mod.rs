@@ -62,11 +62,16 @@ pub struct Spill {
 
 /// Why the spill could not be opened.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot use the spill directory {dir}: {source}")]
+#[error("invalid configuration: SPILL_DIR={dir:?} cannot be used as the spill directory: {source}")]
 pub struct OpenError {
     dir: String,
     source: std::io::Error,
 }
+
+/// A file written, synced and removed at start-up: a directory the process
+/// cannot write (read-only, another user's) stops start-up instead of
+/// failing every request that would spill.
+const WRITE_CHECK: &str = ".write-check";
 
 impl Spill {
     /// Opens `config.dir`, recovers what a previous process left, and starts
@@ -78,7 +83,16 @@ impl Spill {
             source,
         };
         std::fs::create_dir_all(&config.dir).map_err(failed)?;
+        check_writable(&config.dir).map_err(failed)?;
         let recovered = log::recover(&config.dir).map_err(failed)?;
+        if let Some(why) = &recovered.ledger_corrupt {
+            tracing::error!(
+                reason = %why,
+                records = recovered.pending,
+                "the spill's ledger disagrees with its segments; replaying every record from the first segment (some may be sent twice)"
+            );
+            metrics.spill.corrupt.inc();
+        }
         if recovered.pending > 0 {
             tracing::warn!(
                 records = recovered.pending,
@@ -145,10 +159,19 @@ impl Spill {
         self.shared.lock().pending > 0
     }
 
-    /// Whether the spill has room left (for readiness).
+    /// Whether the spill can take records now (for readiness): it has room
+    /// and its last write did not fail.
     pub fn has_room(&self) -> bool {
+        self.trouble().is_none()
+    }
+
+    /// Why the spill cannot take records now, if it cannot.
+    pub fn trouble(&self) -> Option<String> {
         let state = self.shared.lock();
-        !state.full && state.pending_bytes < self.max_bytes
+        if let Some(err) = &state.failing {
+            return Some(format!("the spill's writes fail: {err}"));
+        }
+        (state.full || state.pending_bytes >= self.max_bytes).then(|| "the spill is full".into())
     }
 
     /// Records in the spill, not yet replayed.
@@ -183,6 +206,26 @@ impl Spill {
         refresh_gauges(&self.shared, metrics);
         outcome
     }
+}
+
+/// The bytes one record of `data_bytes` with a key of `key_chars`
+/// characters takes in the spill, at most.
+pub fn frame_size(data_bytes: usize, key_chars: usize) -> usize {
+    frame::size(&Record {
+        data: bytes::Bytes::new(),
+        partition_key: String::new(),
+    }) + data_bytes
+        + key_chars * 4
+}
+
+/// Creates, writes, syncs and removes a file in `dir`.
+fn check_writable(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let path = dir.join(WRITE_CHECK);
+    let mut file = std::fs::File::create(&path)?;
+    file.write_all(b"ok")?;
+    file.sync_all()?;
+    std::fs::remove_file(path)
 }
 
 /// Unix time in ms.

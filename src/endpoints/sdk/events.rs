@@ -45,6 +45,7 @@ pub struct Events {
     pub(super) rejected: Vec<Rejection>,
     max_record: usize,
     max_key_chars: usize,
+    unwrapped: usize,
 }
 
 impl Events {
@@ -57,7 +58,26 @@ impl Events {
             rejected: Vec::new(),
             max_record,
             max_key_chars,
+            unwrapped: 0,
         }
+    }
+
+    /// The protocol unwrapped the request's body further than its
+    /// `Content-Encoding` (PostHog's base64 forms and unannounced gzip) into
+    /// `bytes`: the records are measured against that.
+    pub fn unwrapped(&mut self, bytes: usize) {
+        self.unwrapped = bytes;
+    }
+
+    /// The size of the body the events came from, when the protocol
+    /// unwrapped it ([`Events::unwrapped`]); 0 otherwise.
+    pub fn unwrapped_bytes(&self) -> usize {
+        self.unwrapped
+    }
+
+    /// Bytes of the records to write: data plus partition keys.
+    pub fn bytes(&self) -> usize {
+        self.records.iter().map(Record::size).sum()
     }
 
     /// The records, in the order they will be written.

@@ -46,6 +46,29 @@ use crate::config::SdkConfig;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
 
+/// The longest source key (write key, project token, app id) accepted, in
+/// bytes: it is copied into every event's `_gateway.key` (and PostHog's
+/// `token`), so a long one would multiply a small request into large
+/// records. Real keys are under 100 characters.
+pub const MAX_SOURCE_KEY_BYTES: usize = 256;
+/// The longest batch-level send time (`sentAt`, `sent_at`) accepted, in
+/// bytes: it is copied into every event that has none. An RFC 3339
+/// timestamp is at most 35.
+pub const MAX_SENT_AT_BYTES: usize = 64;
+/// What the gateway adds to one event at most, in bytes: its own fields
+/// (`messageId`/`uuid`, `receivedAt`/`now`, `type`, `ip`, `_gateway` with a
+/// key of at most [`MAX_SOURCE_KEY_BYTES`], a send time of at most
+/// [`MAX_SENT_AT_BYTES`]) and a partition key of at most 256 characters.
+pub const MAX_ADDED_PER_EVENT: usize = crate::ingest::MAX_ADDED_PER_RECORD;
+
+/// `Err` when `value` of `field`, copied into every record, is over `max` bytes.
+pub fn copied_field(field: &'static str, value: Option<&str>, max: usize) -> Result<(), ApiError> {
+    match value {
+        Some(value) if value.len() > max => Err(ApiError::FieldTooLong { field, max }),
+        _ => Ok(()),
+    }
+}
+
 /// What a protocol reads of a request: its head's parts and its body,
 /// already read within the limit and decoded from its `Content-Encoding`.
 #[derive(Debug, Clone, Copy)]
@@ -170,15 +193,21 @@ where
         allow_empty: protocol.event_in_query(),
         ..Limits::events(max_body)
     };
-    let ingested = ingest(app, request, limits).await?;
-    let head = &ingested.head;
-    let incoming = Incoming::new(head, &ingested.body, max_body);
-    let context = Context::new(protocol.name(), app.sdk.client_ip, head);
-    let events = Events::new(app.max_record_bytes(), app.max_key_chars());
-    let Decoded { key, events } = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
-    key.authorize(&app.access, &head.headers)?;
+    let mut ingested = ingest(app, request, limits).await?;
+    let (Decoded { events, .. }, query_len) = {
+        let head = &ingested.head;
+        let incoming = Incoming::new(head, &ingested.body, max_body);
+        let context = Context::new(protocol.name(), app.sdk.client_ip, head);
+        let events = Events::new(app.max_record_bytes(), app.max_key_chars());
+        let decoded = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
+        decoded.key.authorize(&app.access, &head.headers)?;
+        (decoded, incoming.query.len())
+    };
+    // What the records hold beside the body; an unwrapped PostHog form or
+    // gzip counts as the body it unwrapped to.
+    let bytes = ingested.body.len().max(query_len);
+    ingested.hold_records(bytes.max(events.unwrapped_bytes()), events.len(), events.bytes())?;
     let stored = store::store(app, protocol.name(), events).await?;
-    let bytes = ingested.body.len().max(incoming.query.len());
     Ok(Reply::stored(
         protocol.success(&stored.rejected),
         stored.records,

@@ -38,7 +38,10 @@ use serde_json::value::RawValue;
 use super::context::{Context, GATEWAY_FIELD, timestamp};
 use super::events::{Events, Rejection, Viewed, view};
 use super::json::{Id, Object, Present, RawEvents, id_text, without};
-use super::{Caching, Decoded, Document, Incoming, Protocol, SourceKey, document, json_document};
+use super::{
+    Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
+    document, json_document,
+};
 use crate::app::App;
 use crate::config::SdkConfig;
 use crate::encoding;
@@ -168,9 +171,10 @@ impl Protocol for PostHog {
         request: &Incoming<'_>,
         context: &Context,
         max_events: usize,
-        events: Events,
+        mut events: Events,
     ) -> Result<Decoded, ApiError> {
         let body = unwrap_body(request)?;
+        events.unwrapped(body.len());
         let sent_at = request
             .query_param("sent_at")
             .or_else(|| request.query_param("_"))
@@ -193,7 +197,7 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
             .map(|(_, v)| v.into_owned())
             .ok_or_else(|| ApiError::BadSdkRequest("a form body needs its events in `data`".into()))?;
         if data.len() / 4 * 3 > request.max_body {
-            return Err(ApiError::PayloadTooLarge {
+            return Err(ApiError::BodyTooLarge {
                 limit: request.max_body,
             });
         }
@@ -205,7 +209,11 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
     // A JSON body never starts with 0x1f: if it does, it is gzip.
     let announced = matches!(request.query_param("compression").as_deref(), Some("gzip-js" | "gzip"));
     if announced || body.starts_with(GZIP_MAGIC) {
-        body = encoding::decode(Some(&HeaderValue::from_static("gzip")), body, request.max_body)?;
+        body =
+            encoding::decode(Some(&HeaderValue::from_static("gzip")), body, request.max_body).map_err(|e| match e {
+                ApiError::PayloadTooLarge { limit } => ApiError::BodyTooLarge { limit },
+                other => other,
+            })?;
     }
     Ok(body)
 }
@@ -241,6 +249,8 @@ fn decode(
         Some(key) => Some(key),
         None => events_key(&parsed.events)?,
     };
+    copied_field("api_key", key, MAX_SOURCE_KEY_BYTES)?;
+    copied_field("sent_at", parsed.sent_at.map(RawValue::get), MAX_SENT_AT_BYTES)?;
     let sent_at = match (parsed.sent_at, query_sent_at) {
         (Some(raw), _) => Some(SentAt::Raw(raw)),
         (None, Some(text)) => Some(SentAt::Text(text)),
@@ -567,7 +577,7 @@ mod tests {
         let huge = format!("data={}", "A".repeat(4000));
         assert!(matches!(
             unwrapped("compression=base64", None, huge.as_bytes()),
-            Err(ApiError::PayloadTooLarge { .. })
+            Err(ApiError::BodyTooLarge { .. })
         ));
     }
 }

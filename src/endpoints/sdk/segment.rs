@@ -30,7 +30,10 @@ use serde_json::value::RawValue;
 use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view};
 use super::json::{Id, Object, Present, RawEvents, id_text, without};
-use super::{Caching, Decoded, Document, Incoming, Protocol, SourceKey, json_document};
+use super::{
+    Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
+    json_document,
+};
 use crate::app::App;
 use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
@@ -155,6 +158,8 @@ impl Protocol for Segment {
             .or_else(|| parsed.write_key.as_deref().map(str::to_owned))
             .or_else(|| request.query_param("writeKey").filter(|k| !k.is_empty()))
             .or_else(first_event_key);
+        copied_field("writeKey", write_key.as_deref(), MAX_SOURCE_KEY_BYTES)?;
+        copied_field("sentAt", parsed.sent_at.map(RawValue::get), MAX_SENT_AT_BYTES)?;
         for (index, (raw, view)) in parsed.events.iter().enumerate() {
             let built = view.as_ref().map_err(Clone::clone).and_then(|view| {
                 record(

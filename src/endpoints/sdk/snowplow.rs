@@ -29,7 +29,7 @@ use serde_json::value::RawValue;
 use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view};
 use super::json::{Id, Object, Present, RawEvents, id_text, without};
-use super::{Decoded, Incoming, Protocol, SourceKey};
+use super::{Decoded, Incoming, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey};
 use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
 
@@ -186,6 +186,14 @@ fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Resul
     };
     if view.e.as_deref().is_none_or(str::is_empty) {
         return Err(reject("missing_event_type", "the event needs `e`, its type"));
+    }
+    if view.aid.as_deref().is_some_and(|aid| aid.len() > MAX_SOURCE_KEY_BYTES) {
+        return Err(reject(
+            "field_too_long",
+            &format!(
+                "`aid` is longer than {MAX_SOURCE_KEY_BYTES} bytes; it is copied into the record, so it must be short"
+            ),
+        ));
     }
     let rewritten;
     let mut text = raw.get().as_bytes();

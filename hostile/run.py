@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""The hostile-input suite: every case of `cases.py` against the gateway binary.
+
+    python3 hostile/run.py target/debug/clickstream-gateway
+
+Starts the gateway on 127.0.0.1 (a free port) with the file sink at its
+defaults, sends each case on a new connection, and checks the answer's status.
+For the bombs it also resets and reads the process's peak RSS (VmHWM), and
+fails when a request made it grow more than the case allows. After every case
+the gateway must still answer `/healthz`, and at the end the stored records
+must be no larger than the requests that were answered 2xx could make.
+Prints one line per case and a table of the bombs' peak RSS.
+"""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cases import BOMBS, CASES, CLOSED  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def first_status(port, raw, timeout=20):
+    """Sends `raw` on a new connection; the first status code, or CLOSED."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        try:
+            s.sendall(raw)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the gateway may answer and close before reading it all
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, socket.timeout):
+            pass
+    line = data.split(b"\r\n", 1)[0].split()
+    if len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1].isdigit():
+        return int(line[1])
+    return CLOSED
+
+
+def statuses(port, raw, count, timeout=5):
+    """The status lines answered on one connection, until `count` or a quiet `timeout`."""
+    found = []
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        data = b""
+        try:
+            while len(found) < count:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                found = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+        except (ConnectionResetError, socket.timeout):
+            pass
+    return found
+
+
+def healthy(port):
+    try:
+        return first_status(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5) == 200
+    except OSError:
+        return False
+
+
+def peak_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def reset_peak(pid):
+    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux 4.0+).
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway"
+    work = tempfile.mkdtemp(prefix="hostile-")
+    records = os.path.join(work, "records.ndjson")
+    port = free_port()
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "FILE_SINK_PATH": records,
+    }
+    log = open(os.path.join(work, "gateway.log"), "wb")
+    gateway = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    failures = []
+    try:
+        deadline = time.time() + 30
+        while not healthy(port):
+            if time.time() > deadline or gateway.poll() is not None:
+                raise SystemExit("the gateway did not start")
+            time.sleep(0.2)
+        start_kib = rss_kib(gateway.pid)
+        rows = []
+        for case in BOMBS + CASES:
+            reset_peak(gateway.pid)
+            before = rss_kib(gateway.pid)
+            if case.name == "pipelined requests":
+                got = statuses(port, case.request, 3)
+                ok = got == [200, 200, 200]
+                shown = got
+            else:
+                got = first_status(port, case.request)
+                ok = got in case.expect
+                shown = got
+            peak = peak_kib(gateway.pid)
+            growth_mib = (peak - before) / 1024
+            if growth_mib > case.max_rss_growth_mib:
+                ok = False
+                shown = f"{shown}, peak RSS grew {growth_mib:.0f} MiB (at most {case.max_rss_growth_mib})"
+            alive = gateway.poll() is None and healthy(port)
+            if not alive:
+                ok = False
+                shown = f"{shown}, and the gateway stopped answering"
+            print(f"{'ok  ' if ok else 'FAIL'} {case.name}: {shown} (expected {sorted(case.expect)})", flush=True)
+            if not ok:
+                failures.append(case.name)
+            if case in BOMBS:
+                rows.append((case.name, got, peak / 1024))
+            if not alive:
+                break
+        stored = os.path.getsize(records) if os.path.exists(records) else 0
+        print(f"\nstart RSS {start_kib / 1024:.1f} MiB; records stored: {stored} bytes")
+        print("| bomb | status | peak RSS while it ran |\n|---|---|---|")
+        for name, status, peak in rows:
+            print(f"| {name} | {status} | {peak:.1f} MiB |")
+        # Every 2xx case above is small: a few KB of records at most.
+        if stored > 1 << 20:
+            failures.append(f"the file sink holds {stored} bytes after the suite")
+    finally:
+        gateway.terminate()
+        try:
+            gateway.wait(10)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+    if failures:
+        print(f"\n{len(failures)} hostile case(s) failed: {failures}", file=sys.stderr)
+        print(open(os.path.join(work, "gateway.log")).read()[-3000:], file=sys.stderr)
+        sys.exit(1)
+    print(f"\nall {len(BOMBS) + len(CASES)} hostile cases passed")
+
+
+if __name__ == "__main__":
+    main()

@@ -23,7 +23,6 @@ use http_body_util::Full;
 use hyper::header::{ALLOW, CONNECTION, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
-use crate::endpoints::sdk::Rejection;
 use crate::partition_key::InvalidPartitionKey;
 use crate::sink::SinkError;
 
@@ -156,6 +155,17 @@ pub enum ApiError {
         /// Each event's index and reason.
         rejected: Vec<Rejection>,
     },
+}
+
+/// An event that was not stored, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Rejection {
+    /// The event's position in the request (0-based).
+    pub index: usize,
+    /// A fixed code, also the metric label.
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
 }
 
 /// A family of doors, each with its own answer to a sink failure.

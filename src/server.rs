@@ -76,7 +76,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let service_app = app.clone();
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             // The peer's address, for records when `CLIENT_IP` asks for it.
-            request.extensions_mut().insert(api::Peer(peer));
+            request.extensions_mut().insert(crate::endpoints::Peer(peer));
             api::handle(service_app.clone(), request)
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());

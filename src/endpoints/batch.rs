@@ -24,7 +24,7 @@ use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::records;
-use crate::api::Reply;
+use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::error::{ApiError, Family, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};

@@ -5,7 +5,7 @@
 use hyper::{Request, StatusCode};
 
 use super::records;
-use crate::api::Reply;
+use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::error::{ApiError, json_response};

@@ -13,10 +13,57 @@ pub mod import;
 pub mod sdk;
 
 use bytes::Bytes;
+use http_body_util::Full;
+use hyper::Response;
 
 use crate::app::App;
 use crate::partition_key;
 use crate::sink::Record;
+
+/// The TCP peer of a request's connection, set by the server as a request
+/// extension (absent when a test calls `api::handle` directly).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub std::net::SocketAddr);
+
+/// A successful answer and what metrics and the access log say about it.
+#[derive(Debug)]
+pub struct Reply {
+    /// The response to send.
+    pub response: Response<Full<Bytes>>,
+    /// Records the request carried.
+    pub records: usize,
+    /// Decoded body bytes.
+    pub bytes: usize,
+    /// Where the (first) stored record went: a shard, a partition.
+    pub location: Option<String>,
+    /// The error code when some records were not stored; empty otherwise.
+    pub error: &'static str,
+    /// Whether the request was refused for load (`http_requests_shed_total`).
+    pub shed: bool,
+}
+
+impl Reply {
+    /// The answer to a request whose `records` (from `bytes` of body) are stored.
+    pub fn stored(response: Response<Full<Bytes>>, records: usize, bytes: usize, location: Option<String>) -> Self {
+        Reply {
+            records,
+            bytes,
+            location,
+            ..Reply::plain(response)
+        }
+    }
+
+    pub fn plain(response: Response<Full<Bytes>>) -> Self {
+        Reply {
+            response,
+            records: 0,
+            bytes: 0,
+            location: None,
+            error: "",
+            shed: false,
+        }
+    }
+}
 
 /// A record over the stream's limit: which one, and the limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

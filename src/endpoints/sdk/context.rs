@@ -9,7 +9,7 @@ use hyper::http::request::Parts;
 use serde::Serialize;
 
 use super::json::Object;
-use crate::api::Peer;
+use crate::endpoints::Peer;
 use crate::config::ClientIp;
 
 /// The field every record gets, so a consumer can tell where it came from

@@ -3,7 +3,9 @@
 //! valid on its own (no user, over the record limit) is rejected alone, so
 //! one bad event does not cost the batch's good ones.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::error::Rejection;
 
 use crate::partition_key;
 use crate::sink::Record;
@@ -21,17 +23,6 @@ pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::Ra
         return Err(reject("not_an_object", "the event is not a JSON object".into()));
     }
     serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
-}
-
-/// An event that was not stored, and why.
-#[derive(Debug, Clone, Serialize)]
-pub struct Rejection {
-    /// The event's position in the request (0-based).
-    pub index: usize,
-    /// A fixed code, also the metric label.
-    pub code: &'static str,
-    /// What is wrong, for a person.
-    pub message: String,
 }
 
 /// A request's events sorted into records to write and rejections.

@@ -39,7 +39,7 @@ pub use context::Context;
 pub use events::{Events, Rejection};
 
 use crate::access::Access;
-use crate::api::Reply;
+use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::config::SdkConfig;

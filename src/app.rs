@@ -149,7 +149,7 @@ impl App {
         }
         let mut outcomes = self.put_to_stream(records.clone()).await;
         let failed: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| matches!(&outcomes[i], Err(err) if !matches!(err, SinkError::Rejected(_))))
+            .filter(|&i| outcomes[i].as_ref().is_err_and(|err| !err.is_record_refused()))
             .collect();
         if failed.is_empty() {
             return outcomes;

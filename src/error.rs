@@ -7,11 +7,10 @@
 //! 502 means "not stored, the gateway is misconfigured"; 429 with
 //! `Retry-After` (the SDKs' endpoints only) means "throttled, retry later".
 //!
-//! A sink failure is answered by [`sink_status`], the one failure policy, per
-//! [`Family`] of doors: the gateway's own API says 503 for every transient
-//! failure, while the analytics SDKs' doors say 429 for throttling, which
-//! every one of those SDKs backs off on (and which their own collectors
-//! send).
+//! A sink failure is answered as its row of the one failure table says
+//! (`sink/failure.rs`), per [`Family`] of doors: the gateway's own API says
+//! 503 for every transient failure, while the analytics SDKs' doors say 429
+//! for throttling, which every one of those SDKs backs off on.
 //! 4xx bodies say what was wrong; 5xx bodies are generic, and the detail is
 //! logged here, once. Every error body has `error` and `code` (the same
 //! value) and `message`.
@@ -25,6 +24,7 @@ use hyper::{Response, StatusCode};
 
 use crate::partition_key::InvalidPartitionKey;
 use crate::sink::SinkError;
+pub use crate::sink::failure::Family;
 
 /// Seconds a client is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: u64 = 1;
@@ -168,15 +168,6 @@ pub struct Rejection {
     pub message: String,
 }
 
-/// A family of doors, each with its own answer to a sink failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// `/import` and `/import/batch`.
-    Api,
-    /// The analytics SDKs' protocols.
-    Sdk,
-}
-
 impl From<SinkError> for ApiError {
     /// A failure on the gateway's own API.
     fn from(error: SinkError) -> Self {
@@ -214,20 +205,17 @@ impl ApiError {
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-            ApiError::Sink { family, error } => sink_status(*family, error),
+            ApiError::Sink { family, error } => error.status(*family),
         }
     }
 
     /// Whether the request was shed for load (counted apart in metrics).
     pub fn is_shed(&self) -> bool {
-        matches!(
-            self,
-            ApiError::Overloaded(_)
-                | ApiError::Sink {
-                    error: SinkError::Overloaded(_),
-                    ..
-                }
-        )
+        match self {
+            ApiError::Overloaded(_) => true,
+            ApiError::Sink { error, .. } => error.meaning().sheds,
+            _ => false,
+        }
     }
 
     /// The first offending record of a batch, for the error body.
@@ -245,8 +233,8 @@ impl ApiError {
         let (status, code, retry) = self.status();
         let message = match &self {
             ApiError::Sink { error, .. } => {
-                log_sink_failure(request_id, error, 1);
-                sink_message(error)
+                error.log(request_id, 1);
+                error.message()
             }
             other => other.to_string(),
         };
@@ -286,50 +274,6 @@ impl ApiError {
             _ => {}
         }
         response
-    }
-}
-
-/// THE failure policy: how a record's failure to be stored is answered on
-/// `family`'s doors: status, error code and whether to send `Retry-After`.
-pub fn sink_status(family: Family, err: &SinkError) -> (StatusCode, &'static str, bool) {
-    match err {
-        SinkError::Rejected(_) => (StatusCode::BAD_REQUEST, "record_rejected", false),
-        SinkError::Throttled(_) if family == Family::Sdk => (StatusCode::TOO_MANY_REQUESTS, "throttled", true),
-        SinkError::Throttled(_) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
-        SinkError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
-        SinkError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-        SinkError::Misconfigured(_) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
-    }
-}
-
-/// What a client is told about a record that was not stored: transient and
-/// setup failures are generic (the detail is logged), a refused record says why.
-pub fn sink_message(err: &SinkError) -> String {
-    match err {
-        SinkError::Throttled(_) => {
-            "the stream is over its write capacity; the record was not stored, retry later".into()
-        }
-        SinkError::Unavailable(_) => "the stream could not be reached; the record was not stored, retry later".into(),
-        SinkError::Overloaded(_) => "the gateway is at capacity; the record was not stored, retry later".into(),
-        SinkError::Misconfigured(_) => "the gateway cannot write to its stream; the record was not stored".into(),
-        SinkError::Rejected(detail) => format!("the stream refused the record: {detail}"),
-    }
-}
-
-/// Logs a sink failure once, where it is answered: `records` is how many
-/// records of the request failed this way.
-pub fn log_sink_failure(request_id: &str, err: &SinkError, records: usize) {
-    let (kind, error) = (err.label(), err.detail());
-    match err {
-        SinkError::Throttled(_) | SinkError::Unavailable(_) => {
-            tracing::warn!(%request_id, kind, records, error, "records not stored")
-        }
-        SinkError::Misconfigured(_) => {
-            tracing::error!(%request_id, kind, records, error, "records not stored: gateway misconfigured")
-        }
-        SinkError::Overloaded(_) | SinkError::Rejected(_) => {
-            tracing::debug!(%request_id, kind, records, error, "records not stored")
-        }
     }
 }
 
@@ -382,19 +326,15 @@ mod tests {
     #[test]
     fn the_sdk_family_says_429_for_throttling_and_agrees_on_the_rest() {
         let throttled = SinkError::Throttled("x".into());
-        assert_eq!(sink_status(Family::Sdk, &throttled).0, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(sink_status(Family::Api, &throttled).0, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(throttled.status(Family::Sdk).0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(throttled.status(Family::Api).0, StatusCode::SERVICE_UNAVAILABLE);
         for err in [
             SinkError::Unavailable("x".into()),
             SinkError::Overloaded("x".into()),
             SinkError::Misconfigured("x".into()),
             SinkError::Rejected("x".into()),
         ] {
-            assert_eq!(
-                sink_status(Family::Sdk, &err),
-                sink_status(Family::Api, &err),
-                "{err:?}"
-            );
+            assert_eq!(err.status(Family::Sdk), err.status(Family::Api), "{err:?}");
         }
     }
 

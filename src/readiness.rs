@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
-use crate::sink::{Destination, Sink, SinkError};
+use crate::sink::{Destination, Sink};
 
 /// The answer given to a readiness probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,21 +102,11 @@ impl Readiness {
             }
             Err(err) => Verdict {
                 ready: false,
-                status: describe_failure(&err),
+                // Probe bodies are public: the kind of failure, not the SDK's detail.
+                status: err.meaning().readiness.to_owned(),
             },
         };
         *cached = Some((Instant::now(), verdict.clone()));
         verdict
-    }
-}
-
-/// Probe bodies are public: name the kind of failure, not the SDK's detail.
-fn describe_failure(err: &SinkError) -> String {
-    match err {
-        SinkError::Throttled(_) => "the stream's control plane is throttling describe calls".into(),
-        SinkError::Unavailable(_) | SinkError::Overloaded(_) => "the stream cannot be reached".into(),
-        SinkError::Rejected(_) | SinkError::Misconfigured(_) => {
-            "the stream is missing or not accessible with these credentials".into()
-        }
     }
 }

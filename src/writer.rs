@@ -343,7 +343,13 @@ impl Dispatcher {
 fn signal(result: &Result<Outcomes, SinkError>) -> Signal {
     match result {
         Err(err) if err.is_transient() => Signal::BackPressure,
-        Ok(outcomes) if outcomes.iter().any(|o| matches!(o, Err(SinkError::Throttled(_)))) => Signal::BackPressure,
+        Ok(outcomes)
+            if outcomes
+                .iter()
+                .any(|o| o.as_ref().is_err_and(|e| e.meaning().back_pressure)) =>
+        {
+            Signal::BackPressure
+        }
         _ => Signal::Answered,
     }
 }

@@ -24,11 +24,12 @@ use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::records;
-use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
-use crate::error::{ApiError, Family, add_retry_after, json_response, log_sink_failure, sink_message, sink_status};
+use crate::endpoints::Reply;
+use crate::error::{ApiError, Family, add_retry_after, json_response};
 use crate::ingest::{Limits, ingest};
+use crate::sink::failure::gravest;
 use crate::sink::{Receipt, Record, SinkError};
 
 /// Stores every event of the body and answers with one entry per record.
@@ -204,13 +205,11 @@ enum Entry {
 /// durable in the spill (`SPILL_DIR`) and some are spilled; else the status
 /// of the gravest failure, with every record's outcome in the body.
 fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: usize, bytes: usize) -> Reply {
-    let failures = || outcomes.iter().filter_map(|o| o.as_ref().err());
-    let failed = failures().count();
-    let gravest = failures().min_by_key(|err| err.gravity()).cloned();
-    if let Some(err) = &gravest {
-        let same = failures().filter(|e| e.label() == err.label()).count();
-        log_sink_failure(request_id, err, same);
-    }
+    let failed = outcomes.iter().filter(|o| o.is_err()).count();
+    let gravest = gravest(&outcomes).map(|(err, same)| {
+        err.log(request_id, same);
+        err.clone()
+    });
     let location = outcomes
         .iter()
         .find_map(|o| o.as_ref().ok())
@@ -228,7 +227,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
                 Ok(receipt) => Entry::Stored(receipt),
                 Err(err) => Entry::Failed {
                     error_code: err.label(),
-                    error_message: sink_message(&err),
+                    error_message: err.message(),
                 },
             })
             .collect(),
@@ -240,7 +239,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
     };
     let (status, error, retry) = gravest
         .as_ref()
-        .map_or((stored, "", false), |err| sink_status(Family::Api, err));
+        .map_or((stored, "", false), |err| err.status(Family::Api));
     let mut response = json_response(status, &body);
     if retry {
         add_retry_after(response.headers_mut());
@@ -251,7 +250,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
         bytes,
         location,
         error,
-        shed: matches!(gravest, Some(SinkError::Overloaded(_))),
+        shed: gravest.is_some_and(|err| err.meaning().sheds),
     }
 }
 

@@ -5,9 +5,9 @@
 use hyper::{Request, StatusCode};
 
 use super::records;
-use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
+use crate::endpoints::Reply;
 use crate::error::{ApiError, json_response};
 use crate::ingest::{Limits, ingest};
 

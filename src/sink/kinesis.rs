@@ -331,13 +331,7 @@ mod tests {
     }
 
     fn kind(code: Option<&str>, status: u16) -> &'static str {
-        match failure_for_code(code, status, String::new()) {
-            SinkError::Throttled(_) => "throttled",
-            SinkError::Unavailable(_) => "unavailable",
-            SinkError::Rejected(_) => "rejected",
-            SinkError::Misconfigured(_) => "misconfigured",
-            SinkError::Overloaded(_) => "overloaded",
-        }
+        failure_for_code(code, status, String::new()).label()
     }
 
     #[test]

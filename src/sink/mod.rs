@@ -4,7 +4,8 @@
 //! with one outcome per record: a [`Receipt`] (the destination's own
 //! acknowledgement) or a [`SinkError`] that says what kind of failure it was.
 //! Sinks are mechanism only: batching, retries and deadlines live in
-//! `writer.rs`, and which HTTP status a failure becomes lives in `error.rs`.
+//! `writer.rs`, and what each kind of failure means (status, retry, spill,
+//! readiness) is the one table in [`failure`].
 //!
 //! Three sinks exist: [`kinesis::KinesisSink`], [`kafka::KafkaSink`] (any
 //! Kafka-compatible service) and [`file::FileSink`] (a developer's machine
@@ -12,6 +13,7 @@
 //! [`SinkConfig`] variant and one arm in [`build`]; what a destination takes
 //! at most ([`SinkLimits`]) and how it names a receipt are asked of it.
 
+pub mod failure;
 pub mod file;
 pub mod kafka;
 pub mod kinesis;
@@ -192,8 +194,9 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     }
 }
 
-/// Why a record was not stored. Each variant is a kind of failure, not an
-/// HTTP status: the mapping to what a client is told lives in `error.rs`.
+/// Why a record was not stored. Each variant is a kind of failure; what it
+/// means (retry, spill, status, readiness, log level) is its row of the one
+/// table in [`failure`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
     /// The gateway has more records waiting than it may queue: shed load now.
@@ -216,44 +219,6 @@ pub enum SinkError {
 }
 
 impl SinkError {
-    /// The fixed label of this kind of failure, for metrics, logs and the
-    /// per-record `ErrorCode` of batch answers.
-    pub fn label(&self) -> &'static str {
-        match self {
-            SinkError::Overloaded(_) => "overloaded",
-            SinkError::Throttled(_) => "throttled",
-            SinkError::Unavailable(_) => "unavailable",
-            SinkError::Rejected(_) => "rejected",
-            SinkError::Misconfigured(_) => "misconfigured",
-        }
-    }
-
-    /// Whether the same record may succeed later, unchanged.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SinkError::Overloaded(_) | SinkError::Throttled(_) | SinkError::Unavailable(_)
-        )
-    }
-
-    /// Whether the failure says the destination itself is not working, so the
-    /// instance should stop taking traffic until it answers again.
-    pub fn makes_unready(&self) -> bool {
-        matches!(self, SinkError::Unavailable(_) | SinkError::Misconfigured(_))
-    }
-
-    /// How grave the failure is when a request's records failed in
-    /// different ways and the request gets one answer: lower is graver. An
-    /// operator must act (0), then retry later (1), then the record itself
-    /// was refused (2).
-    pub fn gravity(&self) -> u8 {
-        match self {
-            SinkError::Misconfigured(_) => 0,
-            SinkError::Throttled(_) | SinkError::Unavailable(_) | SinkError::Overloaded(_) => 1,
-            SinkError::Rejected(_) => 2,
-        }
-    }
-
     /// The detail, for the one log line written where the failure is answered.
     pub fn detail(&self) -> &str {
         match self {

@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use super::log::{Chunk, Reader, Shared};
 use super::refresh_gauges;
 use crate::metrics::Metrics;
-use crate::sink::{Record, SinkError};
+use crate::sink::Record;
 use crate::writer::Writer;
 
 /// Records per chunk: one full `PutRecords` call.
@@ -110,8 +110,8 @@ impl Replay {
             for (record, outcome) in records.into_iter().zip(outcomes) {
                 match outcome {
                     Ok(_) => {}
-                    Err(SinkError::Rejected(detail)) => {
-                        tracing::error!(%detail, key = %record.partition_key, "the stream refused a spilled record; dropped");
+                    Err(err) if err.is_record_refused() => {
+                        tracing::error!(detail = %err.detail(), key = %record.partition_key, "the stream refused a spilled record; dropped");
                     }
                     Err(err) => {
                         last_error = Some(err);

@@ -9,8 +9,8 @@ use hyper::http::request::Parts;
 use serde::Serialize;
 
 use super::json::Object;
-use crate::endpoints::Peer;
 use crate::config::ClientIp;
+use crate::endpoints::Peer;
 
 /// The field every record gets, so a consumer can tell where it came from
 /// without HTTP logs: `"_gateway": {"protocol": ..., "key": ...}`.

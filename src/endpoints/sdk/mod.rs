@@ -39,10 +39,10 @@ pub use context::Context;
 pub use events::{Events, Rejection};
 
 use crate::access::Access;
-use crate::endpoints::Reply;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::config::SdkConfig;
+use crate::endpoints::Reply;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
 

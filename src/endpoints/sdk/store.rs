@@ -1,14 +1,14 @@
 //! Writing an SDK request's accepted events and deciding its fate: `Ok` when
 //! every accepted event is in the stream (the protocol answers 200), else
 //! the one failure the SDK is told about, the gravest of its records'
-//! ([`SinkError::gravity`]), answered under the SDK family's policy
+//! ([`crate::sink::failure::gravest`]), answered under the SDK family's policy
 //! (`error.rs`). A record the stream refuses for good is the event's own
 //! fault: it joins the rejections instead of failing the request.
 
 use super::events::{Events, Rejection};
 use crate::app::App;
 use crate::error::{ApiError, Family};
-use crate::sink::SinkError;
+use crate::sink::failure::gravest;
 
 /// What [`store`] wrote: enough for the protocol's 200 and the access log.
 #[derive(Debug)]
@@ -39,7 +39,18 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
         return Err(ApiError::NoValidEvents { rejected });
     }
     let outcomes = app.put(records).await;
-    let mut gravest: Option<SinkError> = None;
+    // A record the stream refused is its event's fault, not the request's.
+    let failure = gravest(
+        outcomes
+            .iter()
+            .filter(|o| o.as_ref().is_err_and(|e| !e.is_record_refused())),
+    );
+    if let Some((error, _)) = failure {
+        return Err(ApiError::Sink {
+            family: Family::Sdk,
+            error: error.clone(),
+        });
+    }
     let mut location = None;
     let mut stored = 0;
     for (outcome, index) in outcomes.into_iter().zip(positions) {
@@ -48,23 +59,12 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
                 stored += 1;
                 location.get_or_insert_with(|| receipt.location().to_owned());
             }
-            Err(SinkError::Rejected(detail)) => rejected.push(Rejection {
+            Err(err) => rejected.push(Rejection {
                 index,
                 code: "refused_by_stream",
-                message: format!("the stream refused the event: {detail}"),
+                message: format!("the stream refused the event: {}", err.detail()),
             }),
-            Err(err) => {
-                if gravest.as_ref().is_none_or(|g| err.gravity() < g.gravity()) {
-                    gravest = Some(err);
-                }
-            }
         }
-    }
-    if let Some(error) = gravest {
-        return Err(ApiError::Sink {
-            family: Family::Sdk,
-            error,
-        });
     }
     rejected.sort_by_key(|r| r.index);
     count_rejections(&rejected);

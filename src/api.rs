@@ -34,11 +34,11 @@ where
     B: RequestBody,
 {
     let started = Instant::now();
-    let _in_flight = GaugeGuard::inc(app.metrics.requests_in_flight());
+    let _in_flight = GaugeGuard::inc(app.metrics().requests_in_flight());
     let request_id = request_id(request.headers().get(REQUEST_ID));
     let origin = request.headers().get(ORIGIN).cloned();
     let route =
-        routes::find(request.uri().path()).filter(|r| !matches!(r.endpoint, Endpoint::Metrics) || app.public_metrics);
+        routes::find(request.uri().path()).filter(|r| !matches!(r.endpoint, Endpoint::Metrics) || app.public_metrics());
     let label = route.map_or("other", Route::label);
     let method = metrics::method_label(request.method());
 
@@ -62,8 +62,8 @@ where
     } = reply;
     let status = response.status().as_u16();
     let took = started.elapsed();
-    app.metrics.request_done(label, method, status, error, shed, took);
-    if app.access_log {
+    app.metrics().request_done(label, method, status, error, shed, took);
+    if app.access_log() {
         tracing::info!(
             target: "access",
             request_id = %request_id,
@@ -84,7 +84,7 @@ where
         && let Some(origin) = origin
     {
         let request_headers = HeaderMap::from_iter([(ORIGIN, origin)]);
-        app.access
+        app.access()
             .add_cors_headers(route.cors, &request_headers, response.headers_mut());
     }
     Ok(response)
@@ -102,7 +102,7 @@ where
             Err(ApiError::MethodNotAllowed { allow: route.allow })
         };
     }
-    if !app.access.admits(route.cors, request.headers()) {
+    if !app.access().admits(route.cors, request.headers()) {
         return Err(ApiError::OriginNotAllowed);
     }
     match route.endpoint {
@@ -133,7 +133,7 @@ pub fn admin<B>(app: &App, request: &Request<B>) -> Response<Full<Bytes>> {
 }
 
 fn metrics_response(app: &App) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    let mut response = Response::new(Full::new(Bytes::from(app.metrics().render())));
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(metrics::CONTENT_TYPE));
@@ -147,7 +147,7 @@ fn preflight(app: &App, route: &Route, headers: &HeaderMap) -> Result<Reply, Api
     response
         .headers_mut()
         .insert(hyper::header::ALLOW, HeaderValue::from_static(route.allow));
-    app.access
+    app.access()
         .preflight(route.cors, route.allow, headers, response.headers_mut())?;
     Ok(Reply::plain(response))
 }

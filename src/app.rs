@@ -1,6 +1,7 @@
-//! The gateway's shared state: the writer (and the sink behind it),
-//! readiness, the record size limit and the HTTP settings, built once at
-//! start-up from [`Config`].
+//! The gateway's shared state, built once at start-up from [`Config`]: the
+//! store the doors put records into (the writer and sink, wrapped by the
+//! spill), readiness, the record size limit, and each layer's own settings,
+//! handed out as narrow handles.
 //!
 //! Start-up asks the destination about itself once: a stream that does not
 //! exist or cannot be accessed stops start-up (fail fast, an operator must
@@ -10,14 +11,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::Semaphore;
-
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, SdkConfig};
+use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::{self, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
-use crate::spill::{AppendError, Spill};
+use crate::sink::{self, Destination, Record, Sink, SinkError, SinkLimits};
+use crate::spill::{Spill, SpillStore};
+use crate::store::{Kepts, Store, StreamStore};
 use crate::writer::Writer;
 
 /// Why the gateway could not start.
@@ -42,53 +43,51 @@ pub enum StartError {
     },
 }
 
-/// State shared by every connection.
+/// State shared by every connection: narrow handles, each layer's own.
 #[derive(Debug)]
 pub struct App {
+    /// Where the doors put records: the stream, wrapped by the spill when
+    /// `SPILL_DIR` is set.
+    store: Arc<dyn Store>,
     writer: Writer,
-    /// The durable spill, when `SPILL_DIR` is set.
-    spill: Option<Spill>,
-    readiness: Readiness,
+    readiness: Arc<Readiness>,
     max_record_bytes: AtomicUsize,
-    /// HTTP server settings.
-    pub http: HttpConfig,
-    /// Limits and partition keys of the endpoints that take events.
-    pub import: ImportConfig,
-    /// Limits and client-IP policy of the analytics SDKs' endpoints.
-    pub sdk: SdkConfig,
-    /// This instance's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Whether to log one line per request.
-    pub access_log: bool,
-    /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
-    pub public_metrics: bool,
-    /// API keys and CORS.
-    pub access: Access,
-    /// One permit per event request in flight (`MAX_IN_FLIGHT_REQUESTS`).
-    pub request_slots: Semaphore,
-    /// One permit per body byte held by requests in flight (`MAX_IN_FLIGHT_BODY_BYTES`).
-    pub body_budget: Semaphore,
+    intake: Intake,
+    http: HttpConfig,
+    import: ImportConfig,
+    sdk: SdkConfig,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+    public_metrics: bool,
+    access: Access,
 }
 
 impl App {
     /// Wraps an already built sink with the HTTP, batching, spill and
-    /// readiness settings of `config` (its sink settings are not read). The
-    /// record limit starts at the sink's default. Starts the writer (and the
+    /// readiness settings of `config` (its sink settings are not read), after
+    /// the start-up checks of the settings against the sink. The record
+    /// limit starts at the sink's default. Starts the writer (and the
     /// spill), so it must run inside a tokio runtime.
     pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Result<Self, StartError> {
         check_settings(config, sink.kind(), &sink.limits())?;
         let metrics = Arc::new(Metrics::new());
         let max_record_bytes = sink.limits().max_record_bytes;
         let writer = Writer::new(sink, metrics.clone(), config.batch);
-        let spill = match &config.spill {
-            Some(spill) => Some(Spill::open(spill, writer.clone(), metrics.clone())?),
-            None => None,
+        let readiness = Arc::new(Readiness::new(config.readiness_cache_ttl));
+        let stream: Arc<dyn Store> = Arc::new(StreamStore::new(writer.clone(), readiness.clone()));
+        let store: Arc<dyn Store> = match &config.spill {
+            Some(spill) => {
+                let spill = Spill::open(spill, writer.clone(), metrics.clone())?;
+                Arc::new(SpillStore::new(stream, spill, metrics.clone()))
+            }
+            None => stream,
         };
         Ok(App {
+            store,
             writer,
-            spill,
-            readiness: Readiness::new(config.readiness_cache_ttl),
+            readiness,
             max_record_bytes: AtomicUsize::new(max_record_bytes),
+            intake: Intake::new(&config.http),
             http: config.http,
             import: config.import.clone(),
             sdk: config.sdk.clone(),
@@ -96,8 +95,6 @@ impl App {
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),
             access: Access::new(&config.access),
-            request_slots: Semaphore::new(config.http.max_in_flight_requests.get()),
-            body_budget: Semaphore::new(config.http.max_in_flight_body_bytes.get()),
         })
     }
 
@@ -130,55 +127,54 @@ impl App {
         }
     }
 
-    /// Stores `records` (through shared calls when batching is on) and
-    /// returns one outcome per record, in order, keeping readiness up to
-    /// date. With the spill on, a record the stream could not take (for any
-    /// reason but refusing the record itself) is spilled instead, and so is
-    /// every record while the spill holds any: its outcome is then a
-    /// [`Receipt::spilled`] once it is durable.
-    pub async fn put(&self, records: Vec<Record>) -> Outcomes {
-        let Some(spill) = &self.spill else {
-            return self.put_to_stream(records).await;
-        };
-        if spill.holds_records() {
-            let count = records.len();
-            return match spill.append(&records, &self.metrics).await {
-                Ok(()) => vec![Ok(Receipt::spilled()); count],
-                Err(err) => vec![Err(spill_failure(err)); count],
-            };
-        }
-        let mut outcomes = self.put_to_stream(records.clone()).await;
-        let failed: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].as_ref().is_err_and(|err| !err.is_record_refused()))
-            .collect();
-        if failed.is_empty() {
-            return outcomes;
-        }
-        let spilled: Vec<Record> = failed.iter().map(|&i| records[i].clone()).collect();
-        let spilled_count = spilled.len();
-        let appended = spill.append(&spilled, &self.metrics).await;
-        if let Err(err) = &appended {
-            tracing::error!(error = %err, records = spilled_count, "could not spill records");
-        }
-        for i in failed {
-            // A full spill is overload (`overloaded`), whichever way the
-            // record came to it: the client is told what refused it last.
-            outcomes[i] = match &appended {
-                Ok(()) => Ok(Receipt::spilled()),
-                Err(err) => Err(spill_failure(err.clone())),
-            };
-        }
-        outcomes
+    /// Where the doors put records.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
     }
 
-    async fn put_to_stream(&self, records: Vec<Record>) -> Outcomes {
-        let outcomes = self.writer.put(records).await;
-        if outcomes.iter().any(Result::is_ok) {
-            self.readiness.record_stored();
-        } else if outcomes.iter().any(|o| o.as_ref().is_err_and(SinkError::makes_unready)) {
-            self.readiness.record_failed();
-        }
-        outcomes
+    /// Keeps `records` ([`Store::put`] of [`App::store`]).
+    pub async fn put(&self, records: Vec<Record>) -> Kepts {
+        self.store.put(records).await
+    }
+
+    /// The in-flight caps and body deadline every door's intake shares.
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    /// API keys and CORS.
+    pub fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// This instance's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The HTTP server's settings (timeouts, connection caps).
+    pub fn http(&self) -> &HttpConfig {
+        &self.http
+    }
+
+    /// Limits and partition keys of the gateway's own doors.
+    pub fn import(&self) -> &ImportConfig {
+        &self.import
+    }
+
+    /// Limits and client-IP policy of the analytics SDKs' doors.
+    pub fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    /// Whether to log one line per request.
+    pub fn access_log(&self) -> bool {
+        self.access_log
+    }
+
+    /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
+    pub fn public_metrics(&self) -> bool {
+        self.public_metrics
     }
 
     /// The longest partition key the sink takes, in characters.
@@ -191,37 +187,18 @@ impl App {
         self.max_record_bytes.load(Ordering::Relaxed)
     }
 
-    /// The readiness probe's answer. With the spill on and room in it, the
-    /// instance stays ready while the stream is away: it still answers 2xx.
+    /// The readiness probe's answer: the stream's, as the store sees it (a
+    /// spill with room keeps the instance ready while the stream is away).
+    /// Shutting down is final.
     pub async fn readiness(&self) -> Verdict {
         let verdict = self
             .readiness
             .check(self.sink().as_ref(), |destination| self.apply(destination))
             .await;
-        let Some(spill) = &self.spill else {
+        if self.readiness.is_shutting_down() {
             return verdict;
-        };
-        match spill.trouble() {
-            None if !verdict.ready && !self.readiness.is_shutting_down() => Verdict {
-                ready: true,
-                status: format!(
-                    "spilling to disk ({} records waiting): {}",
-                    spill.pending(),
-                    verdict.status
-                ),
-            },
-            // New records go behind spilled ones: a spill that cannot take
-            // them refuses every request, whatever the stream says.
-            Some(trouble) if verdict.ready && spill.holds_records() => Verdict {
-                ready: false,
-                status: trouble,
-            },
-            Some(trouble) if !verdict.ready => Verdict {
-                ready: false,
-                status: format!("{}; {trouble}", verdict.status),
-            },
-            _ => verdict,
         }
+        self.store.verdict(verdict)
     }
 
     /// Readiness turns to "not ready" for good.
@@ -238,15 +215,6 @@ impl App {
         if let Some(limit) = destination.max_record_bytes {
             self.max_record_bytes.store(limit, Ordering::Relaxed);
         }
-    }
-}
-
-/// A spill that could not take records: full is overload (503, retry
-/// later), a failed write the disk being unavailable.
-fn spill_failure(err: AppendError) -> SinkError {
-    match err {
-        AppendError::Full => SinkError::Overloaded("the spill is full".into()),
-        AppendError::Io(detail) => SinkError::Unavailable(format!("the spill write failed: {detail}")),
     }
 }
 

@@ -14,13 +14,14 @@
 use bytes::Bytes;
 use hyper::header::{CONTENT_ENCODING, EXPECT, HeaderMap};
 use hyper::{Request, http::request::Parts};
-use tokio::sync::SemaphorePermit;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Duration;
 
 use crate::app::App;
 use crate::body::{BodyHints, RequestBody, discard, read_limited};
 use crate::encoding;
 use crate::error::ApiError;
+use crate::intake::reserve;
 use crate::partition_key;
 
 /// Bytes a request holds per byte of its decoded body, counted against
@@ -60,7 +61,7 @@ pub struct Ingested<'a> {
     pub body: Bytes,
     /// The `X-Partition-Key` header's key, checked, when sent.
     pub partition_key: Option<String>,
-    budget: &'a tokio::sync::Semaphore,
+    budget: &'a Semaphore,
     _slot: SemaphorePermit<'a>,
     held: SemaphorePermit<'a>,
 }
@@ -166,7 +167,7 @@ where
             return Err(err);
         }
     };
-    let raw = read_limited(body, limit, app.http.body_read_timeout, hints)
+    let raw = read_limited(body, limit, app.intake().body_read_timeout(), hints)
         .await
         .map_err(|e| limits.name_limit(e))?;
     let body = decode(app, &head.headers, raw, limit).map_err(|e| limits.name_limit(e))?;
@@ -181,14 +182,14 @@ where
         .saturating_mul(HELD_PER_BODY_BYTE)
         .saturating_sub(held.num_permits());
     if extra > 0 {
-        held.merge(reserve(&app.body_budget, extra)?);
+        held.merge(reserve(app.intake().budget(), extra)?);
     }
-    app.metrics.body_received(body.len());
+    app.metrics().body_received(body.len());
     Ok(Ingested {
         head,
         body,
         partition_key,
-        budget: &app.body_budget,
+        budget: app.intake().budget(),
         _slot: slot,
         held,
     })
@@ -202,17 +203,9 @@ fn decode(app: &App, headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<By
     let working = encoding::working_memory(encoding, &raw, limit)?;
     let _decoder = match working {
         0 => None,
-        n => Some(reserve(&app.body_budget, n)?),
+        n => Some(reserve(app.intake().budget(), n)?),
     };
     encoding::decode(encoding, raw, limit)
-}
-
-/// `bytes` of the in-flight budget, or 503 at once when they are not free.
-fn reserve(budget: &tokio::sync::Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
-    u32::try_from(bytes)
-        .ok()
-        .and_then(|n| budget.try_acquire_many(n).ok())
-        .ok_or(ApiError::Overloaded("too many body bytes in flight"))
 }
 
 /// What the head alone earned the request: its place in the in-flight
@@ -234,12 +227,9 @@ fn admit<'a>(
     limits: Limits,
     declared: Option<u64>,
 ) -> Result<Admitted<'a>, ApiError> {
-    let slot = app
-        .request_slots
-        .try_acquire()
-        .map_err(|_| ApiError::Overloaded("too many requests in flight"))?;
+    let slot = app.intake().slot()?;
     if limits.header_auth {
-        app.access.authorize(headers)?;
+        app.access().authorize(headers)?;
     }
     let header = headers.get(partition_key::HEADER).map(|v| v.as_bytes());
     let partition_key = partition_key::from_header(header, app.max_key_chars())?;
@@ -249,7 +239,7 @@ fn admit<'a>(
         _ => limits.max_body,
     };
     let reserve_bytes = declared.map_or(limit, |len| (len as usize).min(limit + 1));
-    let bytes = reserve(&app.body_budget, reserve_bytes)?;
+    let bytes = reserve(app.intake().budget(), reserve_bytes)?;
     Ok(Admitted {
         slot,
         bytes,

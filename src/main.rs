@@ -27,10 +27,7 @@ async fn main() -> anyhow::Result<()> {
     let (_flush_logs_at_exit, dropped_log_lines) = init_logging(config.log_format);
 
     let app = Arc::new(App::from_config(&config).await?);
-    if config.spill.is_some() {
-        keep_serving_past_file_size_limits()?;
-    }
-    app.metrics
+    app.metrics()
         .count_dropped_log_lines(move || dropped_log_lines.dropped_lines() as u64);
     let listener = TcpListener::bind(config.listen)
         .await
@@ -144,24 +141,6 @@ fn healthcheck() -> anyhow::Result<()> {
 }
 
 /// Resolves on the first SIGTERM (Kubernetes, Docker) or SIGINT (Ctrl-C).
-/// A spill write past `ulimit -f` raises SIGXFSZ, whose default action ends
-/// the process. With a handler installed, the write fails with EFBIG
-/// instead: that request gets 503 and the gateway keeps serving.
-fn keep_serving_past_file_size_limits() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        // SIGXFSZ is 25 on Linux (every architecture it runs on here).
-        let mut file_size = signal(SignalKind::from_raw(25))?;
-        tokio::spawn(async move {
-            while file_size.recv().await.is_some() {
-                tracing::warn!("a spill write went past the process's file size limit (ulimit -f)");
-            }
-        });
-    }
-    Ok(())
-}
-
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]

@@ -39,7 +39,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(app.http.header_read_timeout)
+        .header_read_timeout(app.http().header_read_timeout)
         // Bytes a connection reads ahead of its handler: hyper's default
         // (~400 KiB) lets each of thousands of connections buffer a large
         // body outside MAX_IN_FLIGHT_BODY_BYTES.
@@ -50,7 +50,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     let graceful = GracefulShutdown::new();
-    let connection_slots = Arc::new(Semaphore::new(app.http.max_connections.get()));
+    let connection_slots = Arc::new(Semaphore::new(app.http().max_connections.get()));
     let mut shutdown = std::pin::pin!(shutdown);
 
     loop {
@@ -83,7 +83,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let app = app.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let _open = GaugeGuard::inc(app.metrics.connections_open());
+            let _open = GaugeGuard::inc(app.metrics().connections_open());
             if let Err(error) = connection.await {
                 tracing::debug!(%peer, %error, "connection ended with an error");
             }
@@ -92,8 +92,8 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
 
     app.begin_shutdown();
     drop(listener);
-    tracing::info!(deadline = ?app.http.shutdown_timeout, "shutting down: draining in-flight requests");
-    match timeout(app.http.shutdown_timeout, graceful.shutdown()).await {
+    tracing::info!(deadline = ?app.http().shutdown_timeout, "shutting down: draining in-flight requests");
+    match timeout(app.http().shutdown_timeout, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown deadline passed; abandoning the connections still open"),
     }

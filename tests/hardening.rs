@@ -268,7 +268,7 @@ async fn over_the_connection_cap_a_connection_gets_503() {
     .collect();
     let app = server.app.clone();
     common::eventually("both connections accepted", Duration::from_secs(10), || {
-        let open = app.metrics.render().contains("http_connections_open 2\n");
+        let open = app.metrics().render().contains("http_connections_open 2\n");
         async move { open }
     })
     .await;

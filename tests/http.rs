@@ -151,7 +151,7 @@ async fn the_server_keeps_serving_while_clients_stall() {
     // and stored while they wait.
     let app = server.app.clone();
     common::eventually("all 50 stalled requests are in flight", Duration::from_secs(10), || {
-        let text = app.metrics.render();
+        let text = app.metrics().render();
         async move { text.contains("http_requests_in_flight 50\n") }
     })
     .await;

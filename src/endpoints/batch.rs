@@ -29,16 +29,17 @@ use crate::body::RequestBody;
 use crate::endpoints::Reply;
 use crate::error::{ApiError, Family, add_retry_after, json_response};
 use crate::ingest::{Limits, ingest};
+use crate::sink::Record;
 use crate::sink::failure::gravest;
-use crate::sink::{Receipt, Record, SinkError};
+use crate::store::{Kept, Kepts};
 
 /// Stores every event of the body and answers with one entry per record.
 pub async fn handle<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
-    let mut ingested = ingest(app, request, Limits::events(app.import.batch_max_bytes)).await?;
-    let max_records = app.import.batch_max_records;
+    let mut ingested = ingest(app, request, Limits::events(app.import().batch_max_bytes)).await?;
+    let max_records = app.import().batch_max_records;
     let events = match Format::of(ingested.headers()) {
         Format::Ndjson => split_ndjson(&ingested.body, max_records)?,
         Format::JsonArray => split_json_array(&ingested.body, max_records)?,
@@ -192,7 +193,7 @@ fn is_zero(n: &usize) -> bool {
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Entry {
-    Stored(Receipt),
+    Stored(Kept),
     Failed {
         #[serde(rename = "ErrorCode")]
         error_code: &'static str,
@@ -201,10 +202,23 @@ enum Entry {
     },
 }
 
+/// The status of records all kept: the highest their store gives (202 for
+/// one on its way from the spill, else 200).
+fn outcomes_status(entries: &[Entry]) -> StatusCode {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Stored(kept) => Some(kept.status()),
+            Entry::Failed { .. } => None,
+        })
+        .max()
+        .unwrap_or(StatusCode::OK)
+}
+
 /// 200 when every record is stored, 202 when every record is stored or
 /// durable in the spill (`SPILL_DIR`) and some are spilled; else the status
 /// of the gravest failure, with every record's outcome in the body.
-fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: usize, bytes: usize) -> Reply {
+fn answer(outcomes: Kepts, request_id: &str, count: usize, bytes: usize) -> Reply {
     let failed = outcomes.iter().filter(|o| o.is_err()).count();
     let gravest = gravest(&outcomes).map(|(err, same)| {
         err.log(request_id, same);
@@ -213,10 +227,10 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
     let location = outcomes
         .iter()
         .find_map(|o| o.as_ref().ok())
-        .map(|r| r.location().to_owned());
+        .map(|kept| kept.location().to_owned());
     let spilled = outcomes
         .iter()
-        .filter(|o| o.as_ref().is_ok_and(Receipt::is_spilled))
+        .filter(|o| o.as_ref().is_ok_and(Kept::is_spilled))
         .count();
     let body = BatchAnswer {
         failed_record_count: failed,
@@ -232,11 +246,8 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
             })
             .collect(),
     };
-    let stored = if spilled > 0 {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    // 202 when any record is only in the spill, as the store says.
+    let stored = outcomes_status(&body.records);
     let (status, error, retry) = gravest
         .as_ref()
         .map_or((stored, "", false), |err| err.status(Family::Api));
@@ -257,6 +268,7 @@ fn answer(outcomes: Vec<Result<Receipt, SinkError>>, request_id: &str, count: us
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::{Receipt, SinkError};
 
     fn json(body: &'static str) -> Result<Vec<String>, ApiError> {
         split_json_array(&Bytes::from_static(body.as_bytes()), 5)
@@ -314,7 +326,7 @@ mod tests {
 
     #[test]
     fn the_status_is_the_gravest_failure() {
-        let ok = || Ok(Receipt::new("s").with("Position", "1"));
+        let ok = || Ok(Kept::Stored(Receipt::new("s").with("Position", "1")));
         let reply = answer(vec![ok(), ok()], "t", 2, 0);
         assert_eq!(reply.response.status(), StatusCode::OK);
         let partial = answer(vec![ok(), Err(SinkError::Throttled("x".into()))], "t", 2, 0);
@@ -332,10 +344,10 @@ mod tests {
         assert_eq!(mixed.response.status(), StatusCode::BAD_GATEWAY);
         let refused = answer(vec![ok(), Err(SinkError::Rejected("r".into()))], "t", 2, 0);
         assert_eq!(refused.response.status(), StatusCode::BAD_REQUEST);
-        let spilled = answer(vec![ok(), Ok(Receipt::spilled())], "t", 2, 0);
+        let spilled = answer(vec![ok(), Ok(Kept::Spilled)], "t", 2, 0);
         assert_eq!(spilled.response.status(), StatusCode::ACCEPTED);
         let partial = answer(
-            vec![Ok(Receipt::spilled()), Err(SinkError::Throttled("x".into()))],
+            vec![Ok(Kept::Spilled), Err(SinkError::Throttled("x".into()))],
             "t",
             2,
             0,

@@ -2,7 +2,7 @@
 //! receipt, with Kinesis's field names (`ShardId`, `SequenceNumber`), or
 //! 202 `{"Spilled":true}` when it went to the durable spill.
 
-use hyper::{Request, StatusCode};
+use hyper::Request;
 
 use super::records;
 use crate::app::App;
@@ -26,18 +26,13 @@ where
         .map_err(|oversized| ApiError::PayloadTooLarge { limit: oversized.limit })?;
     let record = batch.pop().expect("one event makes one record");
     let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
-    let receipt = outcome?;
-    // In the spill, durable, not yet in the stream: accepted, no sequence number.
-    let status = if receipt.is_spilled() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
+    let kept = outcome?;
     Ok(Reply {
-        response: json_response(status, &receipt),
+        // In the spill, durable, not yet in the stream: 202, no sequence number.
+        response: json_response(kept.status(), &kept),
         records: 1,
         bytes,
-        location: Some(receipt.location().to_owned()),
+        location: Some(kept.location().to_owned()),
         error: "",
         shed: false,
     })

@@ -80,7 +80,7 @@ pub struct Oversized {
 /// limit fails the request before anything is written.
 pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
     let limit = app.max_record_bytes();
-    let fields = &app.import.key_fields;
+    let fields = &app.import().key_fields;
     let max_key_chars = app.max_key_chars();
     events
         .into_iter()

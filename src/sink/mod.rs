@@ -53,7 +53,6 @@ impl Record {
 pub struct Receipt {
     location: String,
     fields: Vec<(&'static str, serde_json::Value)>,
-    spilled: bool,
 }
 
 impl Receipt {
@@ -62,22 +61,7 @@ impl Receipt {
         Receipt {
             location: location.into(),
             fields: Vec::new(),
-            spilled: false,
         }
-    }
-
-    /// The receipt of a record written to the durable spill, not yet in the
-    /// stream: `{"Spilled": true}`, at location `spill`.
-    pub fn spilled() -> Self {
-        Receipt {
-            spilled: true,
-            ..Receipt::new("spill").with("Spilled", true)
-        }
-    }
-
-    /// Whether the record is in the spill rather than the stream.
-    pub fn is_spilled(&self) -> bool {
-        self.spilled
     }
 
     /// Adds a field of the answer clients get.

@@ -3,16 +3,13 @@
 //! once they are durable; a replay task sends them to the stream when it
 //! answers again.
 //!
-//! It wraps the writer (the sink plus batching, retries and deadlines), not
-//! the bare sink, because some of the failures it absorbs happen above the
-//! sink: the writer's queue full, a record's deadline passed while it waited.
-//! It works with every sink.
+//! [`SpillStore`] (`store.rs`) wraps the store that writes to the stream
+//! (the writer: batching, retries and deadlines), not the bare sink,
+//! because some of the failures it absorbs happen above the sink: the
+//! writer's queue full, a record's deadline passed while it waited. It works
+//! with every sink, and holds every spill policy: what spills, order, the
+//! answers and readiness. This file is the mechanism.
 //!
-//! - **What spills**: every record the writer could not store, unless the
-//!   stream refused the record itself ([`SinkError::Rejected`]): a client
-//!   must hear about a bad record, not have it replayed forever.
-//! - **Order**: while the spill holds records, every new record goes into it
-//!   too, behind them, so one key's events reach the stream in order.
 //! - **Durability**: appends from concurrent requests share one `write` and
 //!   one `fsync` (group commit, `log.rs`). A full spill (`SPILL_MAX_BYTES`),
 //!   a failed write or a failed `fsync` answers 503: never a 2xx that is not
@@ -36,6 +33,7 @@
 mod frame;
 mod log;
 mod replay;
+mod store;
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -45,6 +43,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use self::log::AppendError;
 use self::log::{Append, Appender, Position, Reader, Shared};
+pub use self::store::SpillStore;
 use crate::config::SpillConfig;
 use crate::metrics::Metrics;
 use crate::sink::Record;
@@ -85,6 +84,7 @@ impl Spill {
         std::fs::create_dir_all(&config.dir).map_err(failed)?;
         check_writable(&config.dir).map_err(failed)?;
         let recovered = log::recover(&config.dir).map_err(failed)?;
+        keep_serving_past_file_size_limits().map_err(failed)?;
         if let Some(why) = &recovered.ledger_corrupt {
             tracing::error!(
                 reason = %why,
@@ -206,6 +206,29 @@ impl Spill {
         refresh_gauges(&self.shared, metrics);
         outcome
     }
+}
+
+/// A spill write past `ulimit -f` raises SIGXFSZ, whose default action ends
+/// the process. With a handler installed, the write fails with EFBIG
+/// instead: that request gets 503 and the gateway keeps serving.
+fn keep_serving_past_file_size_limits() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::signal::unix::{SignalKind, signal};
+        static INSTALLED: AtomicBool = AtomicBool::new(false);
+        if INSTALLED.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        // SIGXFSZ is 25 on Linux (every architecture it runs on here).
+        let mut file_size = signal(SignalKind::from_raw(25))?;
+        tokio::spawn(async move {
+            while file_size.recv().await.is_some() {
+                tracing::warn!("a spill write went past the process's file size limit (ulimit -f)");
+            }
+        });
+    }
+    Ok(())
 }
 
 /// The bytes one record of `data_bytes` with a key of `key_chars`

@@ -186,7 +186,7 @@ pub async fn handle<B>(app: &App, protocol: &dyn Protocol, request: Request<B>) 
 where
     B: RequestBody,
 {
-    let max_body = protocol.max_body(&app.sdk);
+    let max_body = protocol.max_body(app.sdk());
     let limits = Limits {
         // The key may be in the body: checked after decoding.
         header_auth: false,
@@ -197,10 +197,10 @@ where
     let (Decoded { events, .. }, query_len) = {
         let head = &ingested.head;
         let incoming = Incoming::new(head, &ingested.body, max_body);
-        let context = Context::new(protocol.name(), app.sdk.client_ip, head);
+        let context = Context::new(protocol.name(), app.sdk().client_ip, head);
         let events = Events::new(app.max_record_bytes(), app.max_key_chars());
-        let decoded = protocol.decode(&incoming, &context, app.sdk.max_events, events)?;
-        decoded.key.authorize(&app.access, &head.headers)?;
+        let decoded = protocol.decode(&incoming, &context, app.sdk().max_events, events)?;
+        decoded.key.authorize(app.access(), &head.headers)?;
         (decoded, incoming.query.len())
     };
     // What the records hold beside the body; an unwrapped PostHog form or

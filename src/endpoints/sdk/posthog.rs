@@ -384,7 +384,7 @@ pub struct RemoteConfig {
 impl Document for RemoteConfig {
     fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let token = request.path.split('/').nth(2).unwrap_or_default();
-        app.access.authorize_key(Some(token), request.headers)?;
+        app.access().authorize_key(Some(token), request.headers)?;
         let config = remote_config(token);
         if !self.script {
             return Ok(json_document(&config, Caching::Public));
@@ -425,7 +425,7 @@ impl Document for Flags {
         let token = parsed
             .as_ref()
             .and_then(|r| r.token.as_deref().or(r.api_key.as_deref()));
-        app.access.authorize_key(token, request.headers)?;
+        app.access().authorize_key(token, request.headers)?;
         let mut answer = remote_config(token.unwrap_or_default());
         let extra = json!({
             "flags": {},

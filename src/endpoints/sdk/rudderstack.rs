@@ -25,7 +25,7 @@ pub struct SourceConfig;
 impl Document for SourceConfig {
     fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = basic_user(request.headers).or_else(|| request.query_param("writeKey"));
-        app.access.authorize_key(write_key.as_deref(), request.headers)?;
+        app.access().authorize_key(write_key.as_deref(), request.headers)?;
         let write_key = write_key.unwrap_or_default();
         let config = json!({
             "isHosted": false,

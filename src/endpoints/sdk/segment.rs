@@ -296,8 +296,8 @@ pub struct Settings;
 impl Document for Settings {
     fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = request.path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
-        app.access.authorize_key(Some(write_key), request.headers)?;
-        let (protocol, api_host, caching) = match &app.sdk.public_url {
+        app.access().authorize_key(Some(write_key), request.headers)?;
+        let (protocol, api_host, caching) = match &app.sdk().public_url {
             Some(url) => (
                 url.scheme(),
                 format!("{}/v1", url.authority_and_path()),
@@ -362,7 +362,7 @@ impl Document for Telemetry {
     }
 
     fn answer(&self, app: &App, _request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
-        app.metrics.sdk_telemetry_discarded();
+        app.metrics().sdk_telemetry_discarded();
         Ok(Segment::BATCH.success(&[]))
     }
 }

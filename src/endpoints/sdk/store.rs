@@ -31,7 +31,7 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
     } = events;
     let count_rejections = |rejected: &[Rejection]| {
         for rejection in rejected {
-            app.metrics.sdk_event_rejected(protocol, rejection.code);
+            app.metrics().sdk_event_rejected(protocol, rejection.code);
         }
     };
     if records.is_empty() {
@@ -68,7 +68,7 @@ pub async fn store(app: &App, protocol: &'static str, events: Events) -> Result<
     }
     rejected.sort_by_key(|r| r.index);
     count_rejections(&rejected);
-    app.metrics.sdk_events_stored(protocol, stored);
+    app.metrics().sdk_events_stored(protocol, stored);
     if stored == 0 {
         return Err(ApiError::NoValidEvents { rejected });
     }

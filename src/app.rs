@@ -16,7 +16,7 @@ use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, 
 use crate::intake::Intake;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::{self, Destination, Record, Sink, SinkError, SinkLimits};
+use crate::sink::{self, Destination, Record, RecordRules, Sink, SinkError, SinkLimits};
 use crate::spill::{Spill, SpillStore};
 use crate::store::{Kepts, Store, StreamStore};
 use crate::writer::Writer;
@@ -175,6 +175,15 @@ impl App {
     /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
     pub fn public_metrics(&self) -> bool {
         self.public_metrics
+    }
+
+    /// What every record must fit now: the sink's limits, the record size
+    /// as the destination last said.
+    pub fn record_rules(&self) -> RecordRules {
+        RecordRules {
+            max_bytes: self.max_record_bytes(),
+            max_key_chars: self.max_key_chars(),
+        }
     }
 
     /// The longest partition key the sink takes, in characters.

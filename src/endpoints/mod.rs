@@ -75,13 +75,12 @@ pub struct Oversized {
 }
 
 /// Records from a request's events, each with its partition key (the
-/// header's, else `PARTITION_KEY_FIELDS`, else random) and checked against
-/// the stream's record limit. All or nothing: the first record over the
+/// header's, else `PARTITION_KEY_FIELDS`, else random), built and checked
+/// by the sink's [`crate::sink::RecordRules`]. All or nothing: the first record over the
 /// limit fails the request before anything is written.
 pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
-    let limit = app.max_record_bytes();
+    let rules = app.record_rules();
     let fields = &app.import().key_fields;
-    let max_key_chars = app.max_key_chars();
     events
         .into_iter()
         .enumerate()
@@ -89,14 +88,13 @@ pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Resul
             let partition_key = match header_key {
                 Some(key) => key.to_owned(),
                 None => fields
-                    .key_of(&data, max_key_chars)
+                    .key_of(&data, rules.max_key_chars)
                     .unwrap_or_else(partition_key::random),
             };
-            let record = Record { data, partition_key };
-            if record.size() > limit {
-                return Err(Oversized { index, limit });
-            }
-            Ok(record)
+            rules.record(data, partition_key).map_err(|_| Oversized {
+                index,
+                limit: rules.max_bytes,
+            })
         })
         .collect()
 }

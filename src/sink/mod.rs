@@ -44,6 +44,36 @@ impl Record {
     }
 }
 
+/// What every record must fit, whichever door made it: the one place a
+/// record is built from an event, its key fitted to the sink and its size
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRules {
+    /// The largest record (data + partition key), in bytes.
+    pub max_bytes: usize,
+    /// The longest partition key, in Unicode characters; a longer one is
+    /// hashed to fit (`partition_key::shorten`).
+    pub max_key_chars: usize,
+}
+
+impl RecordRules {
+    /// A record of `data` under `key`, or `Err` with its size when it is
+    /// over [`RecordRules::max_bytes`].
+    pub fn record(&self, data: Bytes, key: String) -> Result<Record, usize> {
+        // A key of at most that many bytes has at most that many characters.
+        let partition_key = if key.len() <= self.max_key_chars {
+            key
+        } else {
+            crate::partition_key::shorten(&key, self.max_key_chars)
+        };
+        let record = Record { data, partition_key };
+        match record.size() {
+            size if size > self.max_bytes => Err(size),
+            _ => Ok(record),
+        }
+    }
+}
+
 /// The destination's acknowledgement of one stored record, in the
 /// destination's own words: each sink names its fields (Kinesis says
 /// `ShardId` and `SequenceNumber`), and clients get them as they are. The

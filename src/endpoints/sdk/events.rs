@@ -7,8 +7,7 @@ use serde::Deserialize;
 
 pub use crate::error::Rejection;
 
-use crate::partition_key;
-use crate::sink::Record;
+use crate::sink::{Record, RecordRules};
 
 /// One event of a request: its text, and the fields the endpoint reads
 /// from it or why they could not be read.
@@ -34,8 +33,7 @@ pub struct Events {
     pub(super) positions: Vec<usize>,
     /// The events rejected so far.
     pub(super) rejected: Vec<Rejection>,
-    max_record: usize,
-    max_key_chars: usize,
+    rules: RecordRules,
     unwrapped: usize,
 }
 
@@ -47,8 +45,10 @@ impl Events {
             records: Vec::new(),
             positions: Vec::new(),
             rejected: Vec::new(),
-            max_record,
-            max_key_chars,
+            rules: RecordRules {
+                max_bytes: max_record,
+                max_key_chars,
+            },
             unwrapped: 0,
         }
     }
@@ -84,20 +84,19 @@ impl Events {
     /// Event `index` as a record, unless it is over the record limit. A key
     /// over the sink's limit is hashed, as for `PARTITION_KEY_FIELDS`.
     pub fn accept(&mut self, index: usize, data: Vec<u8>, key: &str) {
-        let record = Record {
-            data: data.into(),
-            partition_key: partition_key::shorten(key, self.max_key_chars),
-        };
-        if record.size() > self.max_record {
-            let message = format!(
-                "the event is {} bytes with its partition key and enrichment; the limit is {}",
-                record.size(),
-                self.max_record
-            );
-            return self.reject(index, "too_large", message);
+        match self.rules.record(data.into(), key.to_owned()) {
+            Ok(record) => {
+                self.records.push(record);
+                self.positions.push(index);
+            }
+            Err(size) => {
+                let message = format!(
+                    "the event is {size} bytes with its partition key and enrichment; the limit is {}",
+                    self.rules.max_bytes
+                );
+                self.reject(index, "too_large", message);
+            }
         }
-        self.records.push(record);
-        self.positions.push(index);
     }
 
     /// Event `index` as built: its record text and partition key, or why not.
@@ -141,7 +140,10 @@ mod tests {
         // A long key is hashed to 71 characters first, as Kinesis needs.
         events.accept(2, vec![b'x'; 29], &long_key);
         assert_eq!(events.positions, [0, 2]);
-        assert_eq!(events.records[1].partition_key, partition_key::shorten(&long_key, 256));
+        assert_eq!(
+            events.records[1].partition_key,
+            crate::partition_key::shorten(&long_key, 256)
+        );
         assert_eq!(events.records[1].partition_key.len(), 71);
         assert_eq!(events.rejected.len(), 1);
         assert_eq!((events.rejected[0].index, events.rejected[0].code), (1, "too_large"));

@@ -290,7 +290,7 @@ mod tests {
     #[test]
     fn batch_settings_over_the_sinks_caps_stop_start_up() {
         let limits = crate::sink::kinesis::LIMITS;
-        let defaults = Config::from_lookup(|_| None).unwrap().batch;
+        let defaults = BatchConfig::default();
         assert!(check_batch(&defaults, "kinesis", &limits).is_ok());
         let mut batch = defaults;
         batch.max_records = std::num::NonZeroUsize::new(501).unwrap();

@@ -469,8 +469,10 @@ mod tests {
             seen: Mutex::new(Vec::new()),
         });
         let metrics = Arc::new(Metrics::new());
-        let mut config = crate::config::Config::from_lookup(|_| None).unwrap().batch;
-        config.max_concurrent_calls = NonZeroUsize::new(max_calls).unwrap();
+        let config = crate::config::BatchConfig {
+            max_concurrent_calls: NonZeroUsize::new(max_calls).unwrap(),
+            ..Default::default()
+        };
         (Writer::new(sink.clone(), metrics.clone(), config), sink, metrics)
     }
 
@@ -564,8 +566,10 @@ mod tests {
             calls: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
         });
-        let mut config = crate::config::Config::from_lookup(|_| None).unwrap().batch;
-        config.queue_capacity = NonZeroUsize::new(3).unwrap();
+        let config = crate::config::BatchConfig {
+            queue_capacity: NonZeroUsize::new(3).unwrap(),
+            ..Default::default()
+        };
         let writer = Writer::new(sink.clone(), Arc::new(Metrics::new()), config);
         let outcomes = writer.put((0..4).map(|i| record(&i.to_string())).collect()).await;
         assert!(

@@ -38,16 +38,17 @@ pub fn http_config() -> HttpConfig {
         header_read_timeout: Duration::from_secs(2),
         body_read_timeout: Duration::from_secs(2),
         shutdown_timeout: Duration::from_secs(10),
-        ..Config::from_lookup(|_| None).expect("defaults are valid").http
+        ..HttpConfig::default()
     }
 }
 
 /// The default configuration with test-sized timeouts (batching on).
 pub fn test_config() -> Config {
-    let mut config = Config::from_lookup(|_| None).expect("defaults are valid");
-    config.http = http_config();
-    config.readiness_cache_ttl = Duration::from_millis(200);
-    config
+    Config {
+        http: http_config(),
+        readiness_cache_ttl: Duration::from_millis(200),
+        ..Config::default()
+    }
 }
 
 /// The gateway, serving on a loopback port until dropped or shut down.

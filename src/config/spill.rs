@@ -1,0 +1,41 @@
+//! The durable spill's settings (`SPILL_DIR` and friends).
+
+use std::path::PathBuf;
+
+use super::{ConfigError, Vars};
+
+/// The durable spill's settings (`spill.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillConfig {
+    /// `SPILL_DIR`: where segments live; created if missing.
+    pub dir: PathBuf,
+    /// `SPILL_MAX_BYTES`: segment bytes on disk at most; beyond it, 503.
+    pub max_bytes: u64,
+    /// `SPILL_REPLAY_MAX_RECORDS_PER_SEC`: the replay's rate cap (0: none
+    /// beyond one call at a time).
+    pub replay_per_second: u32,
+}
+
+impl SpillConfig {
+    /// The default spill in `dir`: 1 GiB, replay uncapped.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        SpillConfig {
+            dir: dir.into(),
+            max_bytes: 1 << 30,
+            replay_per_second: 0,
+        }
+    }
+
+    /// Reads the spill's variables: none without `SPILL_DIR`.
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Option<Self>, ConfigError> {
+        let Some(dir) = vars.get("SPILL_DIR") else {
+            return Ok(None);
+        };
+        let d = SpillConfig::in_dir(dir);
+        Ok(Some(SpillConfig {
+            max_bytes: vars.at_most("SPILL_MAX_BYTES", d.max_bytes as usize, usize::MAX)?.get() as u64,
+            replay_per_second: vars.parse("SPILL_REPLAY_MAX_RECORDS_PER_SEC", d.replay_per_second)?,
+            ..d
+        }))
+    }
+}

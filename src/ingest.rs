@@ -27,7 +27,7 @@ use crate::partition_key;
 /// Bytes a request holds per byte of its decoded body, counted against
 /// `MAX_IN_FLIGHT_BODY_BYTES`: the raw body (until decoded), the decoded
 /// body, the records and enriched copies made from it, and the upstream
-/// call's encoding (base64 JSON for Kinesis). README "Memory" has the
+/// call's encoding (base64 JSON for Kinesis). docs/faults.md "Memory" has the
 /// figures measured with it (bench `manifest-*` runs).
 pub const HELD_PER_BODY_BYTE: usize = 4;
 /// Bytes a request holds per byte of the records it writes, beside its
@@ -82,7 +82,7 @@ impl Ingested<'_> {
     /// decoded body when a protocol unwrapped it further): records over
     /// [`MAX_RECORD_BYTES_PER_BODY_BYTE`] times it plus
     /// [`MAX_ADDED_PER_RECORD`] per record are refused with 413, which is
-    /// the bound the README states.
+    /// the bound the README states ("Hostile input").
     pub fn hold_records(&mut self, source_bytes: usize, records: usize, record_bytes: usize) -> Result<(), ApiError> {
         let max = source_bytes
             .saturating_mul(MAX_RECORD_BYTES_PER_BODY_BYTE)

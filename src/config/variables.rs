@@ -106,7 +106,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some(r#"268435456"#),
         example: r#""#,
         reader: Reader::Gateway,
-        doc: r#"Bytes held by requests in flight; beyond it 503 overloaded. A request reserves its declared length (or its limit, for chunked bodies) before reading, then 4 bytes per decoded body byte: the body, the records made of it and the upstream call's encoding. Peak memory stays near this plus a fixed base (README, "Memory")."#,
+        doc: r#"Bytes held by requests in flight; beyond it 503 overloaded. A request reserves its declared length (or its limit, for chunked bodies) before reading, then 4 bytes per decoded body byte, and 3 per byte of the records it makes (the records and the upstream call's encoding), and a decoder's window while it decodes. Peak memory stays near this plus a fixed base (docs/faults.md, "Memory"). At least one record (1 MiB for Kinesis): less stops start-up."#,
     },
     Variable {
         name: "API_KEYS",
@@ -122,7 +122,7 @@ pub const VARIABLES: &[Variable] = &[
         default: None,
         example: r#"https://www.example.com"#,
         reader: Reader::Gateway,
-        doc: r#"Comma-separated origins (or *) allowed to call /import and /import/batch from browsers; unset: no page may (they are your backends' API). The analytics SDKs' endpoints answer any origin by default, as those SDKs' own collectors do; when this is set, it narrows them to the list too."#,
+        doc: r#"Comma-separated origins (or *) allowed to call /import and /import/batch from browsers; unset: no page may (they are your backends' API), and a request to them carrying any other Origin is refused with 403 (CORS alone would not stop a page from sending one). The analytics SDKs' endpoints answer any origin by default, as those SDKs' own collectors do; when this is set, it narrows them to the list too."#,
     },
     Variable {
         name: "PUBLIC_URL",
@@ -314,7 +314,7 @@ pub const VARIABLES: &[Variable] = &[
         default: None,
         example: r#"/var/lib/clickstream-gateway/spill"#,
         reader: Reader::Gateway,
-        doc: r#"A directory on local disk: when the stream cannot take records (down, throttled past retries, the write queue full, the deadline passed), they are appended there and the request is answered once they are fsynced: 202 {"Spilled":true} on /import and /import/batch, 200 on the SDK routes. They are replayed to the stream, oldest first, when it answers again; while the spill holds records, new records go behind them (order per key). Use a persistent volume per instance: events live there until replayed."#,
+        doc: r#"A directory on local disk: when the stream cannot take records (down, throttled past retries, the write queue full, the deadline passed), they are appended there and the request is answered once they are fsynced: 202 {"Spilled":true} on /import and /import/batch, 200 on the SDK routes. They are replayed to the stream, oldest first, when it answers again; while the spill holds records, new records go behind them (order per key). Use a persistent volume per instance: events live there until replayed. Start-up creates it and checks it can write there, else it stops naming SPILL_DIR."#,
     },
     Variable {
         name: "SPILL_MAX_BYTES",
@@ -322,7 +322,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some(r#"1073741824"#),
         example: r#""#,
         reader: Reader::Gateway,
-        doc: r#"Bytes of records waiting in the spill at most; beyond it, 503. Disk use exceeds it by at most one segment (an eighth of it, 1-64 MiB)."#,
+        doc: r#"Bytes of records waiting in the spill at most; beyond it, 503. Disk use exceeds it by at most one segment (an eighth of it, 1-64 MiB). At least one record (about 1 MiB): less stops start-up."#,
     },
     Variable {
         name: "SPILL_REPLAY_MAX_RECORDS_PER_SEC",

@@ -4,7 +4,7 @@
 // so every call crosses origins as on a real site. The gateway runs at its
 // defaults (no CORS variable).
 //
-// Each page carries the README's snippet for its SDK ("In the browser"), so
+// Each page carries docs/sdks.md's snippet for its SDK ("In the browser"), so
 // the snippets users copy are the ones tested.
 //
 // - @segment/analytics-next: settings from the gateway (`cdnURL`); one page
@@ -43,7 +43,7 @@ const users = JSON.parse(usersJson);
 const payload = JSON.parse(payloadJson);
 const pageOrigin = `http://127.0.0.1:${pagePort}`;
 
-// The script paths of the README's snippets.
+// The script paths of docs/sdks.md's snippets.
 const scripts = {
   '/js/segment-standalone.js': '@segment/analytics-next/dist/umd/standalone.js',
   '/js/rudderstack.js': '@rudderstack/analytics-js/dist/npm/modern/bundled/umd/index.js',
@@ -90,14 +90,14 @@ const server = http.createServer((req, res) => {
   res.end(page(snippet(url.searchParams)));
 });
 
-// The README's browser snippets, as a site puts them in its pages: the
+// The browser snippets of docs/sdks.md, as a site puts them in its pages: the
 // gateway's URL, the test's key and this server's script paths filled in,
 // and `edits` (exact text, each must be found) for what a test adds.
-const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'README.md'), 'utf8');
+const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'docs', 'sdks.md'), 'utf8');
 function snippet(name, key, edits = []) {
   const marker = `<!-- browser snippet: ${name} -->\n\`\`\`html\n`;
   const start = readme.indexOf(marker);
-  if (start < 0) throw new Error(`README.md has no browser snippet for ${name}`);
+  if (start < 0) throw new Error(`docs/sdks.md has no browser snippet for ${name}`);
   const block = readme.slice(start + marker.length);
   let text = block
     .slice(0, block.indexOf('\n```'))

@@ -32,6 +32,12 @@ says what differs):
                 variant of the manifests), then its drain
   go, node      the seed's peer servers in ../shared/peers (with --peers)
 
+--ab REF builds the git ref REF into its own worktree and target directory
+and runs it (A) and the working tree's build (B) on POST /import with the
+null upstream, interleaved A B A B, --pairs pairs per connection count
+(default 50,500), ACCESS_LOG=false in both; it prints each pair's CPU per
+request B/A and their median, and writes ab.json to --out.
+
 --pin runs the system under test alone on CPU 0 and wrk and the upstream on
 CPU 1 (taskset), so CPU per event and requests/s per core are the system's
 own; without it everything shares both cores, as on a 2-core box.
@@ -417,6 +423,55 @@ def chart(rows, path):
     fig.savefig(path, dpi=110)
 
 
+def build_ref(ref):
+    """The gateway at git ref `ref`, built in its own worktree and target directory."""
+    sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
+                         capture_output=True, text=True).stdout.strip()
+    tree = Path(f"/tmp/bench-ab/{sha}")
+    if not tree.exists():
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=ROOT, check=True)
+    env = dict(os.environ, CARGO_TARGET_DIR=str(tree.parent / "target"), GATEWAY_GIT_SHA=sha)
+    subprocess.run(["cargo", "build", "--release", "--bin", "clickstream-gateway"], cwd=tree, env=env, check=True)
+    binary = tree.parent / f"clickstream-gateway-{sha}"
+    shutil.copy(tree.parent / "target" / "release" / "clickstream-gateway", binary)
+    return sha, str(binary)
+
+
+def median(values):
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def ab(args, pin):
+    """Interleaved A/B on POST /import: `args.ab` (A) against the working tree (B)."""
+    sha, old = build_ref(args.ab)
+    new = str(ROOT / "target" / "release" / "clickstream-gateway")
+    env = dict(aws_env(SYSTEM_PORT), ACCESS_LOG="false")
+    cases = {"A": Case([old], env), "B": Case([new], env)}
+    connections = [int(c) for c in (args.connections if args.connections != "1,50,500,1000" else "50,500").split(",")]
+    results = {}
+    for conns in connections:
+        pairs = []
+        for i in range(args.pairs):
+            a = measure(f"A-{sha}", cases["A"], conns, args.duration, pin)
+            b = measure("B-worktree", cases["B"], conns, args.duration, pin)
+            ratio = b["cpu_us_per_event"] / a["cpu_us_per_event"]
+            pairs.append({"a": a, "b": b, "ratio": round(ratio, 3)})
+            log(f"{conns} conns, pair {i + 1}: A {a['cpu_us_per_event']} us, B {b['cpu_us_per_event']} us, B/A {ratio:.3f}")
+        results[conns] = {"pairs": pairs, "median": round(median([p["ratio"] for p in pairs]), 3)}
+    lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per request on POST /import, "
+             f"{'pinned' if pin else 'unpinned'}, {args.duration} s per run", "",
+             "| connections | pair | A µs | B µs | B/A | A req/s | B req/s |", "|---|---|---|---|---|---|---|"]
+    for conns, r in results.items():
+        for i, p in enumerate(r["pairs"]):
+            lines.append(f"| {conns} | {i + 1} | {p['a']['cpu_us_per_event']} | {p['b']['cpu_us_per_event']} | "
+                         f"{p['ratio']:.3f} | {p['a']['rps']:,.0f} | {p['b']['rps']:,.0f} |")
+        lines.append(f"| {conns} | **median** | | | **{r['median']:.3f}** | | |")
+    return results, "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run (default 10)")
@@ -427,6 +482,8 @@ def main():
                         help="pin the system to CPU 0 and the load to CPU 1 (default: both, pinned first)")
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--ab", metavar="REF", help="interleaved A/B of git ref REF (A) against the working tree (B)")
+    parser.add_argument("--pairs", type=int, default=5, help="A/B pairs per connection count (default 5)")
     args = parser.parse_args()
 
     # 1000 connections need well over the usual 1024 descriptors, for wrk and the servers alike.
@@ -442,6 +499,19 @@ def main():
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.ab:
+        pin = pins[0] if args.pin != "both" else False
+        upstream = subprocess.Popen(pinned("1" if pin else None) + [
+            str(ROOT / "target" / "release" / "examples" / "null_kinesis"), f"127.0.0.1:{UPSTREAM_PORT}"],
+            stderr=subprocess.DEVNULL)
+        try:
+            wait_for_port(UPSTREAM_PORT, upstream)
+            results, table = ab(args, pin)
+        finally:
+            stop(upstream)
+        (out / "ab.json").write_text(json.dumps(results, indent=2))
+        print(table)
+        return
     # The upstream stays on the load's core when pinned; it is restarted per pinning mode.
     upstream = None
     rows = []

@@ -100,6 +100,12 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
             properties = ?k.properties.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
             "kafka producer"
         ),
+        SinkConfig::PubSub(p) => tracing::info!(
+            topic = %p.topic,
+            emulator = p.emulator_host.as_deref().unwrap_or(""),
+            timeout = ?p.timeout,
+            "pubsub publisher"
+        ),
         SinkConfig::File { path } => tracing::warn!(
             path = %path.display(),
             "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"

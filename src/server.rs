@@ -25,6 +25,7 @@ use tokio::time::{Duration, sleep, timeout};
 
 use crate::api;
 use crate::app::App;
+use crate::config::ClientIp;
 use crate::metrics::GaugeGuard;
 
 /// The most bytes one HTTP/1 connection buffers before its handler reads them.
@@ -74,9 +75,13 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
             continue;
         };
         let service_app = app.clone();
+        // The peer's address, for records only when `CLIENT_IP` asks for it:
+        // the first extension costs every request a map allocation.
+        let wants_peer = app.sdk().client_ip != ClientIp::Off;
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            // The peer's address, for records when `CLIENT_IP` asks for it.
-            request.extensions_mut().insert(crate::endpoints::Peer(peer));
+            if wants_peer {
+                request.extensions_mut().insert(crate::endpoints::Peer(peer));
+            }
             api::handle(service_app.clone(), request)
         });
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());

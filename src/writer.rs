@@ -209,51 +209,67 @@ impl Dispatcher {
             // While a call is in flight, records gather for the next call;
             // another call starts alongside only when a full batch is waiting
             // and the limit allows one more.
-            loop {
+            // The limit's lock is taken once per step: when the call starts
+            // it also hands back the figures the batch needs.
+            let (expected, current) = loop {
                 let started = {
                     let mut limit = this.limit();
                     let gather = limit.in_flight() > 0 && waiting.len() + 1 < max_records;
-                    !gather && limit.try_start()
+                    (!gather && limit.try_start()).then(|| (limit.mean_rtt().unwrap_or_default(), limit.current()))
                 };
-                if started {
-                    break;
+                if let Some(figures) = started {
+                    break figures;
                 }
                 finished.notified().await;
-            }
+            };
+            // Records and their waiters in two lists from the start: the call
+            // needs the records as one slice, and nothing is rebuilt per call.
             let mut bytes = first.record.size();
-            let mut batch = vec![first];
-            while batch.len() < max_records {
+            let mut records = Vec::with_capacity(waiting.len().min(max_records - 1) + 1);
+            let mut waiters = Vec::with_capacity(records.capacity());
+            records.push(first.record);
+            waiters.push(first.waiter);
+            while records.len() < max_records {
                 let Ok(next) = waiting.try_recv() else { break };
                 if bytes + next.record.size() > this.config.max_bytes.get() {
                     carried = Some(next);
                     break;
                 }
                 bytes += next.record.size();
-                batch.push(next);
+                records.push(next.record);
+                waiters.push(next.waiter);
             }
             // A record that would be answered after its deadline is not
             // sent: the client hears 503 and retries, and a late success
             // would store the event twice.
-            let now = Instant::now();
-            let expected = this.limit().mean_rtt().unwrap_or_default();
-            let (batch, late): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.waiter.deadline > now + expected);
-            if !late.is_empty() {
-                this.metrics.records_not_sent_late(late.len());
+            let cutoff = Instant::now() + expected;
+            if waiters.iter().any(|w| w.deadline <= cutoff) {
+                // Rare: rebuilt in order (a call keeps the request order).
+                let mut late = 0;
+                let (mut kept_records, mut kept_waiters) = (Vec::new(), Vec::new());
+                for (record, waiter) in records.into_iter().zip(waiters) {
+                    if waiter.deadline > cutoff {
+                        kept_records.push(record);
+                        kept_waiters.push(waiter);
+                        continue;
+                    }
+                    late += 1;
+                    let _ = waiter.reply.send(Err(SinkError::Unavailable(
+                        "the stream would not answer before the record deadline".into(),
+                    )));
+                }
+                (records, waiters) = (kept_records, kept_waiters);
+                this.metrics.records_not_sent_late(late);
             }
-            for pending in late {
-                let _ = pending.waiter.reply.send(Err(SinkError::Unavailable(
-                    "the stream would not answer before the record deadline".into(),
-                )));
-            }
-            if batch.is_empty() {
+            if records.is_empty() {
                 this.limit().release();
                 finished.notify_one();
                 continue;
             }
-            this.metrics.concurrency_limit(this.limit().current());
+            this.metrics.concurrency_limit(current);
             let (this, finished) = (this.clone(), finished.clone());
             tokio::spawn(async move {
-                this.call(batch).await;
+                this.call(records, waiters).await;
                 this.limit().release();
                 finished.notify_one();
             });
@@ -266,10 +282,8 @@ impl Dispatcher {
     }
 
     /// One batch: a call, then retries of the entries that failed alone.
-    async fn call(&self, mut batch: Vec<Pending>) {
+    async fn call(&self, mut records: Vec<Record>, mut waiters: Vec<Waiter>) {
         for attempt in 1.. {
-            let (records, waiters): (Vec<Record>, Vec<Waiter>) =
-                batch.into_iter().map(|p| (p.record, p.waiter)).unzip();
             let latest = waiters
                 .iter()
                 .map(|w| w.deadline)
@@ -308,32 +322,33 @@ impl Dispatcher {
             };
             let delay = backoff(attempt);
             let retry_at = Instant::now() + delay;
-            let mut again = Vec::new();
+            let (mut again_records, mut again_waiters) = (Vec::new(), Vec::new());
             for ((record, waiter), outcome) in records.into_iter().zip(waiters).zip(outcomes) {
                 if let Err(err) = &outcome {
                     self.metrics.record_failed(err);
                 }
                 match outcome {
                     Err(err) if err.is_transient() && attempt < self.max_attempts && retry_at < waiter.deadline => {
-                        again.push(Pending { record, waiter });
+                        again_records.push(record);
+                        again_waiters.push(waiter);
                     }
                     outcome => {
                         let _ = waiter.reply.send(outcome);
                     }
                 }
             }
-            if again.is_empty() {
+            if again_records.is_empty() {
                 return;
             }
-            self.metrics.records_retried(again.len());
+            self.metrics.records_retried(again_records.len());
             tracing::debug!(
-                records = again.len(),
+                records = again_records.len(),
                 attempt,
                 ?delay,
                 "retrying entries that failed alone"
             );
             sleep(delay).await;
-            batch = again;
+            (records, waiters) = (again_records, again_waiters);
         }
     }
 }

@@ -38,6 +38,11 @@ fn bases() -> Vec<HashMap<&'static str, &'static str>> {
             ("KAFKA_TOPIC", "t"),
         ]),
         HashMap::from([("SPILL_DIR", "/tmp/spill")]),
+        HashMap::from([
+            ("SINK", "pubsub"),
+            ("PUBSUB_TOPIC", "clicks"),
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+        ]),
     ]
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 pub use batch::BatchConfig;
 pub use doors::{AccessConfig, ClientIp, ImportConfig, PublicUrl, SdkConfig};
 pub use http::HttpConfig;
-pub use sink::{KAFKA_PROPERTY_PREFIX, KafkaConfig, KafkaProperty, KinesisConfig, RetryMode, SinkConfig};
+pub use sink::{KAFKA_PROPERTY_PREFIX, KafkaConfig, KafkaProperty, KinesisConfig, PubSubConfig, RetryMode, SinkConfig};
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
 use vars::Vars;

@@ -16,6 +16,8 @@ pub enum SinkConfig {
     Kinesis(KinesisConfig),
     /// A Kafka topic (or any Kafka-compatible service), through librdkafka.
     Kafka(KafkaConfig),
+    /// A Google Cloud Pub/Sub topic, through its REST API.
+    PubSub(PubSubConfig),
     /// A local NDJSON file, for a developer's machine with no AWS.
     File {
         /// The file records are appended to (`FILE_SINK_PATH`).
@@ -40,6 +42,54 @@ pub struct KinesisConfig {
     pub max_attempts: NonZeroU32,
     /// SDK retry strategy (`KINESIS_RETRY_MODE`).
     pub retry_mode: RetryMode,
+}
+
+/// Pub/Sub topic and client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubConfig {
+    /// `projects/{project}/topics/{topic}`: `PUBSUB_TOPIC` in full, or a
+    /// bare topic name in `GOOGLE_CLOUD_PROJECT`.
+    pub topic: String,
+    /// `PUBSUB_EMULATOR_HOST`: the emulator's `host:port`, spoken to in
+    /// plain HTTP with no credentials.
+    pub emulator_host: Option<String>,
+    /// A publish's deadline, and a record's from arrival to answer (`PUBSUB_TIMEOUT_MS`).
+    pub timeout: Duration,
+}
+
+impl PubSubConfig {
+    /// Reads the Pub/Sub variables (`SINK=pubsub`).
+    fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+        let topic = vars.required("PUBSUB_TOPIC", "SINK=pubsub")?;
+        let topic = if topic.starts_with("projects/") {
+            let parts: Vec<&str> = topic.split('/').collect();
+            let valid = parts.len() == 4 && parts[2] == "topics" && !parts[1].is_empty() && parts[3].len() >= 3;
+            if !valid {
+                return Err(ConfigError {
+                    name: "PUBSUB_TOPIC",
+                    value: topic,
+                    reason: "a full name is projects/{project}/topics/{topic} (a topic name has 3 or more characters)"
+                        .into(),
+                });
+            }
+            topic
+        } else {
+            if topic.contains('/') || topic.len() < 3 {
+                return Err(ConfigError {
+                    name: "PUBSUB_TOPIC",
+                    value: topic,
+                    reason: "a topic name (3 or more characters, no /) or projects/{project}/topics/{topic}".into(),
+                });
+            }
+            let project = vars.required("GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC is a bare topic name")?;
+            format!("projects/{project}/topics/{topic}")
+        };
+        Ok(PubSubConfig {
+            topic,
+            emulator_host: vars.get("PUBSUB_EMULATOR_HOST"),
+            timeout: vars.millis("PUBSUB_TIMEOUT_MS", 9_000)?,
+        })
+    }
 }
 
 /// The prefix of the variables that set any librdkafka property:
@@ -145,6 +195,7 @@ impl SinkConfig {
                 max_message_bytes: vars.at_most("KAFKA_MAX_MESSAGE_BYTES", 1 << 20, 1_000_000_000)?.get(),
                 properties: kafka_properties(properties)?,
             }),
+            "pubsub" => SinkConfig::PubSub(PubSubConfig::read(vars)?),
             "file" => SinkConfig::File {
                 path: vars
                     .get("FILE_SINK_PATH")
@@ -155,7 +206,7 @@ impl SinkConfig {
                 return Err(ConfigError {
                     name: "SINK",
                     value: sink_kind,
-                    reason: "expected `kinesis`, `kafka` or `file`".into(),
+                    reason: "expected `kinesis`, `kafka`, `pubsub` or `file`".into(),
                 });
             }
         })

@@ -14,6 +14,8 @@ pub enum Reader {
     AwsConfig,
     /// tracing-subscriber's filter.
     Tracing,
+    /// Google's Application Default Credentials (`gcp_auth`).
+    GoogleAuth,
 }
 
 /// One variable (or, for `KAFKA_PROPERTY_*`, one family of them).
@@ -138,7 +140,7 @@ pub const VARIABLES: &[Variable] = &[
         default: None,
         example: r#"kinesis"#,
         reader: Reader::Gateway,
-        doc: r#"`kinesis`, `kafka` or `file`. Default: `kinesis` when KINESIS_STREAM_NAME is set, otherwise `file`. Set SINK=kinesis in containers so a missing stream name fails start-up instead of silently writing to a local file."#,
+        doc: r#"`kinesis`, `kafka`, `pubsub` or `file`. Default: `kinesis` when KINESIS_STREAM_NAME is set, otherwise `file`. Set SINK=kinesis in containers so a missing stream name fails start-up instead of silently writing to a local file."#,
     },
     Variable {
         name: "KINESIS_STREAM_NAME",
@@ -195,6 +197,46 @@ pub const VARIABLES: &[Variable] = &[
         example: r#"SECURITY_PROTOCOL=SASL_SSL;SASL_MECHANISM=PLAIN;SASL_USERNAME=;SASL_PASSWORD=;COMPRESSION_TYPE=lz4"#,
         reader: Reader::Gateway,
         doc: r#"Any other librdkafka property: KAFKA_PROPERTY_ and the name upper-cased with `.` as `_`. They win over the gateway's defaults (acks=all, enable.idempotence=true, reconnect.backoff.max.ms=1000). Quote values with a `$` in single quotes (Event Hubs' '$ConnectionString')."#,
+    },
+    Variable {
+        name: "PUBSUB_TOPIC",
+        section: "Google Cloud Pub/Sub (SINK=pubsub)",
+        default: None,
+        example: r#"projects/my-project/topics/clickstream"#,
+        reader: Reader::Gateway,
+        doc: r#"Required with SINK=pubsub: the topic, as projects/{project}/topics/{topic}, or a bare topic name with GOOGLE_CLOUD_PROJECT. Each record is one message: its bytes the data, its partition key the ordering key. The /import receipt is {"MessageId": "..."}."#,
+    },
+    Variable {
+        name: "GOOGLE_CLOUD_PROJECT",
+        section: "Google Cloud Pub/Sub (SINK=pubsub)",
+        default: None,
+        example: r#"my-project"#,
+        reader: Reader::Gateway,
+        doc: r#"The project of a bare PUBSUB_TOPIC."#,
+    },
+    Variable {
+        name: "PUBSUB_EMULATOR_HOST",
+        section: "Google Cloud Pub/Sub (SINK=pubsub)",
+        default: None,
+        example: r#"127.0.0.1:8085"#,
+        reader: Reader::Gateway,
+        doc: r#"The Pub/Sub emulator's host:port, as Google's own clients read it: plain HTTP, no credentials. Unset: pubsub.googleapis.com with Application Default Credentials."#,
+    },
+    Variable {
+        name: "PUBSUB_TIMEOUT_MS",
+        section: "Google Cloud Pub/Sub (SINK=pubsub)",
+        default: Some(r#"9000"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"A publish's deadline, and a record's from arrival to answer: past it the request gets 503 (the events may still be published: a retry may duplicate them)."#,
+    },
+    Variable {
+        name: "GOOGLE_APPLICATION_CREDENTIALS",
+        section: "Google Cloud Pub/Sub (SINK=pubsub)",
+        default: None,
+        example: r#"/var/secrets/google/key.json"#,
+        reader: Reader::GoogleAuth,
+        doc: r#"A service account key file. Leave unset on GKE with workload identity, Cloud Run and GCE: the metadata server gives the credentials."#,
     },
     Variable {
         name: "IMPORT_BATCH_MAX_RECORDS",
@@ -504,6 +546,7 @@ pub fn reference() -> String {
             Reader::Gateway => "",
             Reader::AwsConfig => " Read by aws-config, not by the gateway.",
             Reader::Tracing => " Read by the log filter.",
+            Reader::GoogleAuth => " Read by Google's Application Default Credentials, not by the gateway.",
         };
         let doc = if var.doc.is_empty() { "As above." } else { var.doc };
         out.push_str(&format!(

@@ -4,7 +4,7 @@
 
 use hyper::Request;
 
-use super::records;
+use super::record;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
@@ -22,9 +22,8 @@ where
     };
     let ingested = ingest(app, request, limits).await?;
     let bytes = ingested.body.len();
-    let mut batch = records(app, vec![ingested.body.clone()], ingested.partition_key.as_deref())
-        .map_err(|oversized| ApiError::PayloadTooLarge { limit: oversized.limit })?;
-    let record = batch.pop().expect("one event makes one record");
+    let record = record(app, ingested.body.clone(), ingested.partition_key.as_deref())
+        .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
     let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
     let kept = outcome?;
     Ok(Reply {

@@ -74,27 +74,29 @@ pub struct Oversized {
     pub limit: usize,
 }
 
-/// Records from a request's events, each with its partition key (the
-/// header's, else `PARTITION_KEY_FIELDS`, else random), built and checked
-/// by the sink's [`crate::sink::RecordRules`]. All or nothing: the first record over the
-/// limit fails the request before anything is written.
-pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
+/// A record from event `data`, with its partition key (the header's, else
+/// `PARTITION_KEY_FIELDS`, else random), built and checked by the sink's
+/// [`crate::sink::RecordRules`]; `Err` with the record limit when it is over.
+pub fn record(app: &App, data: Bytes, header_key: Option<&str>) -> Result<Record, usize> {
     let rules = app.record_rules();
-    let fields = &app.import().key_fields;
+    let partition_key = match header_key {
+        Some(key) => key.to_owned(),
+        None => app
+            .import()
+            .key_fields
+            .key_of(&data, rules.max_key_chars)
+            .unwrap_or_else(partition_key::random),
+    };
+    rules.record(data, partition_key).map_err(|_| rules.max_bytes)
+}
+
+/// Records from a request's events, each made by [`record`]. All or
+/// nothing: the first record over the limit fails the request before
+/// anything is written.
+pub fn records(app: &App, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
     events
         .into_iter()
         .enumerate()
-        .map(|(index, data)| {
-            let partition_key = match header_key {
-                Some(key) => key.to_owned(),
-                None => fields
-                    .key_of(&data, rules.max_key_chars)
-                    .unwrap_or_else(partition_key::random),
-            };
-            rules.record(data, partition_key).map_err(|_| Oversized {
-                index,
-                limit: rules.max_bytes,
-            })
-        })
+        .map(|(index, data)| record(app, data, header_key).map_err(|limit| Oversized { index, limit }))
         .collect()
 }

@@ -7,9 +7,9 @@
 //! `writer.rs`, and what each kind of failure means (status, retry, spill,
 //! readiness) is the one table in [`failure`].
 //!
-//! Three sinks exist: [`kinesis::KinesisSink`], [`kafka::KafkaSink`] (any
-//! Kafka-compatible service) and [`file::FileSink`] (a developer's machine
-//! with no AWS). Each is one file implementing [`Sink`] plus one
+//! Four sinks exist: [`kinesis::KinesisSink`], [`kafka::KafkaSink`] (any
+//! Kafka-compatible service), [`pubsub::PubSubSink`] (Google Cloud Pub/Sub)
+//! and [`file::FileSink`] (a developer's machine with no cloud). Each is one file implementing [`Sink`] plus one
 //! [`SinkConfig`] variant and one arm in [`build`]; what a destination takes
 //! at most ([`SinkLimits`]) and how it names a receipt are asked of it.
 
@@ -17,6 +17,7 @@ pub mod failure;
 pub mod file;
 pub mod kafka;
 pub mod kinesis;
+pub mod pubsub;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -256,6 +257,14 @@ pub enum BuildError {
         /// What librdkafka said.
         reason: String,
     },
+    /// The Pub/Sub client cannot be built.
+    #[error("invalid configuration: {variable}: {reason}")]
+    PubSub {
+        /// The variable to look at.
+        variable: &'static str,
+        /// Why.
+        reason: String,
+    },
     /// The file sink's file cannot be opened.
     #[error("cannot open the file sink at {path}: {source}")]
     File {
@@ -274,6 +283,7 @@ pub async fn build(config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildError> {
             Arc::new(kinesis::KinesisSink::new(&sdk, kinesis))
         }
         SinkConfig::Kafka(kafka) => Arc::new(kafka::KafkaSink::new(kafka)?),
+        SinkConfig::PubSub(pubsub) => Arc::new(pubsub::PubSubSink::new(pubsub)?),
         SinkConfig::File { path } => Arc::new(file::FileSink::open(path).map_err(|source| BuildError::File {
             path: path.display().to_string(),
             source,

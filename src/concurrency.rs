@@ -11,6 +11,14 @@
 //! - otherwise, when the limit was reached and the round trip stayed within
 //!   one mean deviation of the past mean, the limit rises by one.
 //!
+//! A call that ran into its deadline, or records not sent because the
+//! stream would answer after their deadline, cut the limit at once, by half
+//! ([`TIMEOUT_DECREASE`]), without waiting for the window to end: when a
+//! round trip is seconds long, a tenth per window is far too slow, and calls
+//! pile up past their deadlines. Like TCP's one cut per window of data, a
+//! call started before the last such cut does not cut again, so a burst of
+//! timeouts from one moment halves the limit once, not once per call.
+//!
 //! Why not a crate: `tower-acc` (Vegas, Gradient2, AIMD) was the candidate.
 //! Its Vegas and Gradient2 keep a no-load round trip as the baseline, so a
 //! stream that becomes slow for reasons that are not our load (a hot shard
@@ -25,6 +33,9 @@ use tokio::time::Instant;
 
 /// The limit is multiplied by this on back-pressure or a rising round trip.
 const DECREASE: f64 = 0.9;
+/// The limit is multiplied by this at once when a call runs into its
+/// deadline or records miss theirs.
+const TIMEOUT_DECREASE: f64 = 0.5;
 /// A window's mean round trip may exceed the past mean by this many mean
 /// deviations before it counts as rising (Vector's `rtt_deviation_scale`).
 const DEVIATION_SCALE: f64 = 2.5;
@@ -50,6 +61,8 @@ pub struct Limit {
     /// The moving means of past windows' round trips, once there is one.
     past: Option<Moving>,
     window: Window,
+    /// When the limit was last cut at once for a timeout.
+    last_cut: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -84,9 +97,10 @@ impl Window {
 pub enum Signal {
     /// The stream answered and took every record it did not refuse.
     Answered,
-    /// The stream pushed back: the call failed, ran past its deadline, or
-    /// entries were throttled.
+    /// The stream pushed back: the call failed or entries were throttled.
     BackPressure,
+    /// The call ran into its deadline: cut at once.
+    Timeout,
 }
 
 impl Limit {
@@ -104,6 +118,7 @@ impl Limit {
             in_flight: 0,
             past: None,
             window: Window::new(Instant::now()),
+            last_cut: None,
         }
     }
 
@@ -151,11 +166,31 @@ impl Limit {
                 self.window.calls += 1;
             }
             Signal::BackPressure => self.window.back_pressure = true,
+            // The cut at once stands for the window's: not both.
+            Signal::Timeout => self.cut_at_once(now.checked_sub(rtt).unwrap_or(now), now),
         }
         let length = self.past.map_or(0.0, |p| p.mean);
         if now.duration_since(self.window.started).as_secs_f64() >= length {
             self.end_window(now);
         }
+    }
+
+    /// Records were not sent at `now` because the stream would answer after
+    /// their deadline: cut at once, as for a call that timed out.
+    pub fn deadline_missed(&mut self, now: Instant) {
+        if self.mode == Mode::Adaptive {
+            self.cut_at_once(now, now);
+        }
+    }
+
+    /// Halves the limit now, unless it was already cut since `started` (the
+    /// moment the failing call or records were sent).
+    fn cut_at_once(&mut self, started: Instant, now: Instant) {
+        if self.last_cut.is_some_and(|cut| started <= cut) {
+            return;
+        }
+        self.limit = (self.limit * TIMEOUT_DECREASE).max(1.0);
+        self.last_cut = Some(now);
     }
 
     fn end_window(&mut self, now: Instant) {
@@ -206,6 +241,38 @@ mod tests {
                 limit.observe(rtt, signal, *now);
             }
         }
+    }
+
+    #[test]
+    fn a_timeout_halves_the_limit_at_once_and_a_burst_of_them_only_once() {
+        let mut now = Instant::now();
+        let mut limit = Limit::new(Mode::Adaptive, 16, 64);
+        let started = now;
+        for _ in 0..16 {
+            assert!(limit.try_start());
+        }
+        now += 9000 * MS;
+        // Sixteen calls sent together all run into the deadline.
+        for _ in 0..16 {
+            limit.release();
+            limit.observe(now - started, Signal::Timeout, now);
+        }
+        assert_eq!(limit.current(), 8, "halved once, at once");
+        // A call sent after the cut that times out cuts again.
+        now += 100 * MS;
+        let sent = now;
+        now += 9000 * MS;
+        limit.observe(now - sent, Signal::Timeout, now);
+        assert_eq!(limit.current(), 4);
+        // Records that would miss their deadline cut too, once per moment.
+        limit.deadline_missed(now);
+        assert_eq!(limit.current(), 4, "already cut at this moment");
+        limit.deadline_missed(now + MS);
+        assert_eq!(limit.current(), 2);
+        let mut fixed = Limit::new(Mode::Fixed, 4, 4);
+        fixed.deadline_missed(now);
+        fixed.observe(MS, Signal::Timeout, now);
+        assert_eq!(fixed.current(), 4, "a fixed limit never moves");
     }
 
     #[test]

@@ -211,16 +211,37 @@ impl Dispatcher {
             // and the limit allows one more.
             // The limit's lock is taken once per step: when the call starts
             // it also hands back the figures the batch needs.
+            //
+            // Gathering stops when the oldest record could no longer wait for
+            // a call in flight to finish and still be answered in time (two
+            // round trips before its deadline): it then takes a free slot,
+            // full batch or not, rather than miss its deadline unsent.
             let (expected, current) = loop {
-                let started = {
+                let (started, urgent_at) = {
                     let mut limit = this.limit();
-                    let gather = limit.in_flight() > 0 && waiting.len() + 1 < max_records;
-                    (!gather && limit.try_start()).then(|| (limit.mean_rtt().unwrap_or_default(), limit.current()))
+                    let expected = limit.mean_rtt().unwrap_or_default();
+                    let urgent_at = first
+                        .waiter
+                        .deadline
+                        .checked_sub(expected * 2)
+                        .unwrap_or(first.waiter.deadline);
+                    let urgent = Instant::now() >= urgent_at;
+                    let gather = limit.in_flight() > 0 && waiting.len() + 1 < max_records && !urgent;
+                    let started = (!gather && limit.try_start()).then(|| (expected, limit.current()));
+                    (started, (!urgent).then_some(urgent_at))
                 };
                 if let Some(figures) = started {
                     break figures;
                 }
-                finished.notified().await;
+                match urgent_at {
+                    Some(at) => {
+                        tokio::select! {
+                            () = finished.notified() => {}
+                            () = tokio::time::sleep_until(at) => {}
+                        }
+                    }
+                    None => finished.notified().await,
+                }
             };
             // Records and their waiters in two lists from the start: the call
             // needs the records as one slice, and nothing is rebuilt per call.
@@ -260,6 +281,7 @@ impl Dispatcher {
                 }
                 (records, waiters) = (kept_records, kept_waiters);
                 this.metrics.records_not_sent_late(late);
+                this.limit().deadline_missed(Instant::now());
             }
             if records.is_empty() {
                 this.limit().release();
@@ -289,6 +311,11 @@ impl Dispatcher {
                 .map(|w| w.deadline)
                 .max()
                 .expect("a batch is never empty");
+            let earliest = waiters
+                .iter()
+                .map(|w| w.deadline)
+                .min()
+                .expect("a batch is never empty");
             let started = std::time::Instant::now();
             let result = {
                 let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
@@ -296,11 +323,15 @@ impl Dispatcher {
                     .await
                     .unwrap_or_else(|_| Err(in_flight_past_deadline()))
             };
+            // A call that failed once its first record's deadline had come
+            // ran into the deadline (the writer's or the client library's).
+            let timed_out = result.is_err() && Instant::now() >= earliest;
             let took = started.elapsed();
             let operation = self.sink.operation(true);
             self.metrics.upstream_call(operation, result.as_ref().err(), took);
             self.metrics.batch_sent(records.len());
-            self.limit().observe(took, signal(&result), Instant::now());
+            let signal = if timed_out { Signal::Timeout } else { signal(&result) };
+            self.limit().observe(took, signal, Instant::now());
             let outcomes = match result {
                 Ok(outcomes) if outcomes.len() == records.len() => outcomes,
                 Ok(outcomes) => {

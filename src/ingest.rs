@@ -238,7 +238,16 @@ fn admit<'a>(
         (Some(key), true) => limits.max_body.saturating_sub(key.len()),
         _ => limits.max_body,
     };
-    let reserve_bytes = declared.map_or(limit, |len| (len as usize).min(limit + 1));
+    // A body that is not encoded decodes to its declared length: everything
+    // it will hold is reserved now, in one step. Otherwise the declared
+    // length (or the limit) now, the rest once decoded.
+    let reserve_bytes = match declared {
+        Some(len) if len <= limit as u64 && !headers.contains_key(CONTENT_ENCODING) => {
+            (len as usize).saturating_mul(HELD_PER_BODY_BYTE)
+        }
+        Some(len) => (len as usize).min(limit + 1),
+        None => limit,
+    };
     let bytes = reserve(app.intake().budget(), reserve_bytes)?;
     Ok(Admitted {
         slot,

@@ -12,6 +12,12 @@ use tokio::net::TcpListener;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: per-thread free lists instead of glibc's arenas and
+/// consolidation; a request's many small allocations cost less (A/B in
+/// docs/benchmarks.md, "The hot path").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {

@@ -31,7 +31,8 @@ where
         response: json_response(kept.status(), &kept),
         records: 1,
         bytes,
-        location: Some(kept.location().to_owned()),
+        // Only the access log reads it: no copy per request otherwise.
+        location: app.access_log().then(|| kept.location().to_owned()),
         error: "",
         shed: false,
     })

@@ -188,7 +188,7 @@ impl Sink for KinesisSink {
 /// A Kinesis receipt: the shard and sequence number (and encryption type,
 /// when Kinesis says), with Kinesis's own field names.
 pub fn receipt(shard_id: String, sequence_number: String, encryption_type: Option<String>) -> Receipt {
-    let receipt = Receipt::new(shard_id.clone())
+    let receipt = Receipt::located_at("ShardId")
         .with("ShardId", shard_id)
         .with("SequenceNumber", sequence_number);
     match encryption_type {

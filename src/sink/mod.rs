@@ -82,15 +82,32 @@ impl RecordRules {
 /// shard, a topic partition), for logs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
-    location: String,
+    location: Location,
     fields: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// Where a receipt says its record went: its own text, or one of its fields
+/// (no copy per record for the common case, a shard id).
+#[derive(Debug, Clone, PartialEq)]
+enum Location {
+    Text(String),
+    Field(&'static str),
 }
 
 impl Receipt {
     /// A receipt for a record stored at `location`, with no fields yet.
     pub fn new(location: impl Into<String>) -> Self {
         Receipt {
-            location: location.into(),
+            location: Location::Text(location.into()),
+            fields: Vec::new(),
+        }
+    }
+
+    /// A receipt whose location is the text of its field `name` (added
+    /// with [`Receipt::with`]).
+    pub fn located_at(name: &'static str) -> Self {
+        Receipt {
+            location: Location::Field(name),
             fields: Vec::new(),
         }
     }
@@ -103,7 +120,10 @@ impl Receipt {
 
     /// Where the record went: a shard, a topic partition.
     pub fn location(&self) -> &str {
-        &self.location
+        match &self.location {
+            Location::Text(text) => text,
+            Location::Field(name) => self.field(name).unwrap_or_default(),
+        }
     }
 
     /// The text of field `name`, when it is a string.

@@ -233,7 +233,7 @@ impl Sink for PubSubSink {
         Ok(published
             .message_ids
             .into_iter()
-            .map(|id| Ok(Receipt::new(self.topic.clone()).with("MessageId", id)))
+            .map(|id| Ok(Receipt::located_at("MessageId").with("MessageId", id)))
             .collect())
     }
 

@@ -77,12 +77,13 @@ def healthy(port):
         return False
 
 
-def peak_kib(pid):
+def status_kib(pid, field):
+    """A `/proc/PID/status` figure in KiB: VmHWM (peak RSS) or VmRSS."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise RuntimeError("no VmHWM")
+    raise RuntimeError(f"no {field}")
 
 
 def reset_peak(pid):
@@ -91,16 +92,8 @@ def reset_peak(pid):
         f.write("5")
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
-
-
 def main():
-    binary = sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway"
+    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway")
     work = tempfile.mkdtemp(prefix="hostile-")
     records = os.path.join(work, "records.ndjson")
     port = free_port()
@@ -119,11 +112,11 @@ def main():
             if time.time() > deadline or gateway.poll() is not None:
                 raise SystemExit("the gateway did not start")
             time.sleep(0.2)
-        start_kib = rss_kib(gateway.pid)
+        start_kib = status_kib(gateway.pid, "VmRSS")
         rows = []
         for case in BOMBS + CASES:
             reset_peak(gateway.pid)
-            before = rss_kib(gateway.pid)
+            before = status_kib(gateway.pid, "VmRSS")
             if case.name == "pipelined requests":
                 got = statuses(port, case.request, 3)
                 ok = got == [200, 200, 200]
@@ -132,7 +125,7 @@ def main():
                 got = first_status(port, case.request)
                 ok = got in case.expect
                 shown = got
-            peak = peak_kib(gateway.pid)
+            peak = status_kib(gateway.pid, "VmHWM")
             growth_mib = (peak - before) / 1024
             if growth_mib > case.max_rss_growth_mib:
                 ok = False
@@ -145,14 +138,14 @@ def main():
             if not ok:
                 failures.append(case.name)
             if case in BOMBS:
-                rows.append((case.name, got, peak / 1024))
+                rows.append((case.name, got, peak / 1024, growth_mib))
             if not alive:
                 break
         stored = os.path.getsize(records) if os.path.exists(records) else 0
         print(f"\nstart RSS {start_kib / 1024:.1f} MiB; records stored: {stored} bytes")
-        print("| bomb | status | peak RSS while it ran |\n|---|---|---|")
-        for name, status, peak in rows:
-            print(f"| {name} | {status} | {peak:.1f} MiB |")
+        print("| bomb | status | peak RSS while it ran | growth over the RSS before it |\n|---|---|---|---|")
+        for name, status, peak, growth in rows:
+            print(f"| {name} | {status} | {peak:.1f} MiB | {growth:.1f} MiB |")
         # Every 2xx case above is small: a few KB of records at most.
         if stored > 1 << 20:
             failures.append(f"the file sink holds {stored} bytes after the suite")

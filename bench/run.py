@@ -30,6 +30,10 @@ says what differs):
   manifest-spill100
                 the same, with the spill on and the stream down (the spill
                 variant of the manifests), then its drain
+  pubsub-segment100
+                the gateway with SINK=pubsub, POST /v1/batch with 100 events,
+                against Google's Pub/Sub emulator started on 127.0.0.1 (its
+                own CPU per event is reported as emulator_cpu_us_per_event)
   go, node      the seed's peer servers in ../shared/peers (with --peers)
 
 --ab REF builds the git ref REF into its own worktree and target directory
@@ -62,6 +66,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT.parent / "shared" / "peers"
 UPSTREAM_PORT = 4599
+PUBSUB_PORT = 4597
+PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
+EMULATOR = {}  # the running Pub/Sub emulator, when a pubsub system is measured
 CLOSED_PORT = 4598  # nothing listens here: the stream is down
 SPILL_DIR = Path("/tmp/bench-spill")
 MANIFEST_LIMIT_MIB = 512
@@ -194,8 +201,10 @@ def batch_body(events, shape="array"):
 class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
-    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None):
+    def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
+                 emulator=False):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.emulator = emulator  # needs the Pub/Sub emulator
         self.body = batch_body(events, shape) if events > 1 else None
         self.connections = connections
         self.spill = spill  # SPILL_DIR, emptied before each run
@@ -226,6 +235,11 @@ def systems(args):
     # The spill variant's pods (deploy/kubernetes/spill), the stream down: every batch spilled.
     found["manifest-spill100"] = Case(gateway, dict(found["spill100"].env, MAX_IN_FLIGHT_BODY_BYTES=str(128 << 20)),
                                       "/import/batch", 100, connections=[1000, 2000], spill=SPILL_DIR)
+    found["pubsub-segment100"] = Case(
+        gateway,
+        {"HOST": "127.0.0.1", "PORT": str(SYSTEM_PORT), "SINK": "pubsub", "PATH": os.environ.get("PATH", ""),
+         "PUBSUB_TOPIC": "projects/bench/topics/clicks", "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{PUBSUB_PORT}"},
+        "/v1/batch", 100, connections=[50, 500], shape="segment", emulator=True)
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)
@@ -248,8 +262,38 @@ def build_peers():
     return str(go), node
 
 
+def start_emulator(pin):
+    """Google's Pub/Sub emulator on 127.0.0.1 (on the load's core when
+    pinned), with the bench topic."""
+    if "proc" in EMULATOR:
+        return
+    proc = subprocess.Popen(pinned("1" if pin else None) + [PUBSUB_EMULATOR, "--host=127.0.0.1", f"--port={PUBSUB_PORT}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    EMULATOR["proc"] = proc
+    deadline = time.time() + 60
+    while True:
+        try:
+            request = urllib.request.Request(f"http://127.0.0.1:{PUBSUB_PORT}/v1/projects/bench/topics/clicks",
+                                             data=b"{}", method="PUT", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=2).read()
+            return
+        except OSError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def stop_emulator():
+    proc = EMULATOR.pop("proc", None)
+    if proc:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
 def measure(name, case, connections, duration, pin):
     system_cpu, load_cpu = ("0", "1") if pin else (None, None)
+    if case.emulator:
+        start_emulator(pin)
     log_path = Path(f"/tmp/bench-{name}-{connections}.log")
     if case.spill:
         shutil.rmtree(case.spill, ignore_errors=True)
@@ -263,9 +307,12 @@ def measure(name, case, connections, duration, pin):
         wait_for_port(SYSTEM_PORT, proc)
         time.sleep(0.3)  # node's cluster workers start after the primary binds
         wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
+        emulator = EMULATOR["proc"].pid if case.emulator else None
         before_cpu, before = cpu_seconds(proc.pid), upstream_stats()
+        emulator_before = cpu_seconds(emulator) if emulator else 0.0
         result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu)
         after_cpu, after = cpu_seconds(proc.pid), upstream_stats()
+        emulator_cpu = (cpu_seconds(emulator) - emulator_before) if emulator else None
         rss = peak_rss_mib(proc.pid)
     finally:
         stop(proc)
@@ -297,6 +344,9 @@ def measure(name, case, connections, duration, pin):
         "upstream_calls_per_1000": None if name == "bare" else round(1000 * calls / max(events, 1), 1),
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
+    if emulator_cpu is not None:
+        row["emulator_cpu_us_per_event"] = round(emulator_cpu * 1e6 / max(events, 1), 1)
+        row["upstream_calls_per_1000"] = None
     if case.spill:
         row["drain"] = drain(case, pin)
     log(json.dumps(row))
@@ -534,6 +584,7 @@ def main():
     finally:
         if upstream:
             stop(upstream)
+        stop_emulator()
 
     (out / "results.json").write_text(json.dumps({"upstream_alone_rps": upstream_rps, "runs": rows}, indent=2))
     over = [r for r in rows if r["system"].startswith("manifest-") and r["peak_rss_mib"] >= MANIFEST_LIMIT_MIB]

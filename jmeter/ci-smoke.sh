@@ -14,6 +14,12 @@
 #
 #   cargo build --release && jmeter/ci-smoke.sh target/release/clickstream-gateway
 #   SMOKE_KAFKA=127.0.0.1:19092/smoke jmeter/ci-smoke.sh target/release/clickstream-gateway
+#
+# With SMOKE_PUBSUB=HOST:PORT/projects/P/topics/T the gateway publishes to
+# that topic of a Pub/Sub emulator (SINK=pubsub), and the events are read
+# back from its subscription projects/P/subscriptions/T-sub.
+#
+#   SMOKE_PUBSUB=127.0.0.1:8085/projects/smoke/topics/smoke jmeter/ci-smoke.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 
@@ -48,7 +54,13 @@ trap 'stop_gateway; rm -rf "$work"' EXIT
 
 # From an empty directory, so no developer's .env is read; the file sink
 # forced, or Kafka when asked for.
-if [ -n "${SMOKE_KAFKA:-}" ]; then
+if [ -n "${SMOKE_PUBSUB:-}" ]; then
+  topic="${SMOKE_PUBSUB#*/}"
+  sink=(SINK=pubsub PUBSUB_EMULATOR_HOST="${SMOKE_PUBSUB%%/*}" PUBSUB_TOPIC="$topic")
+  verify=(--verify-pubsub "${SMOKE_PUBSUB%%/*}/${topic/\/topics\//\/subscriptions\/}-sub")
+  # /import and /import/batch answer with Pub/Sub's message ids.
+  scenarios=(smoke-pubsub smoke-batch-pubsub)
+elif [ -n "${SMOKE_KAFKA:-}" ]; then
   sink=(SINK=kafka KAFKA_BOOTSTRAP_SERVERS="${SMOKE_KAFKA%/*}" KAFKA_TOPIC="${SMOKE_KAFKA##*/}")
   verify=(--verify-kafka "$SMOKE_KAFKA")
   # /import and /import/batch answer with the broker's receipts.

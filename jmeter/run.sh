@@ -31,6 +31,8 @@ options:
   --verify-file F      afterwards, check every 200'd event is in this file sink
   --verify-stream S    afterwards, check every 200'd event is in this Kinesis stream
   --verify-kafka B/T   afterwards, check every 200'd event is in Kafka topic T at bootstrap servers B
+  --verify-pubsub H/S  afterwards, check every 200'd event is in Pub/Sub subscription S
+                       (projects/P/subscriptions/N) of the emulator at H (host:port)
   --endpoint-url URL   Kinesis endpoint for --verify-stream (an emulator)
   --no-chart           summary only (no matplotlib needed)
   -JNAME=VALUE         any other plan property, passed to JMeter (e.g. -Jthink_ms=100)
@@ -43,11 +45,11 @@ die() { echo "run.sh: $*" >&2; exit 2; }
 log() { echo "[jmeter] $*" >&2; }
 
 host=127.0.0.1 port=3000 protocol=http path="" runs=1 duration="" pause=5 out=""
-verify_file="" verify_stream="" verify_kafka="" endpoint_url="" chart=1
+verify_file="" verify_stream="" verify_kafka="" verify_pubsub="" endpoint_url="" chart=1
 props=() scenarios=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --host|--port|--protocol|--path|--runs|--duration|--pause|--out|--verify-file|--verify-stream|--verify-kafka|--endpoint-url)
+    --host|--port|--protocol|--path|--runs|--duration|--pause|--out|--verify-file|--verify-stream|--verify-kafka|--verify-pubsub|--endpoint-url)
       [ $# -ge 2 ] || die "$1 needs a value"
       name="${1#--}"; printf -v "${name//-/_}" '%s' "$2"; shift 2 ;;
     --no-chart) chart=0; shift ;;
@@ -162,6 +164,8 @@ fi
 
 if [ -n "$verify_file" ]; then
   python3 "$HERE/verify.py" --file "$verify_file" "$out"/*.jtl || failed=1
+elif [ -n "$verify_pubsub" ]; then
+  python3 "$HERE/verify.py" --pubsub "$verify_pubsub" "$out"/*.jtl || failed=1
 elif [ -n "$verify_kafka" ]; then
   "$(python_with confluent_kafka confluent-kafka==2.16.1)" "$HERE/verify.py" --kafka "$verify_kafka" "$out"/*.jtl || failed=1
 elif [ -n "$verify_stream" ]; then

@@ -157,6 +157,32 @@ def records_from_kafka(where, deadline_s):
     consumer.close()
 
 
+def records_from_pubsub(where, deadline_s):
+    """Every message of a Pub/Sub emulator's subscription, `host:port/projects/P/subscriptions/S`,
+    pulled and acknowledged until nothing more comes for two seconds."""
+    import base64
+    import urllib.request
+    host, _, subscription = where.partition("/")
+
+    def call(verb, body):
+        request = urllib.request.Request(f"http://{host}/v1/{subscription}:{verb}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return json.load(r)
+
+    deadline = time.monotonic() + deadline_s
+    last = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - last < 2:
+        received = call("pull", {"maxMessages": 1000, "returnImmediately": True}).get("receivedMessages", [])
+        if not received:
+            time.sleep(0.2)
+            continue
+        last = time.monotonic()
+        for message in received:
+            yield base64.b64decode(message["message"].get("data", ""))
+        call("acknowledge", {"ackIds": [m["ackId"] for m in received]})
+
+
 def expected_events(ok, patterns):
     """Every event id the 200'd samples sent: the sample's own, or one per batch element."""
     for sample_id, kind in ok.items():
@@ -199,6 +225,7 @@ def main():
     source.add_argument("--file", help="the gateway's file sink (FILE_SINK_PATH)")
     source.add_argument("--stream", help="a Kinesis stream name")
     source.add_argument("--kafka", help="BOOTSTRAP/TOPIC: a Kafka topic, e.g. 127.0.0.1:9092/clicks")
+    source.add_argument("--pubsub", help="HOST:PORT/projects/P/subscriptions/S: a Pub/Sub emulator's subscription")
     parser.add_argument("--endpoint-url", help="Kinesis endpoint (an emulator); default: AWS")
     parser.add_argument("--region", default=None, help="AWS region (default: from the AWS environment)")
     parser.add_argument("--payloads", action="append",
@@ -216,6 +243,8 @@ def main():
         records = records_from_file(args.file)
     elif args.kafka:
         records = records_from_kafka(args.kafka, args.deadline)
+    elif args.pubsub:
+        records = records_from_pubsub(args.pubsub, args.deadline)
     else:
         records = records_from_stream(args.stream, args.endpoint_url, args.region, first_ms or 0, args.deadline)
     seen = check(records, ok, patterns)

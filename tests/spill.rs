@@ -266,8 +266,16 @@ async fn a_ledger_past_the_segments_is_counted_and_every_record_replayed() {
         metric(&String::from_utf8_lossy(&text), "spill_records") == 0.0
     })
     .await;
-    let stored: Vec<u64> = stored_events(&upstream).into_iter().map(|(_, seq)| seq).collect();
-    assert_eq!(stored, (0..9).collect::<Vec<_>>(), "nothing acknowledged is lost");
+    // At least once: a replay call of the first process may still land
+    // after the stream is back, so a record can arrive twice; first copies
+    // in order, and none missing.
+    let mut first_copies: Vec<u64> = Vec::new();
+    for (_, seq) in stored_events(&upstream) {
+        if !first_copies.contains(&seq) {
+            first_copies.push(seq);
+        }
+    }
+    assert_eq!(first_copies, (0..9).collect::<Vec<_>>(), "nothing acknowledged is lost");
     let text = http::get(&second.url("/metrics")).await.body;
     assert_eq!(
         metric(&String::from_utf8_lossy(&text), "spill_corrupt_records_total"),

@@ -1,31 +1,43 @@
 #!/usr/bin/env bash
-# The Pub/Sub sink's JMeter smoke run: Google's Pub/Sub emulator on
-# 127.0.0.1 (a free port; it is installed on machines of this kind, from the
-# google-cloud-cli-pubsub-emulator package), a topic with an ordered
-# subscription, then jmeter/ci-smoke.sh with SMOKE_PUBSUB against the gateway
-# binary given as $1: every door's smoke scenarios, each 200'd event read
-# back from the subscription with the bytes sent. (tests/pubsub.rs, in
-# `cargo test`, covers the doors, 413, a missing topic, restarts and the
-# spill against the same emulator.)
+# The Pub/Sub sink against Google's Pub/Sub emulator on 127.0.0.1
+# (scripts/pubsub-emulator.sh; installed on machines of this kind), with the
+# gateway binary given as $1: pubsub_check.py (one real SDK read back from an
+# ordered subscription, then 8 clients through an emulator restart: what it
+# checks is in its docstring), then the JMeter smoke run against Pub/Sub
+# (jmeter/ci-smoke.sh with SMOKE_PUBSUB: every door's scenarios, each 200'd
+# event read back with the bytes sent). tests/pubsub.rs, in `cargo test`,
+# covers the doors, 413, a missing topic and the spill against the same
+# emulator. Installs what it needs without questions (a venv with
+# segment-analytics-python).
 #
 #   cargo build --release && sdk-tests/pubsub.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
-EMULATOR="${PUBSUB_EMULATOR_BIN:-/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator}"
+WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
 
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
-[ -x "$EMULATOR" ] || { echo "pubsub.sh: no Pub/Sub emulator at $EMULATOR" >&2; exit 1; }
+gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-host="127.0.0.1:$port"
-setsid "$EMULATOR" --host=127.0.0.1 --port="$port" >/dev/null 2>&1 &
-emulator=$!
-trap 'kill -TERM -- -"$emulator" 2>/dev/null || true; wait "$emulator" 2>/dev/null || true' EXIT
+python3 -c 'import venv, ensurepip' 2>/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+}
+mkdir -p "$WORK"
+if ! cmp -s "$HERE/pubsub-requirements.txt" "$WORK/pubsub-venv/requirements.txt" 2>/dev/null; then
+  python3 -m venv "$WORK/pubsub-venv"
+  "$WORK/pubsub-venv/bin/pip" install -q --disable-pip-version-check -r "$HERE/pubsub-requirements.txt"
+  cp "$HERE/pubsub-requirements.txt" "$WORK/pubsub-venv/requirements.txt"
+fi
 
+emulator="$ROOT/scripts/pubsub-emulator.sh"
+"$emulator" start
+trap '"$emulator" stop' EXIT
+host="$("$emulator" host)"
+"$WORK/pubsub-venv/bin/python" "$HERE/pubsub_check.py" "$gateway" --emulator "$host" --restart "$emulator restart"
+
+# The JMeter smoke scenarios once against the Pub/Sub sink, on a topic of their own.
 put() { curl -sf -X PUT -H 'Content-Type: application/json' "http://$host/v1/$1" -d "$2" >/dev/null; }
-for _ in $(seq 1 120); do put projects/smoke/topics/smoke '{}' && break; sleep 0.5; done
-put projects/smoke/topics/smoke '{}' 2>/dev/null || true
+put projects/smoke/topics/smoke '{}'
 put projects/smoke/subscriptions/smoke-sub '{"topic":"projects/smoke/topics/smoke","enableMessageOrdering":true}'
-
-SMOKE_PUBSUB="$host/projects/smoke/topics/smoke" "$ROOT/jmeter/ci-smoke.sh" "$1"
+SMOKE_PUBSUB="$host/projects/smoke/topics/smoke" "$ROOT/jmeter/ci-smoke.sh" "$gateway"

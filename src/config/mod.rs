@@ -378,6 +378,48 @@ mod tests {
     }
 
     #[test]
+    fn pubsub_needs_a_topic_full_or_with_its_project_naming_the_variable() {
+        let full = config(&[("SINK", "pubsub"), ("PUBSUB_TOPIC", "projects/p/topics/clicks")]).unwrap();
+        let SinkConfig::PubSub(pubsub) = full.sink else {
+            panic!("expected the Pub/Sub sink, got {:?}", full.sink);
+        };
+        assert_eq!(pubsub.topic, "projects/p/topics/clicks");
+        assert_eq!((pubsub.emulator_host, pubsub.timeout), (None, Duration::from_secs(9)));
+        let bare = config(&[
+            ("SINK", "pubsub"),
+            ("PUBSUB_TOPIC", "clicks"),
+            ("GOOGLE_CLOUD_PROJECT", "p"),
+            ("PUBSUB_EMULATOR_HOST", "127.0.0.1:8085"),
+        ])
+        .unwrap();
+        assert!(
+            matches!(&bare.sink, SinkConfig::PubSub(p) if p.topic == "projects/p/topics/clicks"
+            && p.emulator_host.as_deref() == Some("127.0.0.1:8085"))
+        );
+        for (vars, name) in [
+            (vec![("SINK", "pubsub")], "PUBSUB_TOPIC"),
+            (
+                vec![("SINK", "pubsub"), ("PUBSUB_TOPIC", "clicks")],
+                "GOOGLE_CLOUD_PROJECT",
+            ),
+            (
+                vec![("SINK", "pubsub"), ("PUBSUB_TOPIC", "projects/p/subs/x")],
+                "PUBSUB_TOPIC",
+            ),
+            (
+                vec![
+                    ("SINK", "pubsub"),
+                    ("PUBSUB_TOPIC", "ab"),
+                    ("GOOGLE_CLOUD_PROJECT", "p"),
+                ],
+                "PUBSUB_TOPIC",
+            ),
+        ] {
+            assert_eq!(config(&vars).unwrap_err().name, name, "{vars:?}");
+        }
+    }
+
+    #[test]
     fn kafka_needs_its_servers_and_topic_and_takes_any_librdkafka_property() {
         let pairs =
             |vars: &[(&str, &str)]| Config::from_pairs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));

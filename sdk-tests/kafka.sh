@@ -16,21 +16,12 @@ WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
 gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 
-python3 -c 'import venv, ensurepip' 2>/dev/null || {
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-}
-mkdir -p "$WORK"
-if ! cmp -s "$HERE/kafka-requirements.txt" "$WORK/kafka-venv/requirements.txt" 2>/dev/null; then
-  python3 -m venv "$WORK/kafka-venv"
-  "$WORK/kafka-venv/bin/pip" install -q --disable-pip-version-check -r "$HERE/kafka-requirements.txt"
-  cp "$HERE/kafka-requirements.txt" "$WORK/kafka-venv/requirements.txt"
-fi
+venv="$("$HERE/venv.sh" "$WORK" kafka "$HERE/kafka-requirements.txt")"
 
 "$ROOT/scripts/tansu.sh" start
 trap '"$ROOT/scripts/tansu.sh" stop' EXIT
 bootstrap="$("$ROOT/scripts/tansu.sh" bootstrap)"
-"$WORK/kafka-venv/bin/python" "$HERE/kafka_check.py" "$gateway" --bootstrap "$bootstrap" --tansu "$ROOT/scripts/tansu.sh"
+"$venv/bin/python" "$HERE/kafka_check.py" "$gateway" --bootstrap "$bootstrap" --tansu "$ROOT/scripts/tansu.sh"
 
 # The JMeter smoke scenarios once against the Kafka sink, on a topic of their own.
 "$ROOT/scripts/tansu.sh" topic smoke 3

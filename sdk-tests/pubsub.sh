@@ -19,22 +19,13 @@ WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
 gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 
-python3 -c 'import venv, ensurepip' 2>/dev/null || {
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-}
-mkdir -p "$WORK"
-if ! cmp -s "$HERE/pubsub-requirements.txt" "$WORK/pubsub-venv/requirements.txt" 2>/dev/null; then
-  python3 -m venv "$WORK/pubsub-venv"
-  "$WORK/pubsub-venv/bin/pip" install -q --disable-pip-version-check -r "$HERE/pubsub-requirements.txt"
-  cp "$HERE/pubsub-requirements.txt" "$WORK/pubsub-venv/requirements.txt"
-fi
+venv="$("$HERE/venv.sh" "$WORK" pubsub "$HERE/pubsub-requirements.txt")"
 
 emulator="$ROOT/scripts/pubsub-emulator.sh"
 "$emulator" start
 trap '"$emulator" stop' EXIT
 host="$("$emulator" host)"
-"$WORK/pubsub-venv/bin/python" "$HERE/pubsub_check.py" "$gateway" --emulator "$host" --restart "$emulator restart"
+"$venv/bin/python" "$HERE/pubsub_check.py" "$gateway" --emulator "$host" --restart "$emulator restart"
 
 # The JMeter smoke scenarios once against the Pub/Sub sink, on a topic of their own.
 put() { curl -sf -X PUT -H 'Content-Type: application/json' "http://$host/v1/$1" -d "$2" >/dev/null; }

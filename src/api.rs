@@ -19,7 +19,8 @@ use serde::Serialize;
 use crate::access::Cors;
 use crate::app::App;
 use crate::body::RequestBody;
-use crate::endpoints::{self, Reply};
+use crate::endpoints::{self, Body, Reply};
+use crate::live::Refusal;
 use crate::error::{ApiError, json_response};
 use crate::metrics::{self, GaugeGuard};
 use crate::routes::{self, Endpoint, Route};
@@ -29,7 +30,16 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Answers one request. Never fails: every error becomes a response. Every
 /// response carries `X-Request-Id`; metrics and the access log see every one.
-pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Full<Bytes>>, Infallible>
+pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
+where
+    B: RequestBody,
+{
+    let route = routes::find(request.uri().path()).filter(|r| !r.is_admin() || app.public_metrics());
+    answer(app, route, request).await
+}
+
+/// Answers a request for `route` (`None`: 404).
+async fn answer<B>(app: Arc<App>, route: Option<&'static Route>, request: Request<B>) -> Result<Response<Body>, Infallible>
 where
     B: RequestBody,
 {
@@ -37,8 +47,6 @@ where
     let _in_flight = GaugeGuard::inc(app.metrics().requests_in_flight());
     let request_id = request_id(request.headers().get(REQUEST_ID));
     let origin = request.headers().get(ORIGIN).cloned();
-    let route =
-        routes::find(request.uri().path()).filter(|r| !matches!(r.endpoint, Endpoint::Metrics) || app.public_metrics());
     let label = route.map_or("other", Route::label);
     let method = metrics::method_label(request.method());
 
@@ -46,12 +54,35 @@ where
         None => Err(ApiError::NotFound),
         Some(route) => dispatch(&app, route, request, &request_id).await,
     };
+    let watched = app.live().watched() && route.is_some_and(|r| !matches!(r.endpoint, Endpoint::Live(_)));
     let reply = result.unwrap_or_else(|err| {
-        let (error, shed) = (err.status().1, err.is_shed());
+        let (status, error, _) = err.status();
+        if watched {
+            app.live().refused(Refusal {
+                door: label,
+                method,
+                status: status.as_u16(),
+                code: error,
+                message: &err.message(),
+                request_id: &request_id,
+            });
+        }
+        let shed = err.is_shed();
         let mut reply = Reply::plain(err.into_response(&request_id));
         (reply.error, reply.shed) = (error, shed);
         reply
     });
+    if watched && reply.records > 0 && reply.response.status().as_u16() >= 400 {
+        // A batch whose records were not all stored: the answer lists each.
+        app.live().refused(Refusal {
+            door: label,
+            method,
+            status: reply.response.status().as_u16(),
+            code: reply.error,
+            message: "some records of the batch were not stored; the answer lists each record's outcome",
+            request_id: &request_id,
+        });
+    }
     let Reply {
         mut response,
         records,
@@ -90,7 +121,7 @@ where
     Ok(response)
 }
 
-async fn dispatch<B>(app: &App, route: &Route, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
+async fn dispatch<B>(app: &Arc<App>, route: &Route, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
@@ -111,7 +142,8 @@ where
         Endpoint::Health => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
         Endpoint::Ready => Ok(Reply::plain(readyz(app).await)),
         Endpoint::Metrics => Ok(Reply::plain(metrics_response(app))),
-        Endpoint::Events(protocol) => endpoints::sdk::handle(app, protocol, request).await,
+        Endpoint::Events(protocol) => endpoints::sdk::handle(app, protocol, route.label(), request).await,
+        Endpoint::Live(path) => endpoints::live::handle(app, path, request).await,
         Endpoint::Document(document) => endpoints::sdk::serve(app, document, request).await,
     }
 }
@@ -124,12 +156,13 @@ fn request_id(header: Option<&HeaderValue>) -> String {
         .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }
 
-/// The admin port's one endpoint: `GET /metrics`.
-pub fn admin<B>(app: &App, request: &Request<B>) -> Response<Full<Bytes>> {
-    match (request.method(), request.uri().path()) {
-        (&Method::GET | &Method::HEAD, "/metrics") => metrics_response(app),
-        _ => ApiError::NotFound.into_response("admin"),
-    }
+/// The admin port (`METRICS_ADDR`): `/metrics` and the live view, nothing else.
+pub async fn admin<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
+where
+    B: RequestBody,
+{
+    let route = routes::find(request.uri().path()).filter(|r| r.is_admin());
+    answer(app, route, request).await
 }
 
 fn metrics_response(app: &App) -> Response<Full<Bytes>> {

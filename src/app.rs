@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, SdkConfig};
 use crate::intake::Intake;
+use crate::live::Hub;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::{self, Destination, Record, RecordRules, Sink, SinkError, SinkLimits};
@@ -60,6 +61,8 @@ pub struct App {
     access_log: bool,
     public_metrics: bool,
     access: Access,
+    live: Arc<Hub>,
+    spill: bool,
 }
 
 impl App {
@@ -95,6 +98,8 @@ impl App {
             access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),
             access: Access::new(&config.access),
+            live: Arc::new(Hub::new(config.live.clone())),
+            spill: config.spill.is_some(),
         })
     }
 
@@ -145,6 +150,26 @@ impl App {
     /// API keys and CORS.
     pub fn access(&self) -> &Access {
         &self.access
+    }
+
+    /// The live view's hub: the doors tell it what arrives and what is refused.
+    pub fn live(&self) -> &Hub {
+        &self.live
+    }
+
+    /// The hub, to hold beyond a request (a viewer's stream).
+    pub fn live_hub(&self) -> Arc<Hub> {
+        self.live.clone()
+    }
+
+    /// Whether the durable spill is on (`SPILL_DIR`).
+    pub fn has_spill(&self) -> bool {
+        self.spill
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.readiness.is_shutting_down()
     }
 
     /// This instance's metrics.

@@ -228,16 +228,21 @@ impl ApiError {
         }
     }
 
+    /// The message the client is answered with.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Sink { error, .. } => error.message(),
+            other => other.to_string(),
+        }
+    }
+
     /// The JSON error response, logging 5xx details once, with the request's id.
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let (status, code, retry) = self.status();
-        let message = match &self {
-            ApiError::Sink { error, .. } => {
-                error.log(request_id, 1);
-                error.message()
-            }
-            other => other.to_string(),
-        };
+        if let ApiError::Sink { error, .. } = &self {
+            error.log(request_id, 1);
+        }
+        let message = self.message();
         let rejected = match &self {
             ApiError::NoValidEvents { rejected } => Some(rejected.as_slice()),
             _ => None,

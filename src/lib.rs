@@ -44,6 +44,7 @@ pub mod endpoints;
 pub mod error;
 pub mod ingest;
 pub mod intake;
+pub mod live;
 pub mod metrics;
 pub mod partition_key;
 pub mod readiness;

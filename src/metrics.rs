@@ -265,6 +265,22 @@ impl Metrics {
         out
     }
 
+    /// What the live view shows of the stream: calls in flight, the
+    /// adaptive limit, the spill, and what was answered 503 (cumulative
+    /// counters; the page turns them into rates).
+    pub fn stream_state(&self) -> StreamState {
+        StreamState {
+            calls_in_flight: self.upstream_in_flight.get(),
+            call_limit: self.concurrency_limit.get(),
+            records_not_sent: self.records_not_sent.get(),
+            requests_shed: self.requests_shed.get(),
+            spill_bytes: self.spill.bytes.get(),
+            spill_records: self.spill.records.get(),
+            spill_oldest_age_seconds: self.spill.oldest_age_seconds.get(),
+            spill_replayed: self.spill.replayed.get(),
+        }
+    }
+
     /// A request was answered.
     pub fn request_done(
         &self,
@@ -379,6 +395,27 @@ impl Metrics {
     pub fn records_not_sent_late(&self, records: usize) {
         self.records_not_sent.inc_by(records as u64);
     }
+}
+
+/// The stream's numbers the live view shows ([`Metrics::stream_state`]).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct StreamState {
+    /// Sink calls in flight.
+    pub calls_in_flight: i64,
+    /// The adaptive limit on them.
+    pub call_limit: i64,
+    /// Records answered 503 unsent (their deadline would pass), so far.
+    pub records_not_sent: u64,
+    /// Requests refused with 503 for load, so far.
+    pub requests_shed: u64,
+    /// Bytes of spill segments on disk.
+    pub spill_bytes: i64,
+    /// Records in the spill.
+    pub spill_records: i64,
+    /// Age of the oldest spilled record, in seconds.
+    pub spill_oldest_age_seconds: f64,
+    /// Records replayed from the spill, so far.
+    pub spill_replayed: u64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -12,6 +12,7 @@
 use hyper::Method;
 
 use crate::access::Cors;
+use crate::endpoints::live::LivePath;
 use crate::endpoints::sdk::posthog::{Flags, PostHog, RemoteConfig};
 use crate::endpoints::sdk::rudderstack::SourceConfig;
 use crate::endpoints::sdk::segment::{Segment, Settings, Telemetry};
@@ -31,6 +32,9 @@ pub enum Endpoint {
     Ready,
     /// `GET /metrics`: Prometheus metrics (only when no `METRICS_ADDR`).
     Metrics,
+    /// The live view (`ADMIN_TOKEN`; on the public port only when no
+    /// `METRICS_ADDR`, like `/metrics`).
+    Live(LivePath),
     /// An analytics SDK's events, in its protocol.
     Events(&'static dyn Protocol),
     /// A document an analytics SDK loads (settings, source configuration,
@@ -58,6 +62,11 @@ pub struct Route {
 }
 
 impl Route {
+    /// Whether the route belongs on the admin port when `METRICS_ADDR` is set.
+    pub fn is_admin(&self) -> bool {
+        matches!(self.endpoint, Endpoint::Metrics | Endpoint::Live(_))
+    }
+
     /// The metric label: the path itself (a fixed, known string).
     pub fn label(&self) -> &'static str {
         self.path
@@ -87,6 +96,7 @@ impl Route {
 const EVENTS: &[Method] = &[Method::POST];
 const READ: &[Method] = &[Method::GET, Method::HEAD];
 const PIXEL: &[Method] = &[Method::GET];
+const SIGN_IN: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 
 /// A row of our own API.
 const fn own(path: &'static str, endpoint: Endpoint, methods: &'static [Method], allow: &'static str) -> Route {
@@ -138,6 +148,10 @@ pub static ROUTES: &[Route] = &[
     own("/healthz", Endpoint::Health, READ, "GET, HEAD"),
     own("/readyz", Endpoint::Ready, READ, "GET, HEAD"),
     own("/metrics", Endpoint::Metrics, READ, "GET, HEAD"),
+    own("/live", Endpoint::Live(LivePath::Page), SIGN_IN, "GET, HEAD, POST"),
+    own("/live/events", Endpoint::Live(LivePath::Events), READ, "GET, HEAD"),
+    own("/live/live.js", Endpoint::Live(LivePath::Script), READ, "GET, HEAD"),
+    own("/live/live.css", Endpoint::Live(LivePath::Style), READ, "GET, HEAD"),
     // Segment / RudderStack: server SDKs post to /v1/batch, Segment's
     // browser SDK to the one-letter paths, RudderStack's to the long ones.
     events("/v1/batch", &Segment::BATCH),

@@ -121,8 +121,8 @@ async fn refuse(mut stream: tokio::net::TcpStream) {
     let _ = stream.shutdown().await;
 }
 
-/// Serves `GET /metrics` (and nothing else) on a separate admin listener,
-/// for `METRICS_ADDR`. Runs until the process exits.
+/// Serves `/metrics` and the live view (and nothing else) on a separate
+/// admin listener, for `METRICS_ADDR`. Runs until the process exits.
 pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
@@ -130,10 +130,7 @@ pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
             continue;
         };
         let app = app.clone();
-        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let app = app.clone();
-            async move { Ok::<_, std::convert::Infallible>(api::admin(&app, &request)) }
-        });
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| api::admin(app.clone(), request));
         tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
     }
 }

@@ -1,7 +1,8 @@
 //! Gateway configuration: one typed struct, read from environment variables,
 //! one file per subsystem, each with its `Default`: [`http`] (timeouts, the
 //! in-flight caps), [`sink`] (`SINK`, Kinesis, Kafka, the file), [`doors`]
-//! (keys, CORS, the doors' limits), [`batch`] (upstream calls), [`spill`].
+//! (keys, CORS, the doors' limits), [`batch`] (upstream calls), [`spill`],
+//! [`live`] (the live view).
 //! The list of every variable with its default is [`VARIABLES`] (`variables.rs`):
 //! a test keeps `.env.example` and `docs/configuration.md` in step with it,
 //! and it with what this code reads.
@@ -18,6 +19,7 @@
 mod batch;
 mod doors;
 mod http;
+mod live;
 mod sink;
 mod spill;
 mod variables;
@@ -29,6 +31,7 @@ use std::time::Duration;
 pub use batch::BatchConfig;
 pub use doors::{AccessConfig, ClientIp, ImportConfig, PublicUrl, SdkConfig};
 pub use http::HttpConfig;
+pub use live::{LiveConfig, MIN_TOKEN_CHARS};
 pub use sink::{KAFKA_PROPERTY_PREFIX, KafkaConfig, KafkaProperty, KinesisConfig, PubSubConfig, RetryMode, SinkConfig};
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
@@ -62,6 +65,8 @@ pub struct Config {
     /// Serve `/metrics` on this separate address instead of the public port
     /// (`METRICS_ADDR`), so the public port can face browsers.
     pub metrics_addr: Option<SocketAddr>,
+    /// The live view in the browser (`ADMIN_TOKEN`).
+    pub live: LiveConfig,
 }
 
 /// Log line format (`LOG_FORMAT`).
@@ -166,6 +171,7 @@ impl Config {
             )?,
             access_log: vars.parse("ACCESS_LOG", d.access_log)?,
             metrics_addr: vars.optional("METRICS_ADDR")?,
+            live: LiveConfig::read(&vars)?,
         })
     }
 }
@@ -187,6 +193,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             access_log: false,
             metrics_addr: None,
+            live: LiveConfig::default(),
         }
     }
 }

@@ -494,6 +494,30 @@ pub const VARIABLES: &[Variable] = &[
         reader: Reader::Gateway,
         doc: r#"Serve /metrics only on this admin address (e.g. 127.0.0.1:9090) instead of the public port, so the public port can face browsers. Unset: /metrics is on the public port."#,
     },
+    Variable {
+        name: "ADMIN_TOKEN",
+        section: "Live view",
+        default: None,
+        example: r#"change-me-to-a-long-random-token"#,
+        reader: Reader::Gateway,
+        doc: r#"Turns on the live view (GET /live: events, refusals and the stream's state, in the browser) and is the token that opens it, as `Authorization: Bearer` or through the page's sign-in (a cookie). At least 16 characters. Unset: /live is 404. With METRICS_ADDR, /live is served there and not on the public port."#,
+    },
+    Variable {
+        name: "LIVE_PAYLOADS",
+        section: "Live view",
+        default: Some(r#"true"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"Whether the live view shows events' payloads (false: everything but payloads). Source keys are always masked."#,
+    },
+    Variable {
+        name: "LIVE_EVENTS_PER_SECOND",
+        section: "Live view",
+        default: Some(r#"100"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"The most events and refusals sent to one viewer per second (1 to 10000); the rest are counted and shown as skipped, so the page keeps up at any rate."#,
+    },
 ];
 
 /// `.env.example`, rendered from [`VARIABLES`].

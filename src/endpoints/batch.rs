@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::records;
+use super::{presented_key, records};
+use crate::live::Arrival;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
@@ -54,6 +55,10 @@ where
     })?;
     let count = batch.len();
     ingested.hold_records(bytes, count, batch.iter().map(Record::size).sum())?;
+    if app.live().watched() {
+        let key = presented_key(ingested.headers());
+        app.live().arrived(Arrival::import("/import/batch", key), &batch);
+    }
     let outcomes = app.put(batch).await;
     Ok(answer(outcomes, request_id, count, bytes))
 }
@@ -256,12 +261,12 @@ fn answer(outcomes: Kepts, request_id: &str, count: usize, bytes: usize) -> Repl
         add_retry_after(response.headers_mut());
     }
     Reply {
-        response,
         records: count,
         bytes,
         location,
         error,
         shed: gravest.is_some_and(|err| err.meaning().sheds),
+        ..Reply::plain(response)
     }
 }
 

@@ -4,7 +4,8 @@
 
 use hyper::Request;
 
-use super::record;
+use super::{presented_key, record};
+use crate::live::Arrival;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
@@ -24,16 +25,18 @@ where
     let bytes = ingested.body.len();
     let record = record(app, ingested.body.clone(), ingested.partition_key.as_deref())
         .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
+    if app.live().watched() {
+        let key = presented_key(ingested.headers());
+        app.live().arrived(Arrival::import("/import", key), std::slice::from_ref(&record));
+    }
     let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
     let kept = outcome?;
     Ok(Reply {
-        // In the spill, durable, not yet in the stream: 202, no sequence number.
-        response: json_response(kept.status(), &kept),
         records: 1,
         bytes,
         // Only the access log reads it: no copy per request otherwise.
         location: app.access_log().then(|| kept.location().to_owned()),
-        error: "",
-        shed: false,
+        // In the spill, durable, not yet in the stream: 202, no sequence number.
+        ..Reply::plain(json_response(kept.status(), &kept))
     })
 }

@@ -7,13 +7,15 @@
 //! - [`import`]: `POST /import`, the body is one record.
 //! - [`batch`]: `POST /import/batch`, a JSON array or NDJSON of records.
 //! - [`sdk`]: Segment / RudderStack, PostHog and Snowplow, one record per event.
+//! - [`live`]: the live view (`/live`): no events taken, the ones above shown.
 
 pub mod batch;
 pub mod import;
+pub mod live;
 pub mod sdk;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{Either, Full};
 use hyper::Response;
 
 use crate::app::App;
@@ -25,11 +27,14 @@ use crate::sink::Record;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub std::net::SocketAddr);
 
+/// A response body: a whole one, or the live view's stream.
+pub type Body = Either<Full<Bytes>, live::EventStream>;
+
 /// A successful answer and what metrics and the access log say about it.
 #[derive(Debug)]
 pub struct Reply {
     /// The response to send.
-    pub response: Response<Full<Bytes>>,
+    pub response: Response<Body>,
     /// Records the request carried.
     pub records: usize,
     /// Decoded body bytes.
@@ -53,7 +58,13 @@ impl Reply {
         }
     }
 
+    /// An answer that stores nothing.
     pub fn plain(response: Response<Full<Bytes>>) -> Self {
+        Reply::streaming(response.map(Either::Left))
+    }
+
+    /// An answer whose body may be a stream.
+    pub fn streaming(response: Response<Body>) -> Self {
         Reply {
             response,
             records: 0,
@@ -72,6 +83,16 @@ pub struct Oversized {
     pub index: usize,
     /// The record limit (data + partition key), in bytes.
     pub limit: usize,
+}
+
+/// The API key a request of the gateway's own API carries, if any
+/// (`Authorization: Bearer`, `X-Api-Key`): its source key in the live view.
+pub fn presented_key(headers: &hyper::HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
 }
 
 /// A record from event `data`, with its partition key (the header's, else

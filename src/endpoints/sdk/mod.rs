@@ -45,6 +45,7 @@ use crate::config::SdkConfig;
 use crate::endpoints::Reply;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
+use crate::live::Arrival;
 
 /// The longest source key (write key, project token, app id) accepted, in
 /// bytes: it is copied into every event's `_gateway.key` (and PostHog's
@@ -127,6 +128,15 @@ pub enum SourceKey {
 }
 
 impl SourceKey {
+    /// The key the live view shows (masked there): the request's, or its
+    /// first event's when each event has its own.
+    pub fn shown(&self) -> Option<&str> {
+        match self {
+            SourceKey::One(key) => key.as_deref(),
+            SourceKey::PerEvent(keys) => keys.iter().find_map(Option::as_deref),
+        }
+    }
+
     /// Ok when no keys are configured, the headers carry one, or the key
     /// (each key, per event) is one of them.
     pub fn authorize(&self, access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -182,7 +192,12 @@ pub trait Protocol: std::fmt::Debug + Sync {
 
 /// Stores a request's events in `protocol`: ingest, decode, authorise,
 /// store, answer.
-pub async fn handle<B>(app: &App, protocol: &dyn Protocol, request: Request<B>) -> Result<Reply, ApiError>
+pub async fn handle<B>(
+    app: &App,
+    protocol: &dyn Protocol,
+    door: &'static str,
+    request: Request<B>,
+) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
@@ -194,7 +209,7 @@ where
         ..Limits::events(max_body)
     };
     let mut ingested = ingest(app, request, limits).await?;
-    let (Decoded { events, .. }, query_len) = {
+    let (Decoded { events, key }, query_len) = {
         let head = &ingested.head;
         let incoming = Incoming::new(head, &ingested.body, max_body);
         let context = Context::new(protocol.name(), app.sdk().client_ip, head);
@@ -207,6 +222,14 @@ where
     // gzip counts as the body it unwrapped to.
     let bytes = ingested.body.len().max(query_len);
     ingested.hold_records(bytes.max(events.unwrapped_bytes()), events.len(), events.bytes())?;
+    if app.live().watched() {
+        let arrival = Arrival {
+            door,
+            protocol: protocol.name(),
+            key: key.shown(),
+        };
+        app.live().arrived(arrival, &events.records);
+    }
     let stored = store::store(app, protocol.name(), events).await?;
     Ok(Reply::stored(
         protocol.success(&stored.rejected),

@@ -20,8 +20,8 @@ use crate::access::Cors;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::{self, Body, Reply};
-use crate::live::Refusal;
 use crate::error::{ApiError, json_response};
+use crate::live::Refusal;
 use crate::metrics::{self, GaugeGuard};
 use crate::routes::{self, Endpoint, Route};
 
@@ -39,7 +39,11 @@ where
 }
 
 /// Answers a request for `route` (`None`: 404).
-async fn answer<B>(app: Arc<App>, route: Option<&'static Route>, request: Request<B>) -> Result<Response<Body>, Infallible>
+async fn answer<B>(
+    app: Arc<App>,
+    route: Option<&'static Route>,
+    request: Request<B>,
+) -> Result<Response<Body>, Infallible>
 where
     B: RequestBody,
 {

@@ -296,7 +296,9 @@ impl Hub {
                 continue;
             }
             for record in records {
-                if !viewer.filter.admits_payload(&record.data) || !viewer.take(Kind::Event, now, self.config.events_per_second) {
+                if !viewer.filter.admits_payload(&record.data)
+                    || !viewer.take(Kind::Event, now, self.config.events_per_second)
+                {
                     continue;
                 }
                 let frame = event_frame(&arrival, masked.as_deref(), record, self.config.payloads);
@@ -405,21 +407,12 @@ struct EventView<'a> {
     partition_key: &'a str,
     bytes: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    payload: Option<std::borrow::Cow<'a, str>>,
+    payload: Option<String>,
     truncated: bool,
 }
 
 fn event_frame(arrival: &Arrival<'_>, masked: Option<&str>, record: &Record, payloads: bool) -> Bytes {
     let data = &record.data[..];
-    let cut = &data[..data.len().min(PREVIEW_BYTES)];
-    // Cut on a character boundary; a binary body shows as replacement characters.
-    let shown = match std::str::from_utf8(cut) {
-        Ok(text) => std::borrow::Cow::Borrowed(text),
-        Err(err) if err.error_len().is_none() => {
-            String::from_utf8_lossy(&cut[..err.valid_up_to()])
-        }
-        Err(_) => String::from_utf8_lossy(cut),
-    };
     frame(
         "event",
         &EventView {
@@ -429,10 +422,33 @@ fn event_frame(arrival: &Arrival<'_>, masked: Option<&str>, record: &Record, pay
             key: masked,
             partition_key: &record.partition_key,
             bytes: data.len(),
-            payload: payloads.then_some(shown),
+            payload: payloads.then(|| preview(data, arrival.key.zip(masked))),
             truncated: payloads && data.len() > PREVIEW_BYTES,
         },
     )
+}
+
+/// The first [`PREVIEW_BYTES`] of `data` as text, cut on a character
+/// boundary (a binary body shows as replacement characters), with the
+/// source key replaced by its masked form wherever the event carries it
+/// (the SDK doors copy it into `_gateway.key`, PostHog events hold it as
+/// `api_key`).
+fn preview(data: &[u8], key: Option<(&str, &str)>) -> String {
+    // Room for a key that straddles the cut, so no part of it is left.
+    let room = key.map_or(0, |(key, _)| key.len());
+    let window = &data[..data.len().min(PREVIEW_BYTES + room)];
+    let mut text = String::from_utf8_lossy(window).into_owned();
+    if let Some((key, masked)) = key.filter(|(key, _)| !key.is_empty()) {
+        text = text.replace(key, masked);
+    }
+    if text.len() > PREVIEW_BYTES {
+        let mut cut = PREVIEW_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 #[derive(Serialize)]
@@ -585,6 +601,18 @@ mod tests {
         assert!(!hub.is_watching(joined.id));
         assert!(!hub.watched());
         assert_eq!(joined.frames.len(), QUEUE_FRAMES, "what it held stays bounded");
+    }
+
+    #[test]
+    fn the_source_key_is_masked_inside_payloads_too() {
+        let key = "wk_live_0123456789";
+        let data = format!(r#"{{"a":1,"_gateway":{{"key":"{key}"}}}}"#);
+        let frame = event_frame(&SEGMENT, Some(&mask(key)), &record(&data), true);
+        let text = std::str::from_utf8(&frame).unwrap();
+        assert!(!text.contains("0123456789") && text.contains(&mask(key)), "{text}");
+        // Straddling the cut: no part of it is left either.
+        let data = format!("{}{key}", "a".repeat(PREVIEW_BYTES - 5));
+        assert!(!preview(data.as_bytes(), Some((key, "…"))).contains("wk_l"));
     }
 
     #[test]

@@ -130,7 +130,8 @@ pub async fn serve_metrics(listener: TcpListener, app: Arc<App>) {
             continue;
         };
         let app = app.clone();
-        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| api::admin(app.clone(), request));
+        let service =
+            service_fn(move |request: hyper::Request<hyper::body::Incoming>| api::admin(app.clone(), request));
         tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service));
     }
 }

@@ -55,8 +55,41 @@ impl LiveConfig {
         Ok(LiveConfig {
             admin_token,
             payloads: vars.parse("LIVE_PAYLOADS", d.payloads)?,
-            events_per_second: vars.at_most("LIVE_EVENTS_PER_SECOND", d.events_per_second as usize, 10_000)?.get()
-                as u32,
+            events_per_second: vars
+                .at_most("LIVE_EVENTS_PER_SECOND", d.events_per_second as usize, 10_000)?
+                .get() as u32,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, super::ConfigError> {
+        Config::from_pairs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn the_view_is_off_without_a_token_and_a_short_token_stops_start_up() {
+        let off = config(&[]).unwrap();
+        assert_eq!(off.live.admin_token, None);
+        assert!(off.live.payloads);
+        let err = config(&[("ADMIN_TOKEN", "hunter2")]).unwrap_err();
+        assert_eq!(err.name, "ADMIN_TOKEN");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let on = config(&[
+            ("ADMIN_TOKEN", "0123456789abcdef"),
+            ("LIVE_PAYLOADS", "false"),
+            ("LIVE_EVENTS_PER_SECOND", "20"),
+        ])
+        .unwrap();
+        assert_eq!(on.live.admin_token.as_deref(), Some("0123456789abcdef"));
+        assert!(!format!("{:?}", on.live).contains("0123456789abcdef"));
+        assert_eq!((on.live.payloads, on.live.events_per_second), (false, 20));
+        assert_eq!(
+            config(&[("LIVE_EVENTS_PER_SECOND", "0")]).unwrap_err().name,
+            "LIVE_EVENTS_PER_SECOND"
+        );
     }
 }

@@ -24,12 +24,12 @@ use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
 use super::{presented_key, records};
-use crate::live::Arrival;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
 use crate::error::{ApiError, Family, add_retry_after, json_response};
 use crate::ingest::{Limits, ingest};
+use crate::live::Arrival;
 use crate::sink::Record;
 use crate::sink::failure::gravest;
 use crate::store::{Kept, Kepts};

@@ -5,12 +5,12 @@
 use hyper::Request;
 
 use super::{presented_key, record};
-use crate::live::Arrival;
 use crate::app::App;
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
 use crate::error::{ApiError, json_response};
 use crate::ingest::{Limits, ingest};
+use crate::live::Arrival;
 
 /// Stores the body as one record and answers with its receipt.
 pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Reply, ApiError>
@@ -27,7 +27,8 @@ where
         .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
     if app.live().watched() {
         let key = presented_key(ingested.headers());
-        app.live().arrived(Arrival::import("/import", key), std::slice::from_ref(&record));
+        app.live()
+            .arrived(Arrival::import("/import", key), std::slice::from_ref(&record));
     }
     let outcome = app.put(vec![record]).await.pop().expect("one outcome per record");
     let kept = outcome?;

@@ -88,7 +88,10 @@ where
         (LivePath::Page, _) if signed_in => html(StatusCode::OK, PAGE.to_owned()),
         (LivePath::Page, _) => html(StatusCode::UNAUTHORIZED, SIGN_IN.replace("{{error}}", "")),
         (LivePath::Events, _) if signed_in => {
-            return Ok(Reply::streaming(events(app, request.uri().query().unwrap_or_default())?));
+            return Ok(Reply::streaming(events(
+                app,
+                request.uri().query().unwrap_or_default(),
+            )?));
         }
         (LivePath::Events, _) => return Err(ApiError::Unauthorized),
     };
@@ -115,7 +118,10 @@ impl Keys {
     }
 
     fn is_cookie(&self, presented: &str) -> bool {
-        let (a, b) = (Sha256::digest(presented.as_bytes()), Sha256::digest(self.cookie.as_bytes()));
+        let (a, b) = (
+            Sha256::digest(presented.as_bytes()),
+            Sha256::digest(self.cookie.as_bytes()),
+        );
         a.ct_eq(&b).into()
     }
 
@@ -155,7 +161,10 @@ where
         .map(|(_, value)| value.into_owned())
         .unwrap_or_default();
     if !keys.is_token(token.trim().as_bytes()) {
-        let page = SIGN_IN.replace("{{error}}", "<p class=\"error\" role=\"alert\">That is not the token.</p>");
+        let page = SIGN_IN.replace(
+            "{{error}}",
+            "<p class=\"error\" role=\"alert\">That is not the token.</p>",
+        );
         return Ok(html(StatusCode::UNAUTHORIZED, page));
     }
     let mut response = Response::new(Full::default());
@@ -173,7 +182,10 @@ where
 /// `GET /live/events?door=&key=&q=&refused=1`: the viewer's stream.
 fn events(app: &Arc<App>, query: &str) -> Result<Response<Body>, ApiError> {
     let filter = filter(query);
-    let joined = app.live().join(filter.clone()).map_err(|full| ApiError::Overloaded(full.reason()))?;
+    let joined = app
+        .live()
+        .join(filter.clone())
+        .map_err(|full| ApiError::Overloaded(full.reason()))?;
     // Its first frame says what it will get; the state follows every second.
     let hello = Hello {
         filter: FilterView::of(&filter),
@@ -324,7 +336,9 @@ impl HttpBody for EventStream {
     type Error = Infallible;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.frames.poll_recv(cx).map(|frame| frame.map(|data| Ok(Frame::data(data))))
+        self.frames
+            .poll_recv(cx)
+            .map(|frame| frame.map(|data| Ok(Frame::data(data))))
     }
 }
 

@@ -34,7 +34,16 @@ says what differs):
                 the gateway with SINK=pubsub, POST /v1/batch with 100 events,
                 against Google's Pub/Sub emulator started on 127.0.0.1 (its
                 own CPU per event is reported as emulator_cpu_us_per_event)
+  live-off      the gateway with ADMIN_TOKEN set (the live view on), nobody
+                watching: the request path's cost is one atomic load
+  live-viewer   the same with one viewer reading /live/events (curl -N, on
+                the load's core) for the whole run
   go, node      the seed's peer servers in ../shared/peers (with --peers)
+
+--repeat N runs the whole list of systems N times, interleaved (A B C A B
+C ...), and prints each system's median CPU per event per connection count:
+use it to compare systems on a noisy machine, e.g.
+  bench/run.py --systems gateway,live-off,live-viewer --connections 50,500 --repeat 5 --pin no
 
 --ab REF builds the git ref REF into its own worktree and target directory
 and runs it (A) and the working tree's build (B) on POST /import with the
@@ -74,6 +83,7 @@ SPILL_DIR = Path("/tmp/bench-spill")
 MANIFEST_LIMIT_MIB = 512
 SYSTEM_PORT = 4600
 TICKS = os.sysconf("SC_CLK_TCK")
+LIVE_TOKEN = "bench-live-view-token-0123456789"
 
 
 def log(*parts):
@@ -202,8 +212,9 @@ class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
     def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
-                 emulator=False):
+                 emulator=False, viewer=False):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.viewer = viewer  # one viewer of the live view reads /live/events throughout
         self.emulator = emulator  # needs the Pub/Sub emulator
         self.body = batch_body(events, shape) if events > 1 else None
         self.connections = connections
@@ -240,6 +251,8 @@ def systems(args):
         {"HOST": "127.0.0.1", "PORT": str(SYSTEM_PORT), "SINK": "pubsub", "PATH": os.environ.get("PATH", ""),
          "PUBSUB_TOPIC": "projects/bench/topics/clicks", "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{PUBSUB_PORT}"},
         "/v1/batch", 100, connections=[50, 500], shape="segment", emulator=True)
+    found["live-off"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN))
+    found["live-viewer"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN), viewer=True)
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)
@@ -303,9 +316,14 @@ def measure(name, case, connections, duration, pin):
     # A log shipper reading the pipe (on the load generator's core when pinned).
     reader = subprocess.Popen(pinned(load_cpu) + ["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL) \
         if case.stdout == "pipe" else None
+    viewer = None
     try:
         wait_for_port(SYSTEM_PORT, proc)
         time.sleep(0.3)  # node's cluster workers start after the primary binds
+        if case.viewer:
+            viewer = subprocess.Popen(pinned(load_cpu) + [
+                "curl", "-sN", "-H", f"Authorization: Bearer {LIVE_TOKEN}",
+                f"http://127.0.0.1:{SYSTEM_PORT}/live/events"], stdout=subprocess.DEVNULL)
         wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
         emulator = EMULATOR["proc"].pid if case.emulator else None
         before_cpu, before = cpu_seconds(proc.pid), upstream_stats()
@@ -315,6 +333,9 @@ def measure(name, case, connections, duration, pin):
         emulator_cpu = (cpu_seconds(emulator) - emulator_before) if emulator else None
         rss = peak_rss_mib(proc.pid)
     finally:
+        if viewer:
+            viewer.kill()
+            viewer.wait(timeout=15)
         stop(proc)
         if reader:
             reader.wait(timeout=15)
@@ -488,6 +509,19 @@ def build_ref(ref):
     return sha, str(binary)
 
 
+def medians(rows):
+    """Each system's median CPU per event and events/s per pinning and
+    connection count, over the --repeat runs."""
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["pinned"], r["connections"], r["system"]), []).append(r)
+    lines = ["| pinned | connections | system | runs | median CPU µs/event | median events/s |", "|---|---|---|---|---|---|"]
+    for (pin, conns, name), runs in groups.items():
+        lines.append(f"| {pin} | {conns} | {name} | {len(runs)} | {median([r['cpu_us_per_event'] for r in runs])} | "
+                     f"{median([r['events_per_s'] for r in runs]):,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def median(values):
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -534,6 +568,7 @@ def main():
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--ab", metavar="REF", help="interleaved A/B of git ref REF (A) against the working tree (B)")
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs per connection count (default 5)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the systems this many times, interleaved")
     args = parser.parse_args()
 
     # 1000 connections need well over the usual 1024 descriptors, for wrk and the servers alike.
@@ -576,10 +611,11 @@ def main():
             wait_for_port(UPSTREAM_PORT, upstream)
             upstream_rps = max(upstream_rps, upstream_alone(min(args.duration, 5)))
             log(f"null upstream alone: {upstream_rps:,.0f} req/s")
-            for name, case in cases.items():
-                for connections in default_connections:
-                    if case.connections is None or connections in case.connections:
-                        rows.append(measure(name, case, connections, args.duration, pin))
+            for connections in default_connections:
+                for _ in range(args.repeat):
+                    for name, case in cases.items():
+                        if case.connections is None or connections in case.connections:
+                            rows.append(measure(name, case, connections, args.duration, pin))
             stop(upstream)
     finally:
         if upstream:
@@ -591,6 +627,8 @@ def main():
     (out / "results.md").write_text(markdown(rows, upstream_rps, args))
     chart(rows, out / "chart.png")
     print(markdown(rows, upstream_rps, args))
+    if args.repeat > 1:
+        print(medians(rows))
     log(f"wrote {out}/results.json, results.md, chart.png")
     if over:
         sys.exit(f"peak RSS at or over the manifests' {MANIFEST_LIMIT_MIB} MiB limit: " +

@@ -15,15 +15,7 @@ WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
 [ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [slow|outage|kill|full ...]" >&2; exit 2; }
 gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; shift
 
-python3 -c 'import venv, ensurepip' 2>/dev/null || {
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
-}
-mkdir -p "$WORK"
-if ! cmp -s "$ROOT/sdk-tests/requirements.txt" "$WORK/venv/requirements.txt" 2>/dev/null; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install -q --disable-pip-version-check -r "$ROOT/sdk-tests/requirements.txt"
-  cp "$ROOT/sdk-tests/requirements.txt" "$WORK/venv/requirements.txt"
-fi
+python="$("$ROOT/sdk-tests/venv.sh" "$WORK" sdk "$ROOT/sdk-tests/requirements.txt")/bin/python"
 
 if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   "$ROOT/scripts/kinesis-local.sh" start
@@ -31,4 +23,4 @@ if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   KINESIS_TEST_ENDPOINT="$("$ROOT/scripts/kinesis-local.sh" endpoint)"
   export KINESIS_TEST_ENDPOINT
 fi
-"$WORK/venv/bin/python" "$HERE/faults.py" "$gateway" "$@"
+"$python" "$HERE/faults.py" "$gateway" "$@"

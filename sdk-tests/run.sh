@@ -16,27 +16,8 @@ WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
 [ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [--no-browser]" >&2; exit 2; }
 gateway="$1"; shift
 
-need=()
-command -v node >/dev/null || need+=(nodejs npm)
-[ -x /usr/bin/chromium ] || need+=(chromium)
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-
-mkdir -p "$WORK"
-if ! cmp -s "$HERE/requirements.txt" "$WORK/venv/requirements.txt" 2>/dev/null; then
-  python3 -m venv "$WORK/venv"
-  "$WORK/venv/bin/pip" install -q --disable-pip-version-check -r "$HERE/requirements.txt"
-  cp "$HERE/requirements.txt" "$WORK/venv/requirements.txt"
-fi
-if ! cmp -s "$HERE/package.json" "$WORK/package.json" 2>/dev/null; then
-  cp "$HERE/package.json" "$WORK/package.json"
-  (cd "$WORK" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+"$HERE/npm.sh" "$WORK"
+python="$("$HERE/venv.sh" "$WORK" sdk "$HERE/requirements.txt")/bin/python"
 
 if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   "$ROOT/scripts/kinesis-local.sh" start
@@ -45,5 +26,5 @@ if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
 fi
 
 # The SDKs log each request at INFO; keep their warnings only.
-"$WORK/venv/bin/python" -W ignore::DeprecationWarning "$HERE/check.py" "$gateway" \
+"$python" -W ignore::DeprecationWarning "$HERE/check.py" "$gateway" \
   --kinesis "$KINESIS_TEST_ENDPOINT" --node-dir "$WORK" "$@"

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -129,34 +129,55 @@ struct Viewer {
     id: u64,
     queue: mpsc::Sender<Bytes>,
     filter: Filter,
-    /// The Unix second `sent` counts in.
-    second: u64,
-    /// Events and refusals sent this second: each has its own cap, so a
-    /// flood of events never hides a refusal.
-    sent: [u32; 2],
+    /// Events and refusals each have their own bucket, so a flood of
+    /// events never hides a refusal.
+    buckets: [Bucket; 2],
     skipped: u64,
 }
 
-/// Which of a viewer's two caps a frame counts against.
+/// Which of a viewer's two buckets a frame takes from.
 #[derive(Clone, Copy)]
 enum Kind {
     Event = 0,
     Refusal = 1,
 }
 
-impl Viewer {
-    /// Whether the cap lets one more frame of `kind` through this second;
-    /// counts a skip when it does not.
-    fn take(&mut self, kind: Kind, now: u64, cap: u32) -> bool {
-        if self.second != now {
-            (self.second, self.sent) = (now, [0, 0]);
+/// A token bucket of `LIVE_EVENTS_PER_SECOND` per second holding a tenth of
+/// a second's worth: the sample is spread over the second rather than
+/// being its first events (which would all come from one request).
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(per_second: u32) -> Self {
+        Bucket {
+            tokens: burst(per_second),
+            at: Instant::now(),
         }
-        let sent = &mut self.sent[kind as usize];
-        if *sent >= cap {
+    }
+}
+
+/// What a bucket holds at most: a tenth of a second's worth, at least one.
+fn burst(per_second: u32) -> f64 {
+    (f64::from(per_second) / 10.0).max(1.0)
+}
+
+impl Viewer {
+    /// Whether the bucket of `kind` lets one more frame through now;
+    /// counts a skip when it does not.
+    fn take(&mut self, kind: Kind, now: Instant, per_second: u32) -> bool {
+        let bucket = &mut self.buckets[kind as usize];
+        let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * f64::from(per_second)).min(burst(per_second));
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
             self.skipped += 1;
             return false;
         }
-        *sent += 1;
+        bucket.tokens -= 1.0;
         true
     }
 }
@@ -247,8 +268,7 @@ impl Hub {
             id,
             queue: sender.clone(),
             filter,
-            second: 0,
-            sent: [0, 0],
+            buckets: [Bucket::full(self.config.events_per_second); 2],
             skipped: 0,
         });
         self.watchers.store(state.viewers.len(), Ordering::Relaxed);
@@ -282,7 +302,7 @@ impl Hub {
     /// viewers whose filter and cap admit them.
     pub fn arrived(&self, arrival: Arrival<'_>, records: &[Record]) {
         let masked = arrival.key.map(mask);
-        let now = unix_seconds();
+        let now = Instant::now();
         let mut state = self.lock();
         let State { viewers, counts } = &mut *state;
         count(counts, &arrival, masked.as_deref(), records.len() as u64);
@@ -314,7 +334,7 @@ impl Hub {
     /// A request was refused: counted, and shown to the viewers whose
     /// filter and cap admit it.
     pub fn refused(&self, refusal: Refusal<'_>) {
-        let now = unix_seconds();
+        let now = Instant::now();
         let mut state = self.lock();
         let State { viewers, counts } = &mut *state;
         counts.refused += 1;
@@ -386,10 +406,6 @@ pub fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn unix_seconds() -> u64 {
-    unix_millis() / 1000
 }
 
 /// One server-sent event: `event: kind`, `data: json`.
@@ -534,7 +550,8 @@ mod tests {
         let (counts, skipped) = hub.counts(joined.id);
         assert_eq!(counts.doors["/v1/batch"], 10);
         assert_eq!(counts.keys[&mask("wk_live_0123456789")], 10);
-        // Within one second: 3 sent, 7 skipped (a second boundary could split it).
+        // A bucket of 3 per second holds one frame: the first goes, the rest
+        // of the same instant are skipped.
         let mut sent = 0;
         while let Ok(frame) = joined.frames.try_recv() {
             let text = std::str::from_utf8(&frame).unwrap().to_owned();
@@ -543,12 +560,12 @@ mod tests {
             sent += 1;
         }
         assert_eq!(sent + skipped, 10);
-        assert!((3..=6).contains(&sent), "{sent}");
+        assert!((1..=2).contains(&sent), "{sent}");
     }
 
     #[test]
     fn filters_pick_door_key_text_and_refusals() {
-        let hub = hub(100);
+        let hub = hub(1000);
         let by_text = hub
             .join(Filter {
                 text: Some("needle".into()),

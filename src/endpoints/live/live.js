@@ -150,6 +150,7 @@ function fill(tbody, rows) {
 
 function showState(state) {
   const sink = state.sink;
+  $('viewers').textContent = state.viewers;
   $('sink-target').textContent = `${sink.kind}: ${sink.target}`;
   $('sink-ready').textContent = sink.ready ? 'ready' : `not ready: ${sink.status}`;
   $('sink-ready').dataset.kind = sink.ready ? 'ok' : 'bad';

@@ -29,6 +29,8 @@
 //! - [`spill`]: the durable spill on local disk (`SPILL_DIR`) and its replay.
 //! - [`metrics`]: the Prometheus registry behind `/metrics`.
 //! - [`readiness`]: the cached `/readyz` answer.
+//! - [`live`]: the live view's hub (`/live`): what arrives and what is
+//!   refused, sampled to its viewers; its HTTP side is `endpoints::live`.
 //! - [`sink`]: the [`sink::Sink`] seam and where records go: [`sink::kinesis`]
 //!   (the product) or [`sink::file`].
 #![forbid(unsafe_code)]

@@ -18,7 +18,7 @@ use crate::live::Hub;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::{self, Destination, Record, RecordRules, Sink, SinkError, SinkLimits};
-use crate::spill::{Spill, SpillStore};
+use crate::spill::{Lanes, SpillStore};
 use crate::store::{Kepts, Store, StreamStore};
 use crate::writer::Writer;
 
@@ -80,7 +80,7 @@ impl App {
         let stream: Arc<dyn Store> = Arc::new(StreamStore::new(writer.clone(), readiness.clone()));
         let store: Arc<dyn Store> = match &config.spill {
             Some(spill) => {
-                let spill = Spill::open(spill, writer.clone(), metrics.clone())?;
+                let spill = Lanes::open(spill, &writer, &metrics)?;
                 Arc::new(SpillStore::new(stream, spill, metrics.clone()))
             }
             None => stream,
@@ -269,11 +269,14 @@ pub fn check_settings(config: &Config, kind: &str, limits: &SinkLimits) -> Resul
     }
     if let Some(spill) = &config.spill {
         let frame = crate::spill::frame_size(record, limits.max_key_chars);
-        if spill.max_bytes < frame as u64 {
+        let lanes = spill.lanes.get() as u64;
+        if spill.max_bytes / lanes < frame as u64 {
             return Err(ConfigError {
                 name: "SPILL_MAX_BYTES",
                 value: spill.max_bytes.to_string(),
-                reason: format!("must hold at least one record: {frame} bytes for the {kind} sink's largest"),
+                reason: format!(
+                    "must hold at least one record per lane: {frame} bytes for the {kind} sink's largest, times SPILL_LANES={lanes}"
+                ),
             });
         }
     }

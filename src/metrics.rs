@@ -278,6 +278,7 @@ impl Metrics {
             spill_records: self.spill.records.get(),
             spill_oldest_age_seconds: self.spill.oldest_age_seconds.get(),
             spill_replayed: self.spill.replayed.get(),
+            spill_replay_per_second: self.spill.replay_rate.get(),
         }
     }
 
@@ -416,6 +417,8 @@ pub struct StreamState {
     pub spill_oldest_age_seconds: f64,
     /// Records replayed from the spill, so far.
     pub spill_replayed: u64,
+    /// Records replayed over the last second.
+    pub spill_replay_per_second: f64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -439,6 +442,19 @@ pub struct SpillMetrics {
     /// Records skipped on reading because their checksum or framing was bad.
     pub corrupt: Counter,
     appends_failed: Family<ReasonLabels, Counter>,
+    /// Records per lane (`SPILL_LANES`), not yet stored in the stream.
+    pub lane_records: Family<LaneLabels, Gauge>,
+    /// Age of each lane's oldest record not yet stored, in seconds.
+    pub lane_oldest_age_seconds: Family<LaneLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Records replayed per second, over the last second.
+    pub replay_rate: Gauge<f64, std::sync::atomic::AtomicU64>,
+}
+
+/// A spill lane's label: its number, or `old-N` for a layout being drained.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LaneLabels {
+    /// The lane.
+    pub lane: String,
 }
 
 impl SpillMetrics {
@@ -468,6 +484,21 @@ impl SpillMetrics {
             "spill_corrupt_records",
             "Torn or corrupted spill records skipped on reading",
             self.corrupt.clone(),
+        );
+        r.register(
+            "spill_lane_records",
+            "Records in each spill lane not yet stored in the stream (they sum to spill_records)",
+            self.lane_records.clone(),
+        );
+        r.register(
+            "spill_lane_oldest_record_age_seconds",
+            "Age of each spill lane's oldest record not yet stored",
+            self.lane_oldest_age_seconds.clone(),
+        );
+        r.register(
+            "spill_replay_records_per_second",
+            "Records replayed from the spill into the stream over the last second",
+            self.replay_rate.clone(),
         );
         r.register(
             "spill_append_failures",

@@ -415,9 +415,8 @@ async fn with_the_spill_a_broker_outage_is_202_and_replayed_once_it_is_back() {
     let _ = std::fs::remove_dir_all(&dir);
     let config = Config {
         spill: Some(clickstream_gateway::config::SpillConfig {
-            dir,
             max_bytes: 64 << 20,
-            replay_per_second: 0,
+            ..clickstream_gateway::config::SpillConfig::in_dir(dir)
         }),
         ..test_config()
     };

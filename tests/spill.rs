@@ -25,15 +25,26 @@ fn spill_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// One lane, so the tests that look at files find them in one place.
 fn spill_config(dir: &Path, max_bytes: u64) -> Config {
+    lanes_config(dir, max_bytes, 1, 0)
+}
+
+fn lanes_config(dir: &Path, max_bytes: u64, lanes: usize, replay_per_second: u32) -> Config {
     Config {
         spill: Some(SpillConfig {
-            dir: dir.to_owned(),
             max_bytes,
-            replay_per_second: 0,
+            replay_per_second,
+            lanes: std::num::NonZeroUsize::new(lanes).unwrap(),
+            ..SpillConfig::in_dir(dir)
         }),
         ..test_config()
     }
+}
+
+/// Where a one-lane spill in `dir` keeps its files.
+fn lane_dir(dir: &Path) -> PathBuf {
+    dir.join("lanes-1").join("lane-0")
 }
 
 /// A gateway in front of `upstream` whose Kinesis client gives up quickly.
@@ -132,7 +143,7 @@ async fn an_outage_is_absorbed_then_replayed_once_each_in_order_per_key() {
         1000.0
     );
     assert!(
-        std::fs::read_dir(&dir).unwrap().count() <= 3,
+        std::fs::read_dir(lane_dir(&dir)).unwrap().count() <= 3,
         "replayed segments are deleted"
     );
 }
@@ -211,7 +222,7 @@ async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
     first.begin_shutdown().await.unwrap();
     drop(first);
     // Flip bytes in the middle of the segment: a record's data, then a length.
-    let segment = std::fs::read_dir(&dir)
+    let segment = std::fs::read_dir(lane_dir(&dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "seg") && std::fs::metadata(p).unwrap().len() > 0)
@@ -257,7 +268,7 @@ async fn a_ledger_past_the_segments_is_counted_and_every_record_replayed() {
     first.begin_shutdown().await.unwrap();
     drop(first);
     // A ledger that claims more was replayed than the segments hold.
-    std::fs::write(dir.join("ledger"), "5 0").unwrap();
+    std::fs::write(lane_dir(&dir).join("ledger"), "5 0").unwrap();
 
     upstream.restart().await;
     let second = gateway(&upstream, &config).await;

@@ -12,17 +12,26 @@ pub struct SpillConfig {
     /// `SPILL_MAX_BYTES`: segment bytes on disk at most; beyond it, 503.
     pub max_bytes: u64,
     /// `SPILL_REPLAY_MAX_RECORDS_PER_SEC`: the replay's rate cap (0: none
-    /// beyond one call at a time).
+    /// beyond one call at a time per lane).
     pub replay_per_second: u32,
+    /// `SPILL_LANES`: lanes by partition key, each replayed in order, in
+    /// parallel; each holds at most `max_bytes / lanes`.
+    pub lanes: std::num::NonZeroUsize,
 }
 
+/// Lanes unless `SPILL_LANES` says otherwise: enough parallel calls to
+/// drain at several times one call's rate, few enough that each lane's
+/// share of `SPILL_MAX_BYTES` holds a long outage.
+pub const DEFAULT_LANES: usize = 8;
+
 impl SpillConfig {
-    /// The default spill in `dir`: 1 GiB, replay uncapped.
+    /// The default spill in `dir`: 1 GiB, 8 lanes, replay uncapped.
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
         SpillConfig {
             dir: dir.into(),
             max_bytes: 1 << 30,
             replay_per_second: 0,
+            lanes: std::num::NonZeroUsize::new(DEFAULT_LANES).expect("> 0"),
         }
     }
 
@@ -35,6 +44,7 @@ impl SpillConfig {
         Ok(Some(SpillConfig {
             max_bytes: vars.at_most("SPILL_MAX_BYTES", d.max_bytes as usize, usize::MAX)?.get() as u64,
             replay_per_second: vars.parse("SPILL_REPLAY_MAX_RECORDS_PER_SEC", d.replay_per_second)?,
+            lanes: vars.at_most("SPILL_LANES", d.lanes.get(), 256)?,
             ..d
         }))
     }

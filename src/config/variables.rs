@@ -364,7 +364,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some(r#"1073741824"#),
         example: r#""#,
         reader: Reader::Gateway,
-        doc: r#"Bytes of records waiting in the spill at most; beyond it, 503. Disk use exceeds it by at most one segment (an eighth of it, 1-64 MiB). At least one record (about 1 MiB): less stops start-up."#,
+        doc: r#"Bytes of records waiting in the spill at most, shared evenly by its lanes (each holds SPILL_MAX_BYTES / SPILL_LANES); beyond a lane's share, its keys get 503. Disk use exceeds it by at most one segment per lane (an eighth of a lane's share, 1-64 MiB). At least one record per lane (about 1 MiB each): less stops start-up."#,
     },
     Variable {
         name: "SPILL_REPLAY_MAX_RECORDS_PER_SEC",
@@ -372,7 +372,15 @@ pub const VARIABLES: &[Variable] = &[
         default: Some(r#"0"#),
         example: r#""#,
         reader: Reader::Gateway,
-        doc: r#"Replay rate cap, records per second. 0 (the default): replay is bounded by sending one call (500 records) at a time, each waiting for the stream's answer, through the adaptive limit that backs off when the stream pushes back. A cap must stay above your peak event rate: while the spill holds records, new ones go into it too, so it drains only as replay outpaces them."#,
+        doc: r#"Replay rate cap per lane, records per second. 0 (the default): each lane sends one call (500 records) at a time, each waiting for the stream's answer, through the adaptive limit that backs off when the stream pushes back. A cap must stay above your peak event rate per lane: while a lane holds records, its keys' new records go into it too, so it drains only as replay outpaces them."#,
+    },
+    Variable {
+        name: "SPILL_LANES",
+        section: "Durable spill (off unless SPILL_DIR is set)",
+        default: Some(r#"8"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"Lanes of the spill (1 to 256): a record's lane is a hash of its partition key; each lane replays in order, the lanes in parallel (within the adaptive limit on calls), and while a lane holds records only its keys' new records go behind them; the others go straight to the stream. Each lane holds at most SPILL_MAX_BYTES / SPILL_LANES. Changing it while the spill holds records is safe: the old layout replays first, and every new record waits behind it."#,
     },
     Variable {
         name: "KINESIS_OPERATION_TIMEOUT_MS",

@@ -31,21 +31,24 @@
 //! the ledger moved, is replayed again.
 
 mod frame;
+mod lanes;
 mod log;
 mod replay;
 mod store;
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{oneshot, watch};
 
+pub use self::lanes::Lanes;
 pub use self::log::AppendError;
 use self::log::{Append, Appender, Position, Reader, Shared};
 pub use self::store::SpillStore;
-use crate::config::SpillConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{LaneLabels, Metrics};
 use crate::sink::Record;
 use crate::writer::Writer;
 
@@ -56,7 +59,25 @@ pub struct Spill {
     appends: mpsc::Sender<Append>,
     shared: Arc<Shared>,
     max_bytes: u64,
+    gauges: Arc<Gauges>,
     _stop: oneshot::Sender<()>,
+}
+
+/// One lane's place: its directory, its share of the bytes, its replay's
+/// rate, its gauges, and the gate its replay waits for (an older layout
+/// replays first, `lanes.rs`).
+#[derive(Debug)]
+pub struct LaneSpec {
+    /// The lane's directory.
+    pub dir: PathBuf,
+    /// Its share of `SPILL_MAX_BYTES`.
+    pub max_bytes: u64,
+    /// `SPILL_REPLAY_MAX_RECORDS_PER_SEC`.
+    pub replay_per_second: u32,
+    /// Its gauges' label and slot.
+    pub gauges: Arc<Gauges>,
+    /// Replay starts once this is true.
+    pub gate: watch::Receiver<bool>,
 }
 
 /// Why the spill could not be opened.
@@ -76,7 +97,7 @@ impl Spill {
     /// Opens `config.dir`, recovers what a previous process left, and starts
     /// the appender thread and the replay task (through `writer`). Must run
     /// inside a tokio runtime.
-    pub fn open(config: &SpillConfig, writer: Writer, metrics: Arc<Metrics>) -> Result<Self, OpenError> {
+    pub fn open(config: LaneSpec, writer: Writer, metrics: Arc<Metrics>) -> Result<Self, OpenError> {
         let failed = |source| OpenError {
             dir: config.dir.display().to_string(),
             source,
@@ -136,20 +157,28 @@ impl Spill {
             writer,
             shared: shared.clone(),
             metrics,
+            gauges: config.gauges.clone(),
             per_second: config.replay_per_second,
         };
+        let mut gate = config.gate;
         // Replay stops when the spill is dropped (the sender goes with it).
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {
             tokio::select! {
-                () = replay.run() => {}
+                () = async {
+                    // An older layout's records go first (`lanes.rs`).
+                    let _ = gate.wait_for(|open| *open).await;
+                    replay.run().await;
+                } => {}
                 _ = stopped => {}
             }
         });
+        config.gauges.refresh(&shared);
         Ok(Spill {
             appends,
             shared,
             max_bytes: config.max_bytes,
+            gauges: config.gauges,
             _stop: stop,
         })
     }
@@ -181,6 +210,12 @@ impl Spill {
 
     /// Appends `records` and returns once they are durable.
     pub async fn append(&self, records: &[Record], metrics: &Metrics) -> Result<(), AppendError> {
+        self.submit(records).wait(metrics).await
+    }
+
+    /// Hands `records` to the appender; [`Submitted::wait`] returns once
+    /// they are durable. Several lanes' appends run at once this way.
+    pub fn submit(&self, records: &[Record]) -> Submitted<'_> {
         let at_ms = now_ms();
         let mut frames = Vec::with_capacity(records.iter().map(frame::size).sum());
         for record in records {
@@ -193,17 +228,39 @@ impl Spill {
             at_ms,
             reply,
         };
+        let sent = self.appends.send(append).is_ok();
+        Submitted {
+            spill: self,
+            answer: sent.then_some(answer),
+            records: records.len() as u64,
+        }
+    }
+}
+
+/// An append handed to the appender, not yet known durable.
+#[derive(Debug)]
+pub struct Submitted<'a> {
+    spill: &'a Spill,
+    answer: Option<oneshot::Receiver<Result<(), AppendError>>>,
+    records: u64,
+}
+
+impl Submitted<'_> {
+    /// Waits until the records are durable (or refused), and counts them.
+    pub async fn wait(self, metrics: &Metrics) -> Result<(), AppendError> {
         let stopped = || AppendError::Io("the spill appender has stopped".into());
-        self.appends.send(append).map_err(|_| stopped())?;
-        let outcome = answer.await.unwrap_or_else(|_| Err(stopped()));
+        let outcome = match self.answer {
+            Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
+            None => Err(stopped()),
+        };
         match &outcome {
             Ok(()) => {
-                metrics.spill.appended.inc_by(records.len() as u64);
+                metrics.spill.appended.inc_by(self.records);
             }
             Err(AppendError::Full) => metrics.spill.append_failed("full"),
             Err(AppendError::Io(_)) => metrics.spill.append_failed("io"),
         }
-        refresh_gauges(&self.shared, metrics);
+        self.spill.gauges.refresh(&self.spill.shared);
         outcome
     }
 }
@@ -258,14 +315,80 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Copies the shared state into the gauges.
-fn refresh_gauges(shared: &Shared, metrics: &Metrics) {
-    let state = shared.lock();
-    metrics.spill.records.set(state.pending as i64);
-    metrics.spill.bytes.set(state.disk_bytes as i64);
-    let age = state
-        .oldest_ms
-        .filter(|_| state.pending > 0)
-        .map_or(0.0, |oldest| now_ms().saturating_sub(oldest) as f64 / 1000.0);
-    metrics.spill.oldest_age_seconds.set(age);
+/// The spill's gauges, one slot per lane: each lane's records and oldest
+/// age under its label, and the totals over every lane (`spill_records`,
+/// `spill_bytes`, `spill_oldest_record_age_seconds`) summed from the slots.
+#[derive(Debug)]
+pub struct Board {
+    metrics: Arc<Metrics>,
+    /// Per slot: records, disk bytes, oldest record's Unix ms (0: none).
+    slots: Vec<[AtomicU64; 3]>,
+}
+
+impl Board {
+    /// A board of `slots` lanes.
+    pub fn new(metrics: Arc<Metrics>, slots: usize) -> Arc<Self> {
+        Arc::new(Board {
+            metrics,
+            slots: (0..slots).map(|_| Default::default()).collect(),
+        })
+    }
+
+    /// Lane `slot`'s gauges, labelled `label`.
+    pub fn lane(self: &Arc<Self>, slot: usize, label: String) -> Arc<Gauges> {
+        Arc::new(Gauges {
+            board: self.clone(),
+            slot,
+            label: LaneLabels { lane: label },
+        })
+    }
+}
+
+/// One lane's gauges.
+#[derive(Debug)]
+pub struct Gauges {
+    board: Arc<Board>,
+    slot: usize,
+    label: LaneLabels,
+}
+
+impl Gauges {
+    /// Copies the lane's state into its gauges and the totals.
+    fn refresh(&self, shared: &Shared) {
+        let (records, bytes, oldest) = {
+            let state = shared.lock();
+            let oldest = state.oldest_ms.filter(|_| state.pending > 0).unwrap_or(0);
+            (state.pending, state.disk_bytes, oldest)
+        };
+        let board = &self.board;
+        let slot = &board.slots[self.slot];
+        slot[0].store(records, Ordering::Relaxed);
+        slot[1].store(bytes, Ordering::Relaxed);
+        slot[2].store(oldest, Ordering::Relaxed);
+        let now = now_ms();
+        let age = |oldest: u64| {
+            if oldest == 0 {
+                0.0
+            } else {
+                now.saturating_sub(oldest) as f64 / 1000.0
+            }
+        };
+        let spill = &board.metrics.spill;
+        spill.lane_records.get_or_create(&self.label).set(records as i64);
+        spill
+            .lane_oldest_age_seconds
+            .get_or_create(&self.label)
+            .set(age(oldest));
+        let sum = |i: usize| board.slots.iter().map(|s| s[i].load(Ordering::Relaxed)).sum::<u64>();
+        spill.records.set(sum(0) as i64);
+        spill.bytes.set(sum(1) as i64);
+        let oldest = board
+            .slots
+            .iter()
+            .map(|s| s[2].load(Ordering::Relaxed))
+            .filter(|&ms| ms > 0)
+            .min()
+            .unwrap_or(0);
+        spill.oldest_age_seconds.set(age(oldest));
+    }
 }

@@ -1,7 +1,8 @@
-//! Replay: spilled records go to the stream oldest first, one chunk at a
-//! time, each chunk stored in full before the next is read, so one key's
-//! records keep their order (but for entries that fail alone and are resent,
-//! as on the live path).
+//! Replay of one lane: its records go to the stream oldest first, one
+//! chunk at a time, each chunk stored in full before the next is read, so
+//! one key's records keep their order (but for entries that fail alone and
+//! are resent, as on the live path). Lanes replay in parallel, each its own
+//! task.
 //!
 //! A chunk goes through the writer, so replay shares the adaptive limit on
 //! calls in flight and its deadlines; the entries it could not store are
@@ -15,8 +16,8 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
+use super::Gauges;
 use super::log::{Chunk, Reader, Shared};
-use super::refresh_gauges;
 use crate::metrics::Metrics;
 use crate::sink::Record;
 use crate::writer::Writer;
@@ -37,6 +38,7 @@ pub struct Replay {
     pub writer: Writer,
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
+    pub gauges: Arc<Gauges>,
     pub per_second: u32,
 }
 
@@ -75,7 +77,7 @@ impl Replay {
             }
             let started = Instant::now();
             self.shared.lock().oldest_ms = Some(chunk.records[0].at_ms);
-            refresh_gauges(&self.shared, &self.metrics);
+            self.gauges.refresh(&self.shared);
             let records: Vec<Record> = chunk.records.iter().map(|s| s.record.clone()).collect();
             let count = records.len();
             self.store(records).await;
@@ -138,7 +140,7 @@ impl Replay {
             state.pending = state.pending.saturating_sub(count as u64);
         }
         self.metrics.spill.replayed.inc_by(count as u64);
-        refresh_gauges(&self.shared, &self.metrics);
+        self.gauges.refresh(&self.shared);
     }
 
     fn reader(&self) -> &Reader {
@@ -164,6 +166,6 @@ impl Replay {
                 state.oldest_ms = None;
             }
         }
-        refresh_gauges(&self.shared, &self.metrics);
+        self.gauges.refresh(&self.shared);
     }
 }

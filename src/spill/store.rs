@@ -5,21 +5,23 @@
 //!   the stream refused the record itself (the failure table's
 //!   `record_refused`): a client must hear about a bad record, not have it
 //!   replayed forever.
-//! - **Order**: while the spill holds records, every new record goes into
-//!   it too, behind them, so one key's events reach the stream in order.
+//! - **Order**: a record's lane is a hash of its partition key
+//!   (`lanes.rs`); while its lane holds records, a new record goes into it
+//!   too, behind them, so one key's events reach the stream in order. The
+//!   records of lanes that hold nothing go straight to the stream.
 //! - **Answers**: a spilled record is [`Kept::Spilled`] once durable (the
 //!   doors answer 202, or their protocol's 200); a spill that cannot take it
 //!   answers what refused it last (full: `overloaded`, a failed write:
 //!   `unavailable`), both 503 + `Retry-After`.
 //! - **Readiness**: ready while the spill has room, whatever the stream
-//!   says; not ready when new records must go behind spilled ones and the
-//!   spill cannot take them.
+//!   says; not ready when new records must go behind spilled ones and their
+//!   lane cannot take them.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AppendError, Spill};
+use super::{AppendError, Lanes};
 use crate::metrics::Metrics;
 use crate::readiness::Verdict;
 use crate::sink::{Record, SinkError};
@@ -29,48 +31,81 @@ use crate::store::{Kept, Kepts, Store};
 #[derive(Debug)]
 pub struct SpillStore {
     inner: Arc<dyn Store>,
-    spill: Spill,
+    spill: Lanes,
     metrics: Arc<Metrics>,
 }
 
 impl SpillStore {
-    /// Wraps `inner` with `spill`.
-    pub fn new(inner: Arc<dyn Store>, spill: Spill, metrics: Arc<Metrics>) -> Self {
+    /// Wraps `inner` with the spill's lanes.
+    pub fn new(inner: Arc<dyn Store>, spill: Lanes, metrics: Arc<Metrics>) -> Self {
         SpillStore { inner, spill, metrics }
+    }
+
+    /// Appends records `indices` of `records`, each to its lane (the lanes
+    /// at once), and answers each one's outcome into `outcomes`.
+    async fn spill(
+        &self,
+        records: &[Record],
+        lanes: &[usize],
+        indices: Vec<usize>,
+        outcomes: &mut [Option<Result<Kept, SinkError>>],
+    ) {
+        let mut by_lane: Vec<(usize, Vec<usize>)> = Vec::new();
+        for i in indices {
+            match by_lane.iter_mut().find(|(lane, _)| *lane == lanes[i]) {
+                Some((_, members)) => members.push(i),
+                None => by_lane.push((lanes[i], vec![i])),
+            }
+        }
+        let submitted: Vec<_> = by_lane
+            .iter()
+            .map(|(lane, members)| {
+                let batch: Vec<Record> = members.iter().map(|&i| records[i].clone()).collect();
+                self.spill.lane(*lane).submit(&batch)
+            })
+            .collect();
+        for ((lane, members), submitted) in by_lane.iter().zip(submitted) {
+            let appended = submitted.wait(&self.metrics).await;
+            if let Err(err) = &appended {
+                tracing::error!(error = %err, lane, records = members.len(), "could not spill records");
+            }
+            for &i in members {
+                outcomes[i] = Some(match &appended {
+                    Ok(()) => Ok(Kept::Spilled),
+                    Err(err) => Err(failure(err.clone())),
+                });
+            }
+        }
     }
 }
 
 #[async_trait]
 impl Store for SpillStore {
     async fn put(&self, records: Vec<Record>) -> Kepts {
-        if self.spill.holds_records() {
-            let count = records.len();
-            return match self.spill.append(&records, &self.metrics).await {
-                Ok(()) => vec![Ok(Kept::Spilled); count],
-                Err(err) => vec![Err(failure(err)); count],
-            };
+        let lanes: Vec<usize> = records.iter().map(|r| self.spill.lane_of(r)).collect();
+        let (waiting, direct): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|&i| self.spill.waits(lanes[i]));
+        let mut outcomes: Vec<Option<Result<Kept, SinkError>>> = vec![None; records.len()];
+        let mut to_spill = waiting;
+        if !direct.is_empty() {
+            // Kept for the spill until the stream has answered (cheap
+            // clones of the data; one new key string each).
+            let sent: Vec<Record> = direct.iter().map(|&i| records[i].clone()).collect();
+            let answered = self.inner.put(sent).await;
+            for (&i, outcome) in direct.iter().zip(answered) {
+                match outcome {
+                    Err(err) if !err.is_record_refused() => to_spill.push(i),
+                    outcome => outcomes[i] = Some(outcome),
+                }
+            }
         }
-        // The records are kept for the spill until the stream has answered
-        // (cheap clones of the data; one new key string each).
-        let mut outcomes = self.inner.put(records.clone()).await;
-        let failed: Vec<usize> = (0..outcomes.len())
-            .filter(|&i| outcomes[i].as_ref().is_err_and(|err| !err.is_record_refused()))
-            .collect();
-        if failed.is_empty() {
-            return outcomes;
-        }
-        let spilled: Vec<Record> = failed.iter().map(|&i| records[i].clone()).collect();
-        let appended = self.spill.append(&spilled, &self.metrics).await;
-        if let Err(err) = &appended {
-            tracing::error!(error = %err, records = spilled.len(), "could not spill records");
-        }
-        for i in failed {
-            outcomes[i] = match &appended {
-                Ok(()) => Ok(Kept::Spilled),
-                Err(err) => Err(failure(err.clone())),
-            };
+        if !to_spill.is_empty() {
+            to_spill.sort_unstable();
+            self.spill(&records, &lanes, to_spill, &mut outcomes).await;
         }
         outcomes
+            .into_iter()
+            .map(|o| o.expect("every record has an outcome"))
+            .collect()
     }
 
     fn verdict(&self, stream: Verdict) -> Verdict {
@@ -84,11 +119,11 @@ impl Store for SpillStore {
                     stream.status
                 ),
             },
-            // New records go behind spilled ones: a spill that cannot take
-            // them refuses every request, whatever the stream says.
-            Some(trouble) if stream.ready && self.spill.holds_records() => Verdict {
+            // New records go behind spilled ones: a lane that cannot take
+            // them refuses its keys, whatever the stream says.
+            Some(_) if stream.ready && self.spill.refuses_waiting_keys().is_some() => Verdict {
                 ready: false,
-                status: trouble,
+                status: self.spill.refuses_waiting_keys().unwrap_or_default(),
             },
             Some(trouble) if !stream.ready => Verdict {
                 ready: false,

@@ -133,9 +133,18 @@ impl FaultUpstream {
         }
     }
 
+    /// [`FaultUpstream::stop`], returning once the listener and every
+    /// connection are gone: no request is answered after it.
+    pub async fn halt(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
     /// Listens again on the same port.
     pub async fn restart(&mut self) {
-        self.stop();
+        self.halt().await;
         let listener = TcpListener::bind(self.addr).await.expect("rebinding the same port");
         let restarted = Self::serve(listener, self.mode.clone(), self.shared.clone());
         *self = restarted;

@@ -19,6 +19,10 @@ reads the stream back with boto3.
            most 1000 batches of 10 each), then SIGKILL of the gateway once
            3000 events are acknowledged, while they still send; restarted on the same SPILL_DIR with the stream back, once
            its spill has drained: every event that got a 2xx is in the stream.
+  drain    (only when named) an outage fills the spill, the stream comes back
+           under live traffic, SIGKILL mid-drain, restart, drain to the end
+           with live traffic: every acknowledged event present, in order per
+           key. kinesis-local does not survive it yet (see main()).
   full     SPILL_DIR on a 1 MiB tmpfs (needs root): 503s once the disk is
            full, never a 2xx that is not in the stream afterwards, and 2xx
            again once replay has freed the disk.
@@ -350,6 +354,86 @@ class Suite:
         restarted.stop()
         shutil.rmtree(spill, ignore_errors=True)
 
+    # --- drain ------------------------------------------------------------
+    def drain(self):
+        print("drain: SIGKILL in the middle of a drain with live traffic, then a drain with live traffic to the end")
+        stream = self.stream()
+        spill = tempfile.mkdtemp(prefix="spill-drain-")
+        gateway = self.gateway(stream, spill)
+        run = uuid.uuid4().hex[:8]
+        acknowledged, lock, stop = set(), threading.Lock(), threading.Event()
+        batches = {}  # each client's next batch, so every key's events go out in order across phases
+
+        def client(c, url):
+            while not stop.is_set() and batches.get(c, 0) < 2000:
+                b = batches.get(c, 0)
+                status, _ = post(url + "/import/batch", batch_body(run, f"c{c}", b * 10, 10), timeout=10)
+                if 200 <= status < 300:
+                    with lock:
+                        acknowledged.update((f"c{c}", b * 10 + i) for i in range(10))
+                batches[c] = b + 1
+                time.sleep(0.02)
+
+        def load(url, until):
+            stop.clear()
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                futures = [pool.submit(client, c, url) for c in range(16)]
+                until()
+                stop.set()
+                for f in futures:
+                    f.result()
+
+        def spilled(g):
+            try:
+                with urllib.request.urlopen(g.url + "/metrics", timeout=5) as r:
+                    text = r.read().decode()
+                return float(text.split("\nspill_records ")[1].split("\n")[0])
+            except (OSError, IndexError, ValueError):
+                return -1
+
+        # 1. An outage: the spill fills.
+        self.proxy.cut()
+        load(gateway.url, lambda: time.sleep(4))
+        held = spilled(gateway)
+        self.check(held > 0, f"the outage spilled {held:.0f} records")
+        # 2. The stream is back (kinesis-local: seconds per large call), live
+        # traffic goes on, and the gateway is killed while it drains.
+        self.proxy.restore()
+
+        def kill_mid_drain():
+            deadline = time.time() + 20
+            while time.time() < deadline and not (0 < spilled(gateway) < held):
+                time.sleep(0.1)
+            time.sleep(0.5)
+            gateway.proc.kill()
+            gateway.proc.wait()
+
+        load(gateway.url, kill_mid_drain)
+        # 3. Restarted: it drains what is left while live traffic goes on.
+        restarted = self.gateway(stream, spill)
+        load(restarted.url, lambda: time.sleep(4))
+        started = time.time()
+        drained = wait_drained(restarted, 300)
+        self.check(drained, f"the restarted gateway drains its spill ({time.time() - started:.0f} s after the load)")
+        records = [r for _, r in self.wait_for(stream, len(acknowledged), 60) if r.get("run") == run]
+        present = {(r["client"], r["seq"]) for r in records}
+        missing = acknowledged - present
+        self.check(not missing, f"every acknowledged event is in the stream ({len(acknowledged)} acknowledged, {len(missing)} missing)")
+        in_order = True
+        for c in range(16):
+            firsts, seen = [], set()
+            for r in records:
+                if r["client"] == f"c{c}" and r["seq"] not in seen:
+                    seen.add(r["seq"])
+                    firsts.append(r["seq"])
+            in_order &= firsts == sorted(firsts)
+        self.check(in_order, "in order per key (each event's first copy), across the kill and the drains")
+        duplicates = len(records) - len({(r["client"], r["seq"]) for r in records})
+        print(f"  {len(records)} records for {len(present)} distinct events: {duplicates} duplicates "
+              f"(at least once: a replayed chunk whose ledger move the kill cut off is sent again)")
+        restarted.stop()
+        shutil.rmtree(spill, ignore_errors=True)
+
     # --- full -------------------------------------------------------------
     def full(self):
         print("full: SPILL_DIR on a 1 MiB tmpfs")
@@ -397,6 +481,9 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     binary = sys.argv[1]
+    # `drain` only when named: against kinesis-local its 8 lanes of 500-record
+    # calls plus live traffic drive the emulator into a 100 % CPU spin that
+    # never answers again (seen three times), which would fail every later step.
     wanted = sys.argv[2:] or ["slow", "outage", "kill", "full"]
     suite = Suite(binary, os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567"))
     for name in wanted:

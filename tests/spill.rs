@@ -345,13 +345,18 @@ fn keys_in_two_lanes(lanes: u32) -> (String, String) {
 async fn only_the_keys_of_a_lane_holding_records_wait_behind_them() {
     let mut upstream = FaultUpstream::start(Mode::Healthy).await;
     let dir = spill_dir("lanes");
-    // Replay slowed to 20 records/s per lane, so the spilled lane stays
-    // busy for seconds after the stream is back.
-    let server = gateway(&upstream, &lanes_config(&dir, 64 << 20, 4, 20)).await;
+    // Replay slowed to 200 records/s per lane, so the spilled lane holds
+    // more than its last chunk for seconds after the stream is back (a lane
+    // down to its last chunk is waited for instead: `Spill::handed_off`).
+    let server = gateway(&upstream, &lanes_config(&dir, 64 << 20, 4, 200)).await;
     let (spilled, other) = keys_in_two_lanes(4);
     upstream.halt().await;
-    for seq in 0..100u64 {
-        let reply = http::post_keyed(&server.url("/import"), &spilled, format!(r#"{{"seq":{seq}}}"#)).await;
+    for batch in 0..3u64 {
+        let events: Vec<String> = (batch * 500..(batch + 1) * 500)
+            .map(|seq| format!(r#"{{"seq":{seq}}}"#))
+            .collect();
+        let body = format!("[{}]", events.join(","));
+        let reply = http::post_keyed(&server.url("/import/batch"), &spilled, body).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED);
     }
     upstream.restart().await;
@@ -360,7 +365,7 @@ async fn only_the_keys_of_a_lane_holding_records_wait_behind_them() {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert!(reply.json()["SequenceNumber"].is_string());
     // The spilled key's new record goes behind its lane's records.
-    let reply = http::post_keyed(&server.url("/import"), &spilled, r#"{"seq":100}"#).await;
+    let reply = http::post_keyed(&server.url("/import"), &spilled, r#"{"seq":1500}"#).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED);
     let text = String::from_utf8_lossy(&http::get(&server.url("/metrics")).await.body).into_owned();
     assert!(metric(&text, "spill_records") > 0.0);
@@ -379,7 +384,7 @@ async fn only_the_keys_of_a_lane_holding_records_wait_behind_them() {
         .filter(|(key, _)| *key == spilled)
         .map(|(_, seq)| seq)
         .collect();
-    assert_eq!(of_spilled, (0..=100).collect::<Vec<_>>(), "once each, in order");
+    assert_eq!(of_spilled, (0..=1500).collect::<Vec<_>>(), "once each, in order");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

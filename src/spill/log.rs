@@ -49,12 +49,16 @@ pub struct State {
     pub full: bool,
     /// The last write or `fsync` failed, and none has succeeded since.
     pub failing: Option<String>,
+    /// When replay last stored a chunk (Unix ms; 0: never).
+    pub replayed_ms: u64,
 }
 
 /// The shared state, behind its lock.
 #[derive(Debug, Default)]
 pub struct Shared {
     state: Mutex<State>,
+    /// Woken whenever replay stores a chunk.
+    pub replayed: tokio::sync::Notify,
 }
 
 impl Shared {

@@ -88,6 +88,12 @@ pub struct OpenError {
     source: std::io::Error,
 }
 
+/// A lane holding at most this many records (one replay chunk) while its
+/// replay keeps storing is about to drain: new records of its keys wait for
+/// that (in memory, [`Spill::handed_off`]) instead of going in behind, or it
+/// would never drain under steady traffic.
+pub const HANDOFF: u64 = 500;
+
 /// A file written, synced and removed at start-up: a directory the process
 /// cannot write (read-only, another user's) stops start-up instead of
 /// failing every request that would spill.
@@ -201,6 +207,35 @@ impl Spill {
             return Some(format!("the spill's writes fail: {err}"));
         }
         (state.full || state.pending_bytes >= self.max_bytes).then(|| "the spill is full".into())
+    }
+
+    /// Waits, up to `within`, for a lane that is almost drained to drain:
+    /// `true` once it holds nothing. Only when it holds at most `HANDOFF`
+    /// records and its replay stored a chunk within the last two seconds
+    /// (the stream takes them): otherwise `false` at once. Callers that wait
+    /// append nothing meanwhile, so the lane's last chunk is the end of it,
+    /// and their records then go straight to the stream behind it.
+    pub async fn handed_off(&self, within: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let woken = self.shared.replayed.notified();
+            let mut woken = std::pin::pin!(woken);
+            // Registered before the check, so a chunk stored in between wakes it.
+            woken.as_mut().enable();
+            {
+                let state = self.shared.lock();
+                if state.pending == 0 {
+                    return true;
+                }
+                let live = now_ms().saturating_sub(state.replayed_ms) < 2000;
+                if state.pending > HANDOFF || !live {
+                    return false;
+                }
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return self.shared.lock().pending == 0;
+            }
+        }
     }
 
     /// Records in the spill, not yet replayed.

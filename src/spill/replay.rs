@@ -138,7 +138,9 @@ impl Replay {
         {
             let mut state = self.shared.lock();
             state.pending = state.pending.saturating_sub(count as u64);
+            state.replayed_ms = super::now_ms();
         }
+        self.shared.replayed.notify_waiters();
         self.metrics.spill.replayed.inc_by(count as u64);
         self.gauges.refresh(&self.shared);
     }

@@ -9,6 +9,10 @@
 //!   (`lanes.rs`); while its lane holds records, a new record goes into it
 //!   too, behind them, so one key's events reach the stream in order. The
 //!   records of lanes that hold nothing go straight to the stream.
+//!   A lane down to its last chunk, while its replay stores, is waited
+//!   for (briefly, in memory) rather than appended to: under steady
+//!   traffic it would otherwise never be empty, and its keys would pay an
+//!   `fsync` and the replay's delay for good.
 //! - **Answers**: a spilled record is [`Kept::Spilled`] once durable (the
 //!   doors answer 202, or their protocol's 200); a spill that cannot take it
 //!   answers what refused it last (full: `overloaded`, a failed write:
@@ -26,6 +30,10 @@ use crate::metrics::Metrics;
 use crate::readiness::Verdict;
 use crate::sink::{Record, SinkError};
 use crate::store::{Kept, Kepts, Store};
+
+/// The longest a request waits for an almost drained lane to drain before
+/// its records go in behind: a few round trips of a slow stream.
+const HANDOFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A store that spills what `inner` could not keep.
 #[derive(Debug)]
@@ -83,6 +91,15 @@ impl SpillStore {
 impl Store for SpillStore {
     async fn put(&self, records: Vec<Record>) -> Kepts {
         let lanes: Vec<usize> = records.iter().map(|r| self.spill.lane_of(r)).collect();
+        // A lane about to drain is waited for, not appended to (see
+        // `Spill::handed_off`): its keys then go straight to the stream.
+        let mut waited = Vec::new();
+        for &lane in &lanes {
+            if !waited.contains(&lane) && self.spill.waits(lane) {
+                waited.push(lane);
+                self.spill.lane(lane).handed_off(HANDOFF_WAIT).await;
+            }
+        }
         let (waiting, direct): (Vec<usize>, Vec<usize>) = (0..records.len()).partition(|&i| self.spill.waits(lanes[i]));
         let mut outcomes: Vec<Option<Result<Kept, SinkError>>> = vec![None; records.len()];
         let mut to_spill = waiting;

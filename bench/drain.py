@@ -12,7 +12,9 @@ loopback only, release build.
    users of lanes that hold none ("free": the backlog was written with users
    of half the lanes only), so the two latencies can be told apart.
 3. Every second: spill_records and the replay rate. It stops when the spill
-   is empty (or after --limit s) and prints the drain time, the live
+   is empty (or after --limit s). With --all-lanes the backlog and every
+   live request come from users of all lanes, as in an outage of a whole
+   site and prints the drain time, the live
    latencies (p50/p99) per group, statuses, and records sent upstream per
    event (the null upstream counts them: > 1 means resends).
 
@@ -137,6 +139,8 @@ def main():
     parser.add_argument("--rtt", type=int, default=50, help="ms the upstream takes per put")
     parser.add_argument("--rate", type=int, default=20_000, help="live events/s")
     parser.add_argument("--limit", type=int, default=300, help="seconds to wait for the drain at most")
+    parser.add_argument("--all-lanes", action="store_true",
+                        help="backlog and live traffic from users of every lane (no 'free' users)")
     parser.add_argument("--no-build", action="store_true")
     args = parser.parse_args()
     if not args.no_build:
@@ -150,8 +154,11 @@ def main():
     upstream = None
     try:
         time.sleep(1.5)
-        behind = users_of(set(range(LANES // 2)), 5000, "user")
-        free = users_of(set(range(LANES // 2, LANES)), 5000, "live")
+        if args.all_lanes:
+            behind = free = users_of(set(range(LANES)), 10000, "user")
+        else:
+            behind = users_of(set(range(LANES // 2)), 5000, "user")
+            free = users_of(set(range(LANES // 2, LANES)), 5000, "live")
         started = time.time()
         filled = fill(args.backlog, behind)
         print(f"backlog: {filled:,} events spilled in {time.time() - started:.1f} s; spill_records {metrics()[0]:,.0f}")
@@ -174,6 +181,15 @@ def main():
         stop.set()
         for t in threads:
             t.join()
+        if drained_at is None:
+            # Live traffic stopped: wait for the rest, so records per event
+            # compares every event stored with what was sent for it.
+            deadline = time.time() + args.limit
+            while metrics()[0] > 0 and time.time() < deadline:
+                time.sleep(1)
+            print(f"  live traffic stopped at {args.limit} s; the rest drained "
+                  f"{'by t=%.0f s' % (time.time() - back) if metrics()[0] == 0 else 'NOT within another %d s' % args.limit}")
+        time.sleep(3)  # calls still in flight land
         during = [r for r in results if drained_at is None or r[3] - back <= drained_at]
         sent_live = len(results) * 100
         print(f"\nRTT {args.rtt} ms, backlog {filled:,}, live {args.rate:,} events/s:")

@@ -427,7 +427,9 @@ async fn with_the_spill_a_broker_outage_is_202_and_replayed_once_it_is_back() {
     );
     cluster.broker_down(1).unwrap();
     for i in 0..5 {
-        let reply = http::post(&server.url("/import"), format!("during-{i}")).await;
+        // One key: the spill keeps order per key (its lanes replay
+        // different keys in parallel).
+        let reply = http::post_keyed(&server.url("/import"), "user-1", format!("during-{i}")).await;
         assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
         assert_eq!(reply.json(), serde_json::json!({"Spilled": true}));
     }

@@ -115,11 +115,6 @@ impl Lanes {
         &self.lanes[lane]
     }
 
-    /// Whether any lane (or older layout) holds records.
-    pub fn holds_records(&self) -> bool {
-        self.all().any(Spill::holds_records)
-    }
-
     /// Records waiting in every lane.
     pub fn pending(&self) -> u64 {
         self.all().map(Spill::pending).sum()

@@ -194,12 +194,6 @@ impl Spill {
         self.shared.lock().pending > 0
     }
 
-    /// Whether the spill can take records now (for readiness): it has room
-    /// and its last write did not fail.
-    pub fn has_room(&self) -> bool {
-        self.trouble().is_none()
-    }
-
     /// Why the spill cannot take records now, if it cannot.
     pub fn trouble(&self) -> Option<String> {
         let state = self.shared.lock();
@@ -241,11 +235,6 @@ impl Spill {
     /// Records in the spill, not yet replayed.
     pub fn pending(&self) -> u64 {
         self.shared.lock().pending
-    }
-
-    /// Appends `records` and returns once they are durable.
-    pub async fn append(&self, records: &[Record], metrics: &Metrics) -> Result<(), AppendError> {
-        self.submit(records).wait(metrics).await
     }
 
     /// Hands `records` to the appender; [`Submitted::wait`] returns once

@@ -3,7 +3,10 @@
 # gateway binary given as $1 and kinesis-local, installing what it needs: the
 # Python venv of sdk-tests (boto3), and kinesis-local when
 # KINESIS_TEST_ENDPOINT is not set (then started here on 127.0.0.1 and
-# stopped at the end). The `full` check mounts a tmpfs: it needs root.
+# stopped at the end). The `drain` check runs against ferrokinesis in a
+# process of its own (`fault-tests/ferrokinesis.rs`, built here with
+# cargo), since kinesis-local does not keep up with it. The `full` check
+# mounts a tmpfs: it needs root.
 #
 #   cargo build && fault-tests/run.sh target/debug/clickstream-gateway
 #   fault-tests/run.sh target/release/clickstream-gateway slow
@@ -19,8 +22,22 @@ python="$("$ROOT/sdk-tests/venv.sh" "$WORK" sdk "$ROOT/sdk-tests/requirements.tx
 
 if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   "$ROOT/scripts/kinesis-local.sh" start
+  KINESIS_LOCAL_STARTED=1
   trap '"$ROOT/scripts/kinesis-local.sh" stop' EXIT
   KINESIS_TEST_ENDPOINT="$("$ROOT/scripts/kinesis-local.sh" endpoint)"
   export KINESIS_TEST_ENDPOINT
+fi
+emulator_pid=""
+stop_emulator() { [ -z "$emulator_pid" ] || kill "$emulator_pid" 2>/dev/null || true; }
+if [[ " $* " == *" drain "* ]]; then
+  (cd "$ROOT" && cargo build --quiet --example ferrokinesis)
+  endpoint_file="$(mktemp)"
+  "$ROOT/target/debug/examples/ferrokinesis" >"$endpoint_file" &
+  emulator_pid=$!
+  trap 'stop_emulator; [ -z "${KINESIS_LOCAL_STARTED:-}" ] || "$ROOT/scripts/kinesis-local.sh" stop' EXIT
+  for _ in $(seq 100); do [ -s "$endpoint_file" ] && break; sleep 0.1; done
+  FERROKINESIS_ENDPOINT="$(head -1 "$endpoint_file")"
+  export FERROKINESIS_ENDPOINT
+  rm -f "$endpoint_file"
 fi
 "$python" "$HERE/faults.py" "$gateway" "$@"

@@ -58,6 +58,8 @@ pub struct Writer {
     deadlines: Deadlines,
     /// The dispatcher's queue, when batching is on.
     queue: Option<mpsc::Sender<Pending>>,
+    /// The dispatcher itself, for calls of their own ([`Writer::put_in_order`]).
+    dispatcher: Option<Arc<Dispatcher>>,
 }
 
 /// A record waiting for its call, and where its outcome goes.
@@ -76,9 +78,9 @@ impl Writer {
     /// must run inside a tokio runtime.
     pub fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
         let deadlines = sink.deadlines();
-        let queue = config.enabled.then(|| {
+        let (queue, dispatcher) = if config.enabled {
             let (queue, waiting) = mpsc::channel(config.queue_capacity.get());
-            let dispatcher = Dispatcher {
+            let dispatcher = Arc::new(Dispatcher {
                 sink: sink.clone(),
                 metrics: metrics.clone(),
                 config,
@@ -88,15 +90,19 @@ impl Writer {
                     INITIAL_CALLS,
                     config.max_concurrent_calls.get(),
                 )),
-            };
-            tokio::spawn(dispatcher.run(waiting));
-            queue
-        });
+                finished: Notify::new(),
+            });
+            tokio::spawn(dispatcher.clone().run(waiting));
+            (Some(queue), Some(dispatcher))
+        } else {
+            (None, None)
+        };
         Writer {
             sink,
             metrics,
             deadlines,
             queue,
+            dispatcher,
         }
     }
 
@@ -114,6 +120,47 @@ impl Writer {
             Some(queue) => self.put_batched(queue, records, deadline).await,
             None => self.put_direct(records, deadline).await,
         }
+    }
+
+    /// Stores `records` in calls of their own, in order, one call at a
+    /// time (within the limit on calls in flight, sharing no call with other
+    /// records), and stops at the first call that did not store every
+    /// record: the records after it are answered unavailable, unsent. So
+    /// whoever sends them again sends them in order, and no later record of
+    /// a key lands before an earlier one that failed (but for entries that
+    /// fail alone inside a call and are retried, as the stream's own
+    /// `PutRecords` allows). The spill's replay uses this: [`Writer::put`]
+    /// may split a chunk across concurrent calls, and a part that fails
+    /// would be resent after the rest had landed. With batching off it is
+    /// [`Writer::put`].
+    pub async fn put_in_order(&self, records: Vec<Record>) -> Outcomes {
+        let Some(dispatcher) = &self.dispatcher else {
+            return self.put(records).await;
+        };
+        let deadline = Instant::now() + self.deadlines.record_timeout;
+        let (max_records, max_bytes) = (dispatcher.config.max_records.get(), dispatcher.config.max_bytes.get());
+        let mut outcomes = Vec::with_capacity(records.len());
+        let mut records = records.into_iter().peekable();
+        while records.peek().is_some() {
+            let mut call = Vec::new();
+            let mut bytes = 0;
+            while let Some(next) =
+                records.next_if(|r| call.is_empty() || (call.len() < max_records && bytes + r.size() <= max_bytes))
+            {
+                bytes += next.size();
+                call.push(next);
+            }
+            let answered = dispatcher.clone().call_alone(call, deadline).await;
+            let stored = answered.iter().all(Result::is_ok);
+            outcomes.extend(answered);
+            if !stored {
+                let unsent = records.len();
+                let err = SinkError::Unavailable("an earlier call of the same sequence failed".into());
+                outcomes.extend(std::iter::repeat_n(Err(err), unsent));
+                break;
+            }
+        }
+        outcomes
     }
 
     async fn put_batched(&self, queue: &mpsc::Sender<Pending>, records: Vec<Record>, deadline: Instant) -> Outcomes {
@@ -186,19 +233,21 @@ fn in_flight_past_deadline() -> SinkError {
 
 /// Forms batches from waiting records and starts a call for each, within
 /// the adaptive limit on calls in flight.
+#[derive(Debug)]
 struct Dispatcher {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     config: BatchConfig,
     max_attempts: u32,
     limit: Mutex<Limit>,
+    /// Woken (every waiter) whenever a call ends and frees its slot.
+    finished: Notify,
 }
 
 impl Dispatcher {
-    async fn run(self, mut waiting: mpsc::Receiver<Pending>) {
-        let this = Arc::new(self);
+    async fn run(self: Arc<Self>, mut waiting: mpsc::Receiver<Pending>) {
+        let this = self;
         let max_records = this.config.max_records.get();
-        let finished = Arc::new(Notify::new());
         // A record that did not fit in the previous batch opens the next one.
         let mut carried: Option<Pending> = None;
         loop {
@@ -220,6 +269,11 @@ impl Dispatcher {
             // round trips before its deadline): it then takes a free slot,
             // full batch or not, rather than miss its deadline unsent.
             let (expected, current) = loop {
+                // Registered before the look at the limit, so a call that
+                // ends in between still wakes this loop.
+                let finished = this.finished.notified();
+                let mut finished = std::pin::pin!(finished);
+                finished.as_mut().enable();
                 let (started, urgent_at) = {
                     let mut limit = this.limit();
                     let expected = limit.mean_rtt().unwrap_or_default();
@@ -239,11 +293,11 @@ impl Dispatcher {
                 match urgent_at {
                     Some(at) => {
                         tokio::select! {
-                            () = finished.notified() => {}
+                            () = finished => {}
                             () = tokio::time::sleep_until(at) => {}
                         }
                     }
-                    None => finished.notified().await,
+                    None => finished.await,
                 }
             };
             // Records and their waiters in two lists from the start: the call
@@ -287,18 +341,64 @@ impl Dispatcher {
                 this.limit().deadline_missed(Instant::now());
             }
             if records.is_empty() {
-                this.limit().release();
-                finished.notify_one();
+                this.release();
                 continue;
             }
             this.metrics.concurrency_limit(current);
-            let (this, finished) = (this.clone(), finished.clone());
+            let this = this.clone();
             tokio::spawn(async move {
                 this.call(records, waiters).await;
-                this.limit().release();
-                finished.notify_one();
+                this.release();
             });
         }
+    }
+
+    /// Frees a call's slot and wakes whoever waits for one.
+    fn release(&self) {
+        self.limit().release();
+        self.finished.notify_waiters();
+    }
+
+    /// One call of `records` alone, once the limit has a slot for it; every
+    /// record is answered, by `deadline` at the latest.
+    async fn call_alone(self: Arc<Self>, records: Vec<Record>, deadline: Instant) -> Outcomes {
+        let count = records.len();
+        loop {
+            let finished = self.finished.notified();
+            let mut finished = std::pin::pin!(finished);
+            finished.as_mut().enable();
+            let started = {
+                let mut limit = self.limit();
+                limit.try_start().then(|| limit.current())
+            };
+            if let Some(current) = started {
+                self.metrics.concurrency_limit(current);
+                break;
+            }
+            if timeout_at(deadline, finished).await.is_err() {
+                let err = SinkError::Unavailable("no call could start before the record deadline".into());
+                return vec![Err(err); count];
+            }
+        }
+        let (waiters, answers): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| {
+                let (reply, answer) = oneshot::channel();
+                (Waiter { deadline, reply }, answer)
+            })
+            .unzip();
+        // A task of its own, like the dispatcher's calls: the slot is freed
+        // even if the caller stops waiting.
+        let this = self.clone();
+        tokio::spawn(async move {
+            this.call(records, waiters).await;
+            this.release();
+        });
+        let mut outcomes = Vec::with_capacity(count);
+        for answer in answers {
+            let dropped = || Err(SinkError::Unavailable("the writer dropped the record".into()));
+            outcomes.push(answer.await.unwrap_or_else(|_| dropped()));
+        }
+        outcomes
     }
 
     fn limit(&self) -> std::sync::MutexGuard<'_, Limit> {
@@ -457,17 +557,24 @@ mod tests {
         behaviour: Behaviour,
         calls: AtomicUsize,
         seen: Mutex<Vec<String>>,
+        /// Each call's keys, in the order the calls started.
+        batches: Mutex<Vec<Vec<String>>>,
     }
 
     #[async_trait]
     impl Sink for FakeSink {
         async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
+            let keys: Vec<String> = records.iter().map(|r| r.partition_key.clone()).collect();
+            self.batches.lock().unwrap().push(keys.clone());
             let delay = match self.behaviour {
                 Behaviour::Answer { delay } => delay,
                 Behaviour::Hang => Duration::from_secs(3600),
             };
             sleep(delay).await;
+            if keys.iter().any(|k| k.starts_with("down")) {
+                return Err(SinkError::Unavailable("the stream is down".into()));
+            }
             let mut seen = self.seen.lock().unwrap();
             Ok(records
                 .iter()
@@ -512,14 +619,24 @@ mod tests {
     }
 
     fn writer(behaviour: Behaviour, max_calls: usize) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
+        writer_with(behaviour, max_calls, 500)
+    }
+
+    fn writer_with(
+        behaviour: Behaviour,
+        max_calls: usize,
+        max_records: usize,
+    ) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
         let sink = Arc::new(FakeSink {
             behaviour,
             calls: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+            batches: Mutex::new(Vec::new()),
         });
         let metrics = Arc::new(Metrics::new());
         let config = crate::config::BatchConfig {
             max_concurrent_calls: NonZeroUsize::new(max_calls).unwrap(),
+            max_records: NonZeroUsize::new(max_records).unwrap(),
             ..Default::default()
         };
         (Writer::new(sink.clone(), metrics.clone(), config), sink, metrics)
@@ -614,6 +731,7 @@ mod tests {
             behaviour: Behaviour::Hang,
             calls: AtomicUsize::new(0),
             seen: Mutex::new(Vec::new()),
+            batches: Mutex::new(Vec::new()),
         });
         let config = crate::config::BatchConfig {
             queue_capacity: NonZeroUsize::new(3).unwrap(),
@@ -630,6 +748,47 @@ mod tests {
             sink.calls.load(Ordering::SeqCst),
             0,
             "nothing of the request was queued"
+        );
+    }
+
+    fn keys(records: &[&str]) -> Vec<Record> {
+        records.iter().map(|k| record(k)).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sequence_goes_in_calls_of_its_own_and_stops_at_the_first_failed_call() {
+        let (writer, sink, _) = writer_with(
+            Behaviour::Answer {
+                delay: Duration::from_millis(5),
+            },
+            8,
+            2,
+        );
+        let writer = Arc::new(writer);
+        // Live records queue while the sequence runs: they never share its calls.
+        let live = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.put(keys(&["live-1", "live-2", "live-3"])).await }
+        });
+        let outcomes = writer.put_in_order(keys(&["a", "b", "down", "c", "d"])).await;
+        assert!(live.await.unwrap().iter().all(Result::is_ok));
+        let kinds: Vec<bool> = outcomes.iter().map(Result::is_ok).collect();
+        assert_eq!(kinds, [true, true, false, false, false], "{outcomes:?}");
+        let batches = sink.batches.lock().unwrap().clone();
+        let sequence: Vec<&Vec<String>> = batches.iter().filter(|b| !b[0].starts_with("live")).collect();
+        assert_eq!(
+            sequence,
+            [
+                &vec!["a".to_string(), "b".into()],
+                &vec!["down".to_string(), "c".into()]
+            ],
+            "one call at a time, and \"d\" is never sent after the failed call"
+        );
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.iter().all(|k| k.starts_with("live")) || b.iter().all(|k| !k.starts_with("live"))),
+            "{batches:?}"
         );
     }
 }

@@ -19,15 +19,13 @@ pub struct SpillConfig {
     pub lanes: std::num::NonZeroUsize,
 }
 
-/// Lanes unless `SPILL_LANES` says otherwise: one, for now. A lane's chunk
-/// goes through the writer, which can split it across concurrent calls;
-/// under a slow stream (8 lanes against kinesis-local) one part failing and
-/// being resent put a key's events out of order. Until a chunk is one call,
-/// more lanes are opt-in.
-pub const DEFAULT_LANES: usize = 1;
+/// Lanes unless `SPILL_LANES` says otherwise: 8, so a backlog drains at
+/// eight round trips' worth of chunks at once (`bench/drain.py`) while
+/// each lane still holds an eighth of `SPILL_MAX_BYTES`.
+pub const DEFAULT_LANES: usize = 8;
 
 impl SpillConfig {
-    /// The default spill in `dir`: 1 GiB, one lane, replay uncapped.
+    /// The default spill in `dir`: 1 GiB, `DEFAULT_LANES` lanes, replay uncapped.
     pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
         SpillConfig {
             dir: dir.into(),

@@ -4,8 +4,11 @@
 //! are resent, as on the live path). Lanes replay in parallel, each its own
 //! task.
 //!
-//! A chunk goes through the writer, so replay shares the adaptive limit on
-//! calls in flight and its deadlines; the entries it could not store are
+//! A chunk goes through the writer as calls of its own, one at a time
+//! ([`Writer::put_in_order`]: never split across concurrent calls, where
+//! a part that failed would be resent after the rest had landed), so
+//! replay shares the adaptive limit on calls in flight and its deadlines,
+//! but no call with live records; the entries it could not store are
 //! resent after a backoff that doubles up to [`BACKOFF_CAP`], for as long
 //! as it takes: the spill holds them until the stream has them. A record
 //! the stream refuses for good is logged and dropped (it cannot ever be
@@ -106,7 +109,7 @@ impl Replay {
     async fn store(&self, mut records: Vec<Record>) {
         let mut backoff = BACKOFF_START;
         loop {
-            let outcomes = self.writer.put(records.clone()).await;
+            let outcomes = self.writer.put_in_order(records.clone()).await;
             let mut again = Vec::new();
             let mut last_error = None;
             for (record, outcome) in records.into_iter().zip(outcomes) {

@@ -34,6 +34,17 @@ says what differs):
                 the gateway with SINK=pubsub, POST /v1/batch with 100 events,
                 against Google's Pub/Sub emulator started on 127.0.0.1 (its
                 own CPU per event is reported as emulator_cpu_us_per_event)
+  kafka-batch100, kafka-segment100
+                the gateway with SINK=kafka, POST /import/batch and POST
+                /v1/batch with 100 events, against librdkafka's mock cluster
+                in a process of its own (bench/mock_kafka.rs: in-memory logs,
+                not the bottleneck), started fresh for each measurement on
+                the load's core when pinned; its CPU per event is reported
+                as broker_cpu_us_per_event
+  tansu-segment100
+                the same /v1/batch against tansu, a real Kafka broker
+                (scripts/tansu.sh, in memory, 8 partitions), also fresh per
+                measurement
   live-off      the gateway with ADMIN_TOKEN set (the live view on), nobody
                 watching: the request path's cost is one atomic load
   live-viewer   the same with one viewer reading /live/events (curl -N, on
@@ -212,8 +223,9 @@ class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
     def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
-                 emulator=False, viewer=False):
+                 emulator=False, viewer=False, broker=None):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.broker = broker  # a Kafka broker started for each measurement: "mock" or "tansu"
         self.viewer = viewer  # one viewer of the live view reads /live/events throughout
         self.emulator = emulator  # needs the Pub/Sub emulator
         self.body = batch_body(events, shape) if events > 1 else None
@@ -251,6 +263,13 @@ def systems(args):
         {"HOST": "127.0.0.1", "PORT": str(SYSTEM_PORT), "SINK": "pubsub", "PATH": os.environ.get("PATH", ""),
          "PUBSUB_TOPIC": "projects/bench/topics/clicks", "PUBSUB_EMULATOR_HOST": f"127.0.0.1:{PUBSUB_PORT}"},
         "/v1/batch", 100, connections=[50, 500], shape="segment", emulator=True)
+    kafka = {"HOST": "127.0.0.1", "PORT": str(SYSTEM_PORT), "SINK": "kafka", "KAFKA_TOPIC": "clicks",
+             "PATH": os.environ.get("PATH", "")}
+    found["kafka-batch100"] = Case(gateway, kafka, "/import/batch", 100, connections=[50, 500], broker="mock")
+    found["kafka-segment100"] = Case(gateway, kafka, "/v1/batch", 100, connections=[50, 500], shape="segment",
+                                     broker="mock")
+    found["tansu-segment100"] = Case(gateway, kafka, "/v1/batch", 100, connections=[50, 500], shape="segment",
+                                     broker="tansu")
     found["live-off"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN))
     found["live-viewer"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN), viewer=True)
     if args.peers:
@@ -303,15 +322,41 @@ def stop_emulator():
         proc.wait(timeout=30)
 
 
+def start_broker(kind, pin):
+    """A fresh Kafka broker on 127.0.0.1 (on the load's core when pinned):
+    (its process id, bootstrap servers, how to stop it)."""
+    if kind == "mock":
+        proc = subprocess.Popen(pinned("1" if pin else None) + [str(ROOT / "target" / "release" / "examples" / "mock_kafka"),
+                                "clicks", "8"], stdout=subprocess.PIPE, text=True)
+        bootstrap = proc.stdout.readline().strip()
+
+        def stop_mock():
+            proc.kill()
+            proc.wait(timeout=15)
+        return proc.pid, bootstrap, stop_mock
+    script = str(ROOT / "scripts" / "tansu.sh")
+    subprocess.run(pinned("1" if pin else None) + [script, "start"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([script, "topic", "clicks", "8"], check=True)
+    pid = int((ROOT / "target" / "tansu" / "pid").read_text())
+    bootstrap = subprocess.run([script, "bootstrap"], capture_output=True, text=True, check=True).stdout.strip()
+    return pid, bootstrap, lambda: subprocess.run([script, "stop"], check=True)
+
+
 def measure(name, case, connections, duration, pin):
     system_cpu, load_cpu = ("0", "1") if pin else (None, None)
     if case.emulator:
         start_emulator(pin)
+    env = case.env
+    broker = None
+    if case.broker:
+        broker_pid, bootstrap, stop_broker = start_broker(case.broker, pin)
+        env = dict(env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+        broker = (broker_pid, stop_broker)
     log_path = Path(f"/tmp/bench-{name}-{connections}.log")
     if case.spill:
         shutil.rmtree(case.spill, ignore_errors=True)
     stdout = {"null": subprocess.DEVNULL, "pipe": subprocess.PIPE, "file": open(log_path, "wb")}[case.stdout]
-    proc = subprocess.Popen(pinned(system_cpu) + case.cmd, env=case.env or None, cwd=ROOT,
+    proc = subprocess.Popen(pinned(system_cpu) + case.cmd, env=env or None, cwd=ROOT,
                             stdout=stdout, stderr=subprocess.DEVNULL)
     # A log shipper reading the pipe (on the load generator's core when pinned).
     reader = subprocess.Popen(pinned(load_cpu) + ["cat"], stdin=proc.stdout, stdout=subprocess.DEVNULL) \
@@ -325,7 +370,7 @@ def measure(name, case, connections, duration, pin):
                 "curl", "-sN", "-H", f"Authorization: Bearer {LIVE_TOKEN}",
                 f"http://127.0.0.1:{SYSTEM_PORT}/live/events"], stdout=subprocess.DEVNULL)
         wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
-        emulator = EMULATOR["proc"].pid if case.emulator else None
+        emulator = EMULATOR["proc"].pid if case.emulator else broker[0] if broker else None
         before_cpu, before = cpu_seconds(proc.pid), upstream_stats()
         emulator_before = cpu_seconds(emulator) if emulator else 0.0
         result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu)
@@ -337,6 +382,8 @@ def measure(name, case, connections, duration, pin):
             viewer.kill()
             viewer.wait(timeout=15)
         stop(proc)
+        if broker:
+            broker[1]()
         if reader:
             reader.wait(timeout=15)
         if case.stdout == "file":
@@ -366,7 +413,8 @@ def measure(name, case, connections, duration, pin):
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
     if emulator_cpu is not None:
-        row["emulator_cpu_us_per_event"] = round(emulator_cpu * 1e6 / max(events, 1), 1)
+        label = "broker_cpu_us_per_event" if case.broker else "emulator_cpu_us_per_event"
+        row[label] = round(emulator_cpu * 1e6 / max(events, 1), 1)
         row["upstream_calls_per_1000"] = None
     if case.spill:
         row["drain"] = drain(case, pin)

@@ -507,8 +507,10 @@ def main():
         # `drain` against ferrokinesis: eight lanes of 500-record calls plus
         # live traffic drive kinesis-local into a 100 % CPU spin that never
         # answers again (seen three times).
-        emulator = os.environ.get("FERROKINESIS_ENDPOINT") if name == "drain" else None
-        emulator = emulator or os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567")
+        if name == "drain":
+            emulator = os.environ.get("FERROKINESIS_ENDPOINT") or sys.exit("drain needs FERROKINESIS_ENDPOINT (run.sh starts it)")
+        else:
+            emulator = os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567")
         suite = suites.setdefault(emulator, Suite(binary, emulator))
         try:
             getattr(suite, name)()

@@ -29,7 +29,8 @@ if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
 fi
 emulator_pid=""
 stop_emulator() { [ -z "$emulator_pid" ] || kill "$emulator_pid" 2>/dev/null || true; }
-if [[ " $* " == *" drain "* ]]; then
+# No check named runs them all, `drain` included.
+if [ $# -eq 0 ] || [[ " $* " == *" drain "* ]]; then
   (cd "$ROOT" && cargo build --quiet --example ferrokinesis)
   endpoint_file="$(mktemp)"
   "$ROOT/target/debug/examples/ferrokinesis" >"$endpoint_file" &

@@ -15,8 +15,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let topic = args.next().unwrap_or_else(|| "clicks".into());
     let partitions: i32 = args.next().and_then(|p| p.parse().ok()).unwrap_or(8);
-    let cluster: MockCluster<'static, DefaultProducerContext> =
-        MockCluster::new(1).expect("the mock cluster starts");
+    let cluster: MockCluster<'static, DefaultProducerContext> = MockCluster::new(1).expect("the mock cluster starts");
     cluster
         .create_topic(&topic, partitions, 1)
         .expect("the topic is created");

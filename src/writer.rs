@@ -6,8 +6,8 @@
 //! linger timer. When no call is in flight, the first waiting record goes out
 //! at once with every other record already waiting, up to the call's limits
 //! (`BATCH_MAX_RECORDS`, `BATCH_MAX_BYTES`): at low load latency equals one
-//! call. While a call is in flight, arriving records gather for the next
-//! call, which starts when a call finishes; a further call starts alongside
+//! call. While one of its calls is in flight, arriving records gather for
+//! the next call, which starts when a call finishes; a further call starts alongside
 //! only when a full batch is already waiting and the limit on calls in
 //! flight allows ([`crate::concurrency`]: adaptive, from 1 to
 //! `BATCH_MAX_CONCURRENT_CALLS`, driven by the stream's latency and
@@ -16,6 +16,10 @@
 //! gets fewer calls at once. A request's records enter the
 //! queue all together or not at all, and a request with more records than
 //! one call takes is split across calls.
+//!
+//! [`Writer::put_in_order`] sends a sequence (the spill's replay) as calls
+//! of its own, one at a time, within the same limit: they never carry live
+//! records, and live records do not gather behind them.
 //!
 //! Entries that fail alone inside a successful call (throttled, internal
 //! failure) are retried on their own, with jittered exponential backoff,
@@ -31,6 +35,7 @@
 //! still succeed: a call is tried again only when the stream answered it
 //! with an error.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -91,6 +96,7 @@ impl Writer {
                     config.max_concurrent_calls.get(),
                 )),
                 finished: Notify::new(),
+                own_calls: AtomicUsize::new(0),
             });
             tokio::spawn(dispatcher.clone().run(waiting));
             (Some(queue), Some(dispatcher))
@@ -242,6 +248,12 @@ struct Dispatcher {
     limit: Mutex<Limit>,
     /// Woken (every waiter) whenever a call ends and frees its slot.
     finished: Notify,
+    /// The dispatcher's own calls in flight: records gather for the next
+    /// call only while one of these runs, not while only calls of their
+    /// own ([`Writer::put_in_order`]) do, or a spill's replay keeping a
+    /// call in flight at all times would hold live records until their
+    /// deadline.
+    own_calls: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -283,7 +295,8 @@ impl Dispatcher {
                         .checked_sub(expected * 2)
                         .unwrap_or(first.waiter.deadline);
                     let urgent = Instant::now() >= urgent_at;
-                    let gather = limit.in_flight() > 0 && waiting.len() + 1 < max_records && !urgent;
+                    let own = this.own_calls.load(Ordering::Acquire);
+                    let gather = own > 0 && waiting.len() + 1 < max_records && !urgent;
                     let started = (!gather && limit.try_start()).then(|| (expected, limit.current()));
                     (started, (!urgent).then_some(urgent_at))
                 };
@@ -345,9 +358,11 @@ impl Dispatcher {
                 continue;
             }
             this.metrics.concurrency_limit(current);
+            this.own_calls.fetch_add(1, Ordering::AcqRel);
             let this = this.clone();
             tokio::spawn(async move {
                 this.call(records, waiters).await;
+                this.own_calls.fetch_sub(1, Ordering::AcqRel);
                 this.release();
             });
         }
@@ -790,5 +805,32 @@ mod tests {
                 .all(|b| b.iter().all(|k| k.starts_with("live")) || b.iter().all(|k| !k.starts_with("live"))),
             "{batches:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn live_records_do_not_wait_behind_a_sequence_in_flight() {
+        let (writer, sink, _) = writer(
+            Behaviour::Answer {
+                delay: Duration::from_millis(300),
+            },
+            8,
+        );
+        let writer = Arc::new(writer);
+        let sequence = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.put_in_order(keys(&["replayed"])).await }
+        });
+        while sink.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        let live = writer.put(keys(&["live"])).await;
+        assert!(live[0].is_ok(), "{live:?}");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(300),
+            "the live record went out at once, beside the sequence's call"
+        );
+        assert!(sequence.await.unwrap()[0].is_ok());
     }
 }

@@ -325,7 +325,7 @@ mod tests {
                 dir: "/var/spill".into(),
                 max_bytes: 1000,
                 replay_per_second: 0,
-                lanes: std::num::NonZeroUsize::new(1).unwrap(),
+                lanes: std::num::NonZeroUsize::new(8).unwrap(),
             }
         );
         assert_eq!(

@@ -96,6 +96,8 @@ impl Writer {
                     config.max_concurrent_calls.get(),
                 )),
                 finished: Notify::new(),
+                freed: Notify::new(),
+                sequences_waiting: AtomicUsize::new(0),
                 own_calls: AtomicUsize::new(0),
             });
             tokio::spawn(dispatcher.clone().run(waiting));
@@ -246,8 +248,14 @@ struct Dispatcher {
     config: BatchConfig,
     max_attempts: u32,
     limit: Mutex<Limit>,
-    /// Woken (every waiter) whenever a call ends and frees its slot.
+    /// Wakes the dispatcher when a call ends (`notify_one`: a permit is
+    /// kept when it is not waiting, and nothing is locked on the way).
     finished: Notify,
+    /// Wakes every sequence ([`Writer::put_in_order`]) waiting for a slot,
+    /// when a call ends; notified only while `sequences_waiting` is not
+    /// zero, so `/import`'s path pays nothing for it.
+    freed: Notify,
+    sequences_waiting: AtomicUsize,
     /// The dispatcher's own calls in flight: records gather for the next
     /// call only while one of these runs, not while only calls of their
     /// own ([`Writer::put_in_order`]) do, or a spill's replay keeping a
@@ -281,11 +289,6 @@ impl Dispatcher {
             // round trips before its deadline): it then takes a free slot,
             // full batch or not, rather than miss its deadline unsent.
             let (expected, current) = loop {
-                // Registered before the look at the limit, so a call that
-                // ends in between still wakes this loop.
-                let finished = this.finished.notified();
-                let mut finished = std::pin::pin!(finished);
-                finished.as_mut().enable();
                 let (started, urgent_at) = {
                     let mut limit = this.limit();
                     let expected = limit.mean_rtt().unwrap_or_default();
@@ -306,11 +309,11 @@ impl Dispatcher {
                 match urgent_at {
                     Some(at) => {
                         tokio::select! {
-                            () = finished => {}
+                            () = this.finished.notified() => {}
                             () = tokio::time::sleep_until(at) => {}
                         }
                     }
-                    None => finished.await,
+                    None => this.finished.notified().await,
                 }
             };
             // Records and their waiters in two lists from the start: the call
@@ -371,30 +374,40 @@ impl Dispatcher {
     /// Frees a call's slot and wakes whoever waits for one.
     fn release(&self) {
         self.limit().release();
-        self.finished.notify_waiters();
+        self.finished.notify_one();
+        if self.sequences_waiting.load(Ordering::Acquire) > 0 {
+            self.freed.notify_waiters();
+        }
     }
 
     /// One call of `records` alone, once the limit has a slot for it; every
     /// record is answered, by `deadline` at the latest.
     async fn call_alone(self: Arc<Self>, records: Vec<Record>, deadline: Instant) -> Outcomes {
         let count = records.len();
-        loop {
-            let finished = self.finished.notified();
-            let mut finished = std::pin::pin!(finished);
-            finished.as_mut().enable();
+        self.sequences_waiting.fetch_add(1, Ordering::AcqRel);
+        let started = loop {
+            // Registered before the look at the limit, so a call that ends
+            // in between still wakes this loop.
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            freed.as_mut().enable();
             let started = {
                 let mut limit = self.limit();
                 limit.try_start().then(|| limit.current())
             };
             if let Some(current) = started {
-                self.metrics.concurrency_limit(current);
-                break;
+                break Some(current);
             }
-            if timeout_at(deadline, finished).await.is_err() {
-                let err = SinkError::Unavailable("no call could start before the record deadline".into());
-                return vec![Err(err); count];
+            if timeout_at(deadline, freed).await.is_err() {
+                break None;
             }
-        }
+        };
+        self.sequences_waiting.fetch_sub(1, Ordering::AcqRel);
+        let Some(current) = started else {
+            let err = SinkError::Unavailable("no call could start before the record deadline".into());
+            return vec![Err(err); count];
+        };
+        self.metrics.concurrency_limit(current);
         let (waiters, answers): (Vec<_>, Vec<_>) = (0..count)
             .map(|_| {
                 let (reply, answer) = oneshot::channel();

@@ -98,7 +98,7 @@ impl Writer {
                 finished: Notify::new(),
                 freed: Notify::new(),
                 sequences_waiting: AtomicUsize::new(0),
-                own_calls: AtomicUsize::new(0),
+                sequence_calls: AtomicUsize::new(0),
             });
             tokio::spawn(dispatcher.clone().run(waiting));
             (Some(queue), Some(dispatcher))
@@ -256,12 +256,12 @@ struct Dispatcher {
     /// zero, so `/import`'s path pays nothing for it.
     freed: Notify,
     sequences_waiting: AtomicUsize,
-    /// The dispatcher's own calls in flight: records gather for the next
-    /// call only while one of these runs, not while only calls of their
-    /// own ([`Writer::put_in_order`]) do, or a spill's replay keeping a
-    /// call in flight at all times would hold live records until their
-    /// deadline.
-    own_calls: AtomicUsize,
+    /// Calls of sequences ([`Writer::put_in_order`]) in flight. Records
+    /// gather for the next call only while one of the dispatcher's own calls
+    /// runs (the limit's calls in flight beyond these), or a spill's replay
+    /// keeping a call in flight at all times would hold live records until
+    /// their deadline. Only sequences write it: `/import`'s path reads it.
+    sequence_calls: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -298,8 +298,8 @@ impl Dispatcher {
                         .checked_sub(expected * 2)
                         .unwrap_or(first.waiter.deadline);
                     let urgent = Instant::now() >= urgent_at;
-                    let own = this.own_calls.load(Ordering::Acquire);
-                    let gather = own > 0 && waiting.len() + 1 < max_records && !urgent;
+                    let own = limit.in_flight() > this.sequence_calls.load(Ordering::Acquire);
+                    let gather = own && waiting.len() + 1 < max_records && !urgent;
                     let started = (!gather && limit.try_start()).then(|| (expected, limit.current()));
                     (started, (!urgent).then_some(urgent_at))
                 };
@@ -361,11 +361,9 @@ impl Dispatcher {
                 continue;
             }
             this.metrics.concurrency_limit(current);
-            this.own_calls.fetch_add(1, Ordering::AcqRel);
             let this = this.clone();
             tokio::spawn(async move {
                 this.call(records, waiters).await;
-                this.own_calls.fetch_sub(1, Ordering::AcqRel);
                 this.release();
             });
         }
@@ -374,6 +372,11 @@ impl Dispatcher {
     /// Frees a call's slot and wakes whoever waits for one.
     fn release(&self) {
         self.limit().release();
+        self.wake();
+    }
+
+    /// Wakes whoever waits for a slot.
+    fn wake(&self) {
         self.finished.notify_one();
         if self.sequences_waiting.load(Ordering::Acquire) > 0 {
             self.freed.notify_waiters();
@@ -393,7 +396,12 @@ impl Dispatcher {
             freed.as_mut().enable();
             let started = {
                 let mut limit = self.limit();
-                limit.try_start().then(|| limit.current())
+                // Counted under the lock the dispatcher reads both under.
+                let started = limit.try_start();
+                if started {
+                    self.sequence_calls.fetch_add(1, Ordering::AcqRel);
+                }
+                started.then(|| limit.current())
             };
             if let Some(current) = started {
                 break Some(current);
@@ -419,7 +427,12 @@ impl Dispatcher {
         let this = self.clone();
         tokio::spawn(async move {
             this.call(records, waiters).await;
-            this.release();
+            {
+                let mut limit = this.limit();
+                this.sequence_calls.fetch_sub(1, Ordering::AcqRel);
+                limit.release();
+            }
+            this.wake();
         });
         let mut outcomes = Vec::with_capacity(count);
         for answer in answers {

@@ -3,6 +3,7 @@
 //! until SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -18,8 +19,7 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         return healthcheck();
     }
@@ -31,7 +31,38 @@ async fn main() -> anyhow::Result<()> {
     }
     let config = Config::from_env()?;
     let (_flush_logs_at_exit, dropped_log_lines) = init_logging(config.log_format);
+    let threads = worker_threads(config.worker_threads);
+    runtime(threads)
+        .context("starting the async runtime")?
+        .block_on(serve(config, threads, dropped_log_lines))
+}
 
+/// Threads to run requests on: `WORKER_THREADS`, else one per CPU this
+/// process may use (std reads its affinity mask and cgroup CPU quota).
+fn worker_threads(configured: Option<NonZeroUsize>) -> NonZeroUsize {
+    configured
+        .or_else(|| std::thread::available_parallelism().ok())
+        .unwrap_or(NonZeroUsize::MIN)
+}
+
+/// tokio's scheduler for `threads`. One thread gets the current-thread
+/// scheduler: the multi-thread one on a single worker still pays for work
+/// stealing, its idle bookkeeping and its park/unpark protocol, 8-14 % of
+/// `/import`'s CPU on one core (docs/benchmarks.md). Nothing here blocks a
+/// worker or calls `block_in_place`, so the two behave alike otherwise.
+fn runtime(threads: NonZeroUsize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads.get() == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads.get());
+        builder
+    };
+    builder.enable_all().build()
+}
+
+/// Serves until a shutdown signal, then drains.
+async fn serve(config: Config, threads: NonZeroUsize, dropped_log_lines: ErrorCounter) -> anyhow::Result<()> {
     let app = Arc::new(App::from_config(&config).await?);
     app.metrics()
         .count_dropped_log_lines(move || dropped_log_lines.dropped_lines() as u64);
@@ -45,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
         tracing::info!(%addr, "serving /metrics on the admin address only");
         tokio::spawn(clickstream_gateway::server::serve_metrics(admin, app.clone()));
     }
-    log_start(&config, &app, listener.local_addr()?);
+    log_start(&config, &app, listener.local_addr()?, threads);
     clickstream_gateway::server::run(listener, app, shutdown_signal()).await;
     Ok(())
 }
@@ -77,7 +108,7 @@ fn init_logging(format: LogFormat) -> (WorkerGuard, ErrorCounter) {
 }
 
 /// One line with the effective configuration; AWS credentials are never read here.
-fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
+fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr, threads: NonZeroUsize) {
     let http = &config.http;
     let (sink, target) = (app.sink().kind(), app.sink().target());
     tracing::info!(
@@ -86,6 +117,7 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr) {
         target = %target,
         max_record_bytes = app.max_record_bytes(),
         access_log = config.access_log,
+        worker_threads = threads.get(),
         header_read_timeout = ?http.header_read_timeout,
         body_read_timeout = ?http.body_read_timeout,
         shutdown_timeout = ?http.shutdown_timeout,

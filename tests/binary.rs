@@ -21,8 +21,9 @@ fn gateway(vars: &[(&str, &str)]) -> Command {
     command
 }
 
-/// Starts the binary on a free loopback port; returns it and its address.
-fn start(file: &str) -> (Child, String) {
+/// Starts the binary on a free loopback port with `threads` worker
+/// threads; returns it, its address and its "listening" log line.
+fn start(file: &str, threads: &str) -> (Child, String, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -34,20 +35,21 @@ fn start(file: &str) -> (Child, String) {
         ("PORT", &port),
         ("FILE_SINK_PATH", file),
         ("LOG_FORMAT", "json"),
+        ("WORKER_THREADS", threads),
     ])
     .stdout(Stdio::piped())
     .spawn()
     .unwrap();
     // The "listening" line says the socket is bound.
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("\"listening\"") {
-            break;
-        }
-    }
+    let listening = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|line| line.contains("\"listening\""))
+        .expect("a listening line");
     // Keep reading so the gateway's later log lines do not hit a closed pipe.
     std::thread::spawn(move || lines.for_each(drop));
-    (child, format!("127.0.0.1:{port}"))
+    (child, format!("127.0.0.1:{port}"), listening)
 }
 
 #[test]
@@ -65,10 +67,22 @@ fn sink_kinesis_without_a_stream_fails_fast() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("KINESIS_STREAM_NAME"));
 }
 
+/// On one worker thread (the single-threaded scheduler) and on several.
 #[test]
 fn serves_then_exits_zero_on_sigterm() {
-    let file = std::env::temp_dir().join(format!("gateway-bin-{}.ndjson", std::process::id()));
-    let (mut child, addr) = start(file.to_str().unwrap());
+    for threads in ["1", "2"] {
+        serves_then_exits_zero_on_sigterm_with(threads);
+    }
+}
+
+fn serves_then_exits_zero_on_sigterm_with(threads: &str) {
+    let file = std::env::temp_dir().join(format!("gateway-bin-{}-{threads}.ndjson", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let (mut child, addr, listening) = start(file.to_str().unwrap(), threads);
+    assert!(
+        listening.contains(&format!("\"worker_threads\":{threads}")),
+        "{listening}"
+    );
 
     let mut socket = std::net::TcpStream::connect(&addr).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -96,7 +110,7 @@ fn serves_then_exits_zero_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap();
-    panic!("the gateway did not exit within 5 s of SIGTERM");
+    panic!("the gateway ({threads} threads) did not exit within 5 s of SIGTERM");
 }
 
 /// Runs the binary until it exits or `within` passes (then kills it), and
@@ -155,6 +169,7 @@ fn start_up_refuses_settings_no_request_could_pass_naming_the_variable() {
     ];
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![("BATCH_MAX_RECORDS", "501")], "BATCH_MAX_RECORDS"),
+        (vec![("WORKER_THREADS", "0")], "WORKER_THREADS"),
         (vec![("MAX_IN_FLIGHT_BODY_BYTES", "1")], "MAX_IN_FLIGHT_BODY_BYTES"),
         (
             vec![("SPILL_DIR", spill.to_str().unwrap()), ("SPILL_MAX_BYTES", "1")],

@@ -26,6 +26,7 @@ mod variables;
 mod vars;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 pub use batch::BatchConfig;
@@ -67,7 +68,13 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The live view in the browser (`ADMIN_TOKEN`).
     pub live: LiveConfig,
+    /// Threads that run requests (`WORKER_THREADS`); `None`: one per CPU
+    /// this process may use.
+    pub worker_threads: Option<NonZeroUsize>,
 }
+
+/// The most `WORKER_THREADS` taken.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 /// Log line format (`LOG_FORMAT`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +179,7 @@ impl Config {
             access_log: vars.parse("ACCESS_LOG", d.access_log)?,
             metrics_addr: vars.optional("METRICS_ADDR")?,
             live: LiveConfig::read(&vars)?,
+            worker_threads: vars.optional_at_most("WORKER_THREADS", MAX_WORKER_THREADS)?,
         })
     }
 }
@@ -194,6 +202,7 @@ impl Default for Config {
             access_log: false,
             metrics_addr: None,
             live: LiveConfig::default(),
+            worker_threads: None,
         }
     }
 }
@@ -468,5 +477,18 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.value, "KAFKA_PROPERTY_BOOTSTRAP_SERVERS");
         assert!(err.reason.contains("KAFKA_BOOTSTRAP_SERVERS"), "{}", err.reason);
+    }
+
+    #[test]
+    fn worker_threads_are_the_cpus_unless_set_from_1_to_1024() {
+        assert_eq!(config(&[]).unwrap().worker_threads, None);
+        assert_eq!(
+            config(&[("WORKER_THREADS", "1")]).unwrap().worker_threads,
+            NonZeroUsize::new(1)
+        );
+        for bad in ["0", "1025", "many"] {
+            let err = config(&[("WORKER_THREADS", bad)]).unwrap_err();
+            assert_eq!(err.name, "WORKER_THREADS", "{bad}");
+        }
     }
 }

@@ -79,6 +79,14 @@ pub const VARIABLES: &[Variable] = &[
         doc: r#"After SIGTERM/SIGINT, in-flight requests get this long to finish (keep it below Kubernetes' terminationGracePeriodSeconds, 30 s by default)."#,
     },
     Variable {
+        name: "WORKER_THREADS",
+        section: "HTTP server",
+        default: None,
+        example: r#"1"#,
+        reader: Reader::Gateway,
+        doc: r#"Threads that serve requests, 1 to 1024. Unset: one per CPU this process may use (its CPU affinity and container CPU quota count). With one, the gateway runs on a single-threaded scheduler: no work stealing and no wake-ups across threads, 8-14 % less CPU per /import request on one core (docs/benchmarks.md)."#,
+    },
+    Variable {
         name: "READINESS_CACHE_TTL_MS",
         section: "HTTP server",
         default: Some(r#"5000"#),

@@ -107,6 +107,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         }
     }
 
+    /// A count from 1 to `max` when set; unset is `None`.
+    pub(super) fn optional_at_most(&self, name: &'static str, max: usize) -> Result<Option<NonZeroUsize>, ConfigError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.at_most(name, 1, max).map(Some),
+        }
+    }
+
     pub(super) fn one_of<T: Copy>(
         &self,
         name: &'static str,

@@ -387,7 +387,7 @@ impl Dispatcher {
     /// record is answered, by `deadline` at the latest.
     async fn call_alone(self: Arc<Self>, records: Vec<Record>, deadline: Instant) -> Outcomes {
         let count = records.len();
-        self.sequences_waiting.fetch_add(1, Ordering::AcqRel);
+        let waiting = Waiting::count(&self.sequences_waiting);
         let started = loop {
             // Registered before the look at the limit, so a call that ends
             // in between still wakes this loop.
@@ -410,7 +410,7 @@ impl Dispatcher {
                 break None;
             }
         };
-        self.sequences_waiting.fetch_sub(1, Ordering::AcqRel);
+        drop(waiting);
         let Some(current) = started else {
             let err = SinkError::Unavailable("no call could start before the record deadline".into());
             return vec![Err(err); count];
@@ -554,6 +554,24 @@ fn backoff_ceiling(attempt: u32) -> Duration {
 /// "Full jitter" exponential backoff: a random delay up to the ceiling.
 fn backoff(attempt: u32) -> Duration {
     backoff_ceiling(attempt).mul_f64(fastrand::f64())
+}
+
+/// One sequence counted in `Dispatcher::sequences_waiting` while it
+/// lives: un-counted when it gets a slot, gives up, or its caller drops it
+/// mid-wait, so `wake` stops notifying for a waiter that is gone.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn count(waiting: &'a AtomicUsize) -> Self {
+        waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting(waiting)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 #[cfg(test)]
@@ -831,6 +849,25 @@ mod tests {
                 .all(|b| b.iter().all(|k| k.starts_with("live")) || b.iter().all(|k| !k.starts_with("live"))),
             "{batches:?}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sequence_dropped_while_it_waits_for_a_slot_is_no_longer_counted() {
+        let (writer, sink, _) = writer(Behaviour::Hang, 1);
+        let writer = Arc::new(writer);
+        // A live call takes the only slot and never ends.
+        let live = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.put(keys(&["live"])).await }
+        });
+        while sink.calls.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let dispatcher = writer.dispatcher.clone().unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(50), writer.put_in_order(keys(&["replayed"]))).await;
+        assert!(waited.is_err(), "no slot was free, so the sequence was still waiting");
+        assert_eq!(dispatcher.sequences_waiting.load(Ordering::Acquire), 0);
+        live.abort();
     }
 
     #[tokio::test(start_paused = true)]

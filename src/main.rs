@@ -47,7 +47,7 @@ fn worker_threads(configured: Option<NonZeroUsize>) -> NonZeroUsize {
 
 /// tokio's scheduler for `threads`. One thread gets the current-thread
 /// scheduler: the multi-thread one on a single worker still pays for work
-/// stealing, its idle bookkeeping and its park/unpark protocol, 8-14 % of
+/// stealing, its idle bookkeeping and its park/unpark protocol, about 7 % of
 /// `/import`'s CPU on one core (docs/benchmarks.md). Nothing here blocks a
 /// worker or calls `block_in_place`, so the two behave alike otherwise.
 fn runtime(threads: NonZeroUsize) -> std::io::Result<tokio::runtime::Runtime> {

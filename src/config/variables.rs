@@ -84,7 +84,7 @@ pub const VARIABLES: &[Variable] = &[
         default: None,
         example: r#"1"#,
         reader: Reader::Gateway,
-        doc: r#"Threads that serve requests, 1 to 1024. Unset: one per CPU this process may use (its CPU affinity and container CPU quota count). With one, the gateway runs on a single-threaded scheduler: no work stealing and no wake-ups across threads, 8-14 % less CPU per /import request on one core (docs/benchmarks.md)."#,
+        doc: r#"Threads that serve requests, 1 to 1024. Unset: one per CPU this process may use (its CPU affinity and container CPU quota count). With one, the gateway runs on a single-threaded scheduler: no work stealing and no wake-ups across threads: about 7 % less CPU per /import request on one core (docs/benchmarks.md, "One CPU, one thread")."#,
     },
     Variable {
         name: "READINESS_CACHE_TTL_MS",

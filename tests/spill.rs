@@ -222,10 +222,15 @@ async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
     first.begin_shutdown().await.unwrap();
     drop(first);
     // Flip bytes in the middle of the segment: a record's data, then a length.
+    // The largest segment: should the records span two segments, both flips
+    // in a segment of one record would hit one frame (read_dir's order is
+    // the file system's). One CI run stored 99 of 100; the cause is not known.
     let segment = std::fs::read_dir(lane_dir(&dir))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "seg") && std::fs::metadata(p).unwrap().len() > 0)
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .filter(|p| std::fs::metadata(p).unwrap().len() > 0)
         .expect("a segment with records");
     let mut bytes = std::fs::read(&segment).unwrap();
     let (middle, later) = (bytes.len() / 2, bytes.len() * 7 / 10);
@@ -243,7 +248,7 @@ async fn a_corrupted_segment_loses_only_the_bad_records_and_counts_them() {
     let stored: Vec<u64> = stored_events(&upstream).into_iter().map(|(_, seq)| seq).collect();
     assert!(
         (95..=98).contains(&stored.len()),
-        "two corrupt stretches lose a record or two each: {} stored",
+        "two corrupt stretches lose a record or two each: {} stored: {stored:?}",
         stored.len()
     );
     assert!(stored.windows(2).all(|w| w[0] < w[1]), "in order: {stored:?}");

@@ -461,7 +461,7 @@ pub struct StreamState {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
-    reason: &'static str,
+    reason: Label,
 }
 
 /// The spill's metrics: what it holds, how fast it drains, what it lost.
@@ -547,7 +547,9 @@ impl SpillMetrics {
 
     /// A spill write of some records was refused for `reason` (`full`, `io`).
     pub fn append_failed(&self, reason: &'static str) {
-        self.appends_failed.get_or_create(&ReasonLabels { reason }).inc();
+        self.appends_failed
+            .get_or_create(&ReasonLabels { reason: Label(reason) })
+            .inc();
     }
 }
 

@@ -153,10 +153,84 @@ impl Drop for Emulator {
     }
 }
 
+/// A TCP door between the gateway and the emulator. Shut, it refuses
+/// connections as a stopped emulator does; it lets the test restart the
+/// emulator and give it back its topic *and* subscription before the
+/// gateway can reach it. Without it, a replay could publish between the two,
+/// to a topic with no subscription yet, where Pub/Sub drops what it gets.
+struct Gate {
+    port: u16,
+    target: u16,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Gate {
+    /// Opens a gate on a free port in front of the emulator.
+    fn before(emulator: &Emulator) -> Gate {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut gate = Gate {
+            port,
+            target: emulator.port,
+            task: None,
+        };
+        gate.open();
+        gate
+    }
+
+    fn open(&mut self) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(([127, 0, 0, 1], self.port).into()).unwrap();
+        let listener = socket.listen(64).unwrap();
+        let target = self.target;
+        self.task = Some(tokio::spawn(async move {
+            // The connections live in this task's set, so shutting the gate
+            // cuts them too.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    Ok((mut inbound, _)) = listener.accept() => {
+                        connections.spawn(async move {
+                            if let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                            }
+                        });
+                    }
+                    Some(_) = connections.join_next() => {}
+                }
+            }
+        }));
+    }
+
+    fn shut(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.shut();
+    }
+}
+
 fn sink(emulator: &Emulator, topic: &str) -> PubSubSink {
+    sink_at(emulator.host(), topic)
+}
+
+fn sink_at(host: String, topic: &str) -> PubSubSink {
     PubSubSink::new(&PubSubConfig {
         topic: topic.to_owned(),
-        emulator_host: Some(emulator.host()),
+        emulator_host: Some(host),
         timeout: Duration::from_secs(3),
     })
     .expect("the sink builds")
@@ -313,7 +387,9 @@ async fn with_the_spill_an_outage_is_absorbed_and_replayed_in_order() {
         spill: Some(SpillConfig::in_dir(&dir)),
         ..test_config()
     };
-    let server = TestServer::start_with(sink(&emulator, &topic), &config).await;
+    let mut gate = Gate::before(&emulator);
+    let server = TestServer::start_with(sink_at(gate.host(), &topic), &config).await;
+    gate.shut();
     emulator.stop();
     for n in 0..20 {
         let reply = http::post_keyed(
@@ -326,6 +402,7 @@ async fn with_the_spill_an_outage_is_absorbed_and_replayed_in_order() {
     }
     emulator.launch().await;
     emulator.topic("spill").await;
+    gate.open();
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while got.len() < 20 {

@@ -490,26 +490,39 @@ def markdown(rows, upstream_rps, args):
 
 
 def ratios(rows):
-    """The gateway against the Go peer and bare hyper, per run mode and connection count."""
+    """The gateway against the Go peer and bare hyper, per run mode and
+    connection count: with --repeat, each round's ratio (the nth run of one
+    system against the nth of the other, which ran beside it) and their
+    median, since the machine's speed moves between rounds."""
     out = ["| pinned | conns | gateway / bare req/s | gateway / go req/s | go / gateway CPU per event "
            "| batch100 / gateway events/s |", "|---|---:|---:|---:|---:|---:|"]
-    index = {(r["system"], r["pinned"], r["connections"]): r for r in rows}
+    runs = {}
+    for r in rows:
+        runs.setdefault((r["system"], r["pinned"], r["connections"]), []).append(r)
     for pin in sorted({r["pinned"] for r in rows}, reverse=True):
         for conns in sorted({r["connections"] for r in rows}):
-            gw = index.get(("gateway", pin, conns))
-            if not gw:
+            gateway = runs.get(("gateway", pin, conns))
+            if not gateway:
                 continue
-            def ratio(other, key, invert=False):
-                o = index.get((other, pin, conns))
-                if not o or not gw[key] or not o[key]:
+
+            def ratio(other, key, invert=False, digits=2):
+                per_round = [(o[key] / gw[key]) if invert else (gw[key] / o[key])
+                             for gw, o in zip(gateway, runs.get((other, pin, conns), []))
+                             if gw[key] and o[key]]
+                if not per_round:
                     return "-"
-                return f"{(o[key] / gw[key]) if invert else (gw[key] / o[key]):.2f}"
+                text = f"{median(per_round):.{digits}f}"
+                if len(per_round) > 1:
+                    text += " (" + ", ".join(f"{x:.{digits}f}" for x in per_round) + ")"
+                return text
             bare = ratio("bare", "rps")
             go = ratio("go", "rps")
             cpu = ratio("go", "cpu_us_per_event", invert=True)
-            b100 = index.get(("batch100", pin, conns))
-            batch = f'{b100["events_per_s"] / gw["events_per_s"]:.1f}' if b100 else "-"
+            batch = ratio("batch100", "events_per_s", invert=True, digits=1)
             out.append(f'| {"yes" if pin else "no"} | {conns} | {bare} | {go} | {cpu} | {batch} |')
+    if any(len(v) > 1 for v in runs.values()):
+        out.append("")
+        out.append("With --repeat: the median of the rounds' ratios, each round's in brackets.")
     return "\n".join(out)
 
 

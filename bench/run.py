@@ -466,12 +466,21 @@ def upstream_alone(duration):
     return round(result["requests"] / (result["duration_us"] / 1e6), 1)
 
 
+def cpu_model():
+    """The CPU's model name: figures from different hosts do not compare."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown CPU")
+    except OSError:
+        return "unknown CPU"
+
+
 def markdown(rows, upstream_rps, args):
     lines = [
         f"Null upstream alone (PutRecord, 50 connections): **{upstream_rps:,.0f} req/s**.",
         "",
         f"wrk -t2 --timeout 10s, {args.duration} s per run after a 2 s warm-up, ~1 KiB events, on one "
-        f"{os.cpu_count()}-core machine. Pinned rows: the system alone on CPU 0, wrk and the upstream on "
+        f"{os.cpu_count()}-core machine ({cpu_model()}). Pinned rows: the system alone on CPU 0, wrk and the upstream on "
         "CPU 1. Unpinned rows: everything shares both cores. Compare ratios within one run.",
         "",
         "| system | pinned | conns | events/req | req/s | events/s | CPU µs/event | p50 ms | p99 ms | max ms "
@@ -607,7 +616,7 @@ def ab(args, pin):
             log(f"{conns} conns, pair {i + 1}: A {a['cpu_us_per_event']} us, B {b['cpu_us_per_event']} us, B/A {ratio:.3f}")
         results[conns] = {"pairs": pairs, "median": round(median([p["ratio"] for p in pairs]), 3)}
     lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per request on POST /import, "
-             f"{'pinned' if pin else 'unpinned'}, {args.duration} s per run", "",
+             f"{'pinned' if pin else 'unpinned'}, {args.duration} s per run, {cpu_model()}", "",
              "| connections | pair | A µs | B µs | B/A | A req/s | B req/s |", "|---|---|---|---|---|---|---|"]
     for conns, r in results.items():
         for i, p in enumerate(r["pairs"]):

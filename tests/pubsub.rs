@@ -206,9 +206,12 @@ impl Gate {
         }));
     }
 
-    fn shut(&mut self) {
+    /// Shuts the gate and waits until its port is closed, so `open` can
+    /// bind it again.
+    async fn shut(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+            let _ = task.await;
         }
     }
 
@@ -219,7 +222,9 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        self.shut();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
@@ -389,7 +394,7 @@ async fn with_the_spill_an_outage_is_absorbed_and_replayed_in_order() {
     };
     let mut gate = Gate::before(&emulator);
     let server = TestServer::start_with(sink_at(gate.host(), &topic), &config).await;
-    gate.shut();
+    gate.shut().await;
     emulator.stop();
     for n in 0..20 {
         let reply = http::post_keyed(

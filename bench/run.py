@@ -5,8 +5,10 @@ Builds release binaries, starts a null Kinesis upstream (measured alone
 first), then for each system and connection count starts the system fresh,
 warms up, drives `wrk` with ~1 KiB clickstream events and records requests/s,
 events/s, p50/p99/max latency, non-2xx and socket errors, the server's peak
-RSS, CPU seconds and CPU microseconds per event, and upstream calls per 1000
-events. Systems (the gateway always runs with its defaults; a system's name
+RSS, CPU seconds and CPU microseconds per event, upstream calls per 1000
+events, and how often wrk, the upstream and the system went to sleep per
+1000 requests (on loopback, waking a sleeping reader is charged to the
+writer). Systems (the gateway always runs with its defaults; a system's name
 says what differs):
 
   bare          a bare hyper server answering a canned receipt (the ceiling)
@@ -87,6 +89,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT.parent / "shared" / "peers"
 UPSTREAM_PORT = 4599
 PUBSUB_PORT = 4597
+UPSTREAM = {"pid": None}  # the null upstream of the current pinning mode
 PUBSUB_EMULATOR = "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 EMULATOR = {}  # the running Pub/Sub emulator, when a pubsub system is measured
 CLOSED_PORT = 4598  # nothing listens here: the stream is down
@@ -136,6 +139,21 @@ def cpu_seconds(pid):
     return total
 
 
+def sleeps(pid):
+    """Times the threads of a process and its children went to sleep
+    (voluntary context switches): each is a wake-up someone paid for."""
+    total = 0
+    for p in [pid] + children(pid):
+        for status in Path(f"/proc/{p}/task").glob("*/status"):
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        total += int(line.split()[1])
+            except FileNotFoundError:
+                pass
+    return total
+
+
 def peak_rss_mib(pid):
     total = 0
     for p in [pid] + children(pid):
@@ -156,6 +174,20 @@ def children(pid):
         return []
 
 
+def start_upstream(pin):
+    """The null Kinesis upstream, on the load's core when pinned, once it listens."""
+    proc = subprocess.Popen(pinned("1" if pin else None) + [
+        str(ROOT / "target" / "release" / "examples" / "null_kinesis"), f"127.0.0.1:{UPSTREAM_PORT}"],
+        stderr=subprocess.DEVNULL)
+    UPSTREAM["pid"] = proc.pid
+    try:
+        wait_for_port(UPSTREAM_PORT, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc
+
+
 def upstream_stats():
     with urllib.request.urlopen(f"http://127.0.0.1:{UPSTREAM_PORT}/stats", timeout=5) as r:
         return json.load(r)
@@ -167,10 +199,12 @@ def wrk(port, connections, duration, path="/import", body=None, cpus=None):
         "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk.lua"), f"http://127.0.0.1:{port}{path}",
     ]
+    slept = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=duration + 60).stdout
+    slept = resource.getrusage(resource.RUSAGE_CHILDREN).ru_nvcsw - slept
     for line in out.splitlines():
         if line.startswith("BENCH_JSON "):
-            return json.loads(line[len("BENCH_JSON "):])
+            return dict(json.loads(line[len("BENCH_JSON "):]), load_sleeps=slept)
     raise RuntimeError(f"wrk printed no summary:\n{out}")
 
 
@@ -371,10 +405,12 @@ def measure(name, case, connections, duration, pin):
                 f"http://127.0.0.1:{SYSTEM_PORT}/live/events"], stdout=subprocess.DEVNULL)
         wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
         emulator = EMULATOR["proc"].pid if case.emulator else broker[0] if broker else None
-        before_cpu, before = cpu_seconds(proc.pid), upstream_stats()
+        before_cpu, before, before_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
+        upstream_slept = sleeps(UPSTREAM["pid"])
         emulator_before = cpu_seconds(emulator) if emulator else 0.0
         result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu)
-        after_cpu, after = cpu_seconds(proc.pid), upstream_stats()
+        after_cpu, after, after_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
+        upstream_slept = sleeps(UPSTREAM["pid"]) - upstream_slept
         emulator_cpu = (cpu_seconds(emulator) - emulator_before) if emulator else None
         rss = peak_rss_mib(proc.pid)
     finally:
@@ -410,6 +446,12 @@ def measure(name, case, connections, duration, pin):
         "cpu_seconds": round(cpu, 2),
         "cpu_us_per_event": round(cpu * 1e6 / max(events, 1), 1),
         "upstream_calls_per_1000": None if name == "bare" else round(1000 * calls / max(events, 1), 1),
+        # Wake-ups per request: on loopback the kernel charges waking a
+        # sleeping reader to the writer, so the system under test pays for
+        # wrk's (and the upstream's) sleeps, and they pay for its own.
+        "load_sleeps_per_request": round(result["load_sleeps"] / max(result["requests"], 1), 3),
+        "upstream_sleeps_per_request": round(upstream_slept / max(result["requests"], 1), 3),
+        "system_sleeps_per_request": round((after_sleeps - before_sleeps) / max(result["requests"], 1), 3),
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
     if emulator_cpu is not None:
@@ -484,8 +526,8 @@ def markdown(rows, upstream_rps, args):
         "CPU 1. Unpinned rows: everything shares both cores. Compare ratios within one run.",
         "",
         "| system | pinned | conns | events/req | req/s | events/s | CPU µs/event | p50 ms | p99 ms | max ms "
-        "| non-2xx | socket errors | peak RSS MiB | upstream calls / 1000 events |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| non-2xx | socket errors | peak RSS MiB | upstream calls / 1000 events | sleeps / 1000 req: wrk, upstream, system |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         calls = "-" if r["upstream_calls_per_1000"] is None else f'{r["upstream_calls_per_1000"]:.1f}'
@@ -493,7 +535,8 @@ def markdown(rows, upstream_rps, args):
             f'| {r["system"]} | {"yes" if r["pinned"] else "no"} | {r["connections"]} | {r["events_per_request"]} '
             f'| {r["rps"]:,.0f} | {r["events_per_s"]:,.0f} | {r["cpu_us_per_event"]:.1f} | {r["p50_ms"]:.2f} '
             f'| {r["p99_ms"]:.2f} | {r["max_ms"]:.1f} | {r["non2xx"]} | {r["socket_errors"]} '
-            f'| {r["peak_rss_mib"]:.1f} | {calls} |')
+            f'| {r["peak_rss_mib"]:.1f} | {calls} | {1000 * r["load_sleeps_per_request"]:.0f}, '
+            f'{1000 * r["upstream_sleeps_per_request"]:.0f}, {1000 * r["system_sleeps_per_request"]:.0f} |')
     lines += ["", ratios(rows)]
     return "\n".join(lines) + "\n"
 
@@ -656,11 +699,8 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     if args.ab:
         pin = pins[0] if args.pin != "both" else False
-        upstream = subprocess.Popen(pinned("1" if pin else None) + [
-            str(ROOT / "target" / "release" / "examples" / "null_kinesis"), f"127.0.0.1:{UPSTREAM_PORT}"],
-            stderr=subprocess.DEVNULL)
+        upstream = start_upstream(pin)
         try:
-            wait_for_port(UPSTREAM_PORT, upstream)
             results, table = ab(args, pin)
         finally:
             stop(upstream)
@@ -675,10 +715,7 @@ def main():
     upstream_rps = 0
     try:
         for pin in pins:
-            upstream = subprocess.Popen(pinned("1" if pin else None) + [
-                str(ROOT / "target" / "release" / "examples" / "null_kinesis"), f"127.0.0.1:{UPSTREAM_PORT}"],
-                stderr=subprocess.DEVNULL)
-            wait_for_port(UPSTREAM_PORT, upstream)
+            upstream = start_upstream(pin)
             upstream_rps = max(upstream_rps, upstream_alone(min(args.duration, 5)))
             log(f"null upstream alone: {upstream_rps:,.0f} req/s")
             for connections in default_connections:

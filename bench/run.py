@@ -139,31 +139,30 @@ def cpu_seconds(pid):
     return total
 
 
-def sleeps(pid):
-    """Times the threads of a process and its children went to sleep
-    (voluntary context switches): each is a wake-up someone paid for."""
+def status_total(pid, field, threads=False):
+    """`field` of /proc/PID/status summed over a process and its children
+    (and, with `threads`, over each of their threads)."""
     total = 0
     for p in [pid] + children(pid):
-        for status in Path(f"/proc/{p}/task").glob("*/status"):
+        paths = Path(f"/proc/{p}/task").glob("*/status") if threads else [Path(f"/proc/{p}/status")]
+        for status in paths:
             try:
                 for line in status.read_text().splitlines():
-                    if line.startswith("voluntary_ctxt_switches:"):
+                    if line.startswith(field + ":"):
                         total += int(line.split()[1])
             except FileNotFoundError:
                 pass
     return total
 
 
+def sleeps(pid):
+    """Times the threads of a process and its children went to sleep
+    (voluntary context switches): each is a wake-up someone paid for."""
+    return status_total(pid, "voluntary_ctxt_switches", threads=True)
+
+
 def peak_rss_mib(pid):
-    total = 0
-    for p in [pid] + children(pid):
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-        except FileNotFoundError:
-            pass
-    return total / 1024
+    return status_total(pid, "VmHWM") / 1024
 
 
 def children(pid):

@@ -62,7 +62,9 @@ use it to compare systems on a noisy machine, e.g.
 and runs it (A) and the working tree's build (B) on POST /import with the
 null upstream, interleaved A B A B, --pairs pairs per connection count
 (default 50,500), ACCESS_LOG=false in both; it prints each pair's CPU per
-request B/A and their median, and writes ab.json to --out.
+request B/A and their median, and writes ab.json to --out. --ab-system
+batch100 (or batch10, segment100, posthog100) runs the A/B on that door
+instead, per event.
 
 --pin runs the system under test alone on CPU 0 and wrk and the upstream on
 CPU 1 (taskset), so CPU per event and requests/s per core are the system's
@@ -73,6 +75,7 @@ bounded by --duration; every address is 127.0.0.1.
 """
 
 import argparse
+import copy
 import json
 import os
 import resource
@@ -606,6 +609,10 @@ def chart(rows, path):
     fig.savefig(path, dpi=110)
 
 
+# The systems an A/B can run: the gateway's doors on the null upstream.
+AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100")
+
+
 def build_ref(ref):
     """The gateway at git ref `ref`, built in its own worktree and target directory."""
     sha = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, check=True,
@@ -641,12 +648,21 @@ def median(values):
 
 
 def ab(args, pin):
-    """Interleaved A/B on POST /import: `args.ab` (A) against the working tree (B)."""
+    """Interleaved A/B of one system (`--ab-system`, POST /import unless
+    said): `args.ab` (A) against the working tree (B)."""
     sha, old = build_ref(args.ab)
-    new = str(ROOT / "target" / "release" / "clickstream-gateway")
-    env = dict(aws_env(SYSTEM_PORT), ACCESS_LOG="false")
-    cases = {"A": Case([old], env), "B": Case([new], env)}
-    connections = [int(c) for c in (args.connections if args.connections != "1,50,500,1000" else "50,500").split(",")]
+    found = systems(args)
+    if args.ab_system not in AB_SYSTEMS:
+        sys.exit(f"--ab-system must be one of {', '.join(AB_SYSTEMS)} (the gateway on the null upstream)")
+    base = found[args.ab_system]
+    env = dict(base.env, ACCESS_LOG="false")
+    cases = {}
+    for side, binary in (("A", old), ("B", str(ROOT / "target" / "release" / "clickstream-gateway"))):
+        cases[side] = copy.copy(base)
+        cases[side].cmd, cases[side].env = [binary], env
+    default = ",".join(str(c) for c in base.connections or [50, 500])
+    connections = [int(c) for c in (args.connections if args.connections != "1,50,500,1000" else default).split(",")]
+    unit = "request" if base.events == 1 else "event"
     results = {}
     for conns in connections:
         pairs = []
@@ -657,13 +673,14 @@ def ab(args, pin):
             pairs.append({"a": a, "b": b, "ratio": round(ratio, 3)})
             log(f"{conns} conns, pair {i + 1}: A {a['cpu_us_per_event']} us, B {b['cpu_us_per_event']} us, B/A {ratio:.3f}")
         results[conns] = {"pairs": pairs, "median": round(median([p["ratio"] for p in pairs]), 3)}
-    lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per request on POST /import, "
-             f"{'pinned' if pin else 'unpinned'}, {args.duration} s per run, {cpu_model()}", "",
-             "| connections | pair | A µs | B µs | B/A | A req/s | B req/s |", "|---|---|---|---|---|---|---|"]
+    lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per {unit} on "
+             f"POST {base.path} ({args.ab_system}), {'pinned' if pin else 'unpinned'}, {args.duration} s per run, "
+             f"{cpu_model()}", "",
+             "| connections | pair | A µs | B µs | B/A | A events/s | B events/s |", "|---|---|---|---|---|---|---|"]
     for conns, r in results.items():
         for i, p in enumerate(r["pairs"]):
             lines.append(f"| {conns} | {i + 1} | {p['a']['cpu_us_per_event']} | {p['b']['cpu_us_per_event']} | "
-                         f"{p['ratio']:.3f} | {p['a']['rps']:,.0f} | {p['b']['rps']:,.0f} |")
+                         f"{p['ratio']:.3f} | {p['a']['events_per_s']:,.0f} | {p['b']['events_per_s']:,.0f} |")
         lines.append(f"| {conns} | **median** | | | **{r['median']:.3f}** | | |")
     return results, "\n".join(lines) + "\n"
 
@@ -679,6 +696,8 @@ def main():
     parser.add_argument("--no-build", action="store_true")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--ab", metavar="REF", help="interleaved A/B of git ref REF (A) against the working tree (B)")
+    parser.add_argument("--ab-system", default="gateway",
+                        help=f"the system the A/B runs: one of {', '.join(AB_SYSTEMS)} (default gateway, POST /import)")
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs per connection count (default 5)")
     parser.add_argument("--repeat", type=int, default=1, help="run the systems this many times, interleaved")
     args = parser.parse_args()

@@ -1,27 +1,69 @@
 //! A request's events sorted into records to write and rejections: each
-//! event is read through its protocol's view ([`view`]), and one that is not
-//! valid on its own (no user, over the record limit) is rejected alone, so
-//! one bad event does not cost the batch's good ones.
+//! event is read through its protocol's view ([`view`], [`view_next`]), and
+//! one that is not valid on its own (no user, over the record limit) is
+//! rejected alone, so one bad event does not cost the batch's good ones.
 
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 pub use crate::error::Rejection;
 
+use super::json::Walk;
 use crate::sink::{Record, RecordRules};
 
 /// One event of a request: its text, and the fields the endpoint reads
 /// from it or why they could not be read.
-pub type Viewed<'a, V> = (&'a serde_json::value::RawValue, Result<V, Rejection>);
+pub type Viewed<'a, V> = (&'a str, Result<V, Rejection>);
 
 /// The fields an endpoint reads from event `index`, or why they cannot be
 /// read: not a JSON object (a struct would also take an array), or not
 /// parseable as the view.
 pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::RawValue) -> Result<V, Rejection> {
-    let reject = |code, message: String| Rejection { index, code, message };
     if !raw.get().starts_with('{') {
-        return Err(reject("not_an_object", "the event is not a JSON object".into()));
+        return Err(not_an_object(index));
     }
-    serde_json::from_str(raw.get()).map_err(|e| reject("invalid_event", format!("the event does not parse: {e}")))
+    serde_json::from_str(raw.get()).map_err(|e| does_not_parse(index, &e))
+}
+
+/// Event `index`, the next value of `walk`, read through its view in one
+/// pass: [`view`] for an event whose text is not yet known to be JSON. An
+/// event that is not valid JSON fails the whole request, as it does when
+/// the body is parsed first.
+pub fn view_next<'a, V: Deserialize<'a>>(
+    walk: &mut Walk<'a>,
+    index: usize,
+) -> Result<Viewed<'a, V>, serde_json::Error> {
+    let failed = match walk.peek() {
+        Some(b'{') => match walk.value::<V>() {
+            Ok((view, raw)) => return Ok((raw, Ok(view))),
+            Err(e) => Some(e),
+        },
+        _ => None,
+    };
+    // Not an object, or not the view: read it again as any JSON, to tell a
+    // bad event (rejected alone) from a bad body.
+    let (_, raw) = walk.value::<IgnoredAny>()?;
+    let rejection = match failed {
+        None => not_an_object(index),
+        Some(e) => does_not_parse(index, &e),
+    };
+    Ok((raw, Err(rejection)))
+}
+
+fn not_an_object(index: usize) -> Rejection {
+    Rejection {
+        index,
+        code: "not_an_object",
+        message: "the event is not a JSON object".into(),
+    }
+}
+
+fn does_not_parse(index: usize, e: &serde_json::Error) -> Rejection {
+    Rejection {
+        index,
+        code: "invalid_event",
+        message: format!("the event does not parse: {e}"),
+    }
 }
 
 /// A request's events sorted into records to write and rejections.

@@ -148,7 +148,7 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
     let events = raw_events
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| (raw, view(index, raw)))
+        .map(|(index, raw)| (raw.get(), view(index, raw)))
         .collect();
     Ok(Parsed { events, key, sent_at })
 }
@@ -291,7 +291,7 @@ enum SentAt<'a> {
 fn record(
     context: &Context,
     index: usize,
-    raw: &RawValue,
+    raw: &str,
     view: &View,
     sent_at: Option<&SentAt>,
     key: Option<&str>,
@@ -311,7 +311,7 @@ fn record(
         ));
     };
     let rewritten;
-    let mut text = raw.get().as_bytes();
+    let mut text = raw.as_bytes();
     if view.now.0 || view.gateway.0 {
         rewritten = without(text, OVERWRITTEN).map_err(|e| reject("invalid_event", &e.to_string()))?;
         text = &rewritten;

@@ -24,12 +24,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{AUTHORIZATION, HOST, HeaderMap};
 use hyper::{Response, StatusCode};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
-use super::events::{Events, Rejection, Viewed, view};
-use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::events::{Events, Rejection, Viewed, view, view_next};
+use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     json_document,
@@ -43,16 +44,6 @@ pub const TYPES: &[&str] = &["track", "identify", "page", "screen", "group", "al
 
 /// Fields the gateway sets whatever the event says.
 const OVERWRITTEN: &[&str] = &["receivedAt", GATEWAY_FIELD];
-
-#[derive(Deserialize)]
-struct Batch<'a> {
-    #[serde(borrow)]
-    batch: RawEvents<'a>,
-    #[serde(rename = "sentAt", borrow, default)]
-    sent_at: Option<&'a RawValue>,
-    #[serde(rename = "writeKey", borrow, default)]
-    write_key: Option<Cow<'a, str>>,
-}
 
 /// The fields of an event the gateway reads; the rest pass through unread.
 #[derive(Deserialize)]
@@ -86,32 +77,67 @@ struct Parsed<'a> {
 
 /// Parses a body: a batch when `kind` is `None`, else one event of `kind`.
 fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Parsed<'a>, ApiError> {
-    let not_object = || ApiError::BadSdkRequest("the body must be a JSON object".into());
     if body.trim_ascii_start().first() != Some(&b'{') {
-        return Err(not_object());
+        return Err(ApiError::BadSdkRequest("the body must be a JSON object".into()));
     }
-    let (raw_events, sent_at, write_key) = match kind {
-        None => {
-            let batch: Batch = serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadSdkRequest(format!("the body is not a tracking API batch: {e}")))?;
-            (batch.batch.within(max_events)?, batch.sent_at, batch.write_key)
-        }
-        Some(_) => {
-            let event: &RawValue = serde_json::from_slice(body)
-                .map_err(|e| ApiError::BadSdkRequest(format!("the body is not valid JSON: {e}")))?;
-            (vec![event], None, None)
-        }
-    };
-    let events = raw_events
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| (raw, view(index, raw)))
-        .collect();
+    if kind.is_none() {
+        return parse_batch(body, max_events);
+    }
+    let event: &RawValue = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadSdkRequest(format!("the body is not valid JSON: {e}")))?;
     Ok(Parsed {
-        events,
-        sent_at,
-        write_key,
+        events: vec![(event.get(), view(0, event))],
+        sent_at: None,
+        write_key: None,
     })
+}
+
+/// `{"batch": [event, ...], "sentAt": ..., "writeKey": ...}` in one pass
+/// ([`Walk`]): each event's view is read where the event is found. Events
+/// past `max_events` are only checked and counted.
+fn parse_batch(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
+    let mut parsed = Parsed {
+        events: Vec::new(),
+        sent_at: None,
+        write_key: None,
+    };
+    let (mut total, mut batch, mut sent_at, mut write_key) = (0, false, false, false);
+    let mut walk = Walk::new(body).map_err(not_a_batch)?;
+    walk.object(|walk, name| {
+        let (seen, field) = match &*name {
+            "batch" => (&mut batch, "batch"),
+            "sentAt" => (&mut sent_at, "sentAt"),
+            "writeKey" => (&mut write_key, "writeKey"),
+            _ => return walk.value::<IgnoredAny>().map(drop),
+        };
+        if std::mem::replace(seen, true) {
+            return Err(serde::de::Error::duplicate_field(field));
+        }
+        match field {
+            "batch" => walk.array(|walk| {
+                total += 1;
+                if total > max_events {
+                    return walk.value::<IgnoredAny>().map(drop);
+                }
+                parsed.events.push(view_next(walk, total - 1)?);
+                Ok(())
+            }),
+            "sentAt" => walk.value().map(|(value, _)| parsed.sent_at = value),
+            _ => walk.value().map(|(value, _)| parsed.write_key = value),
+        }
+    })
+    .and_then(|()| walk.end())
+    .map_err(not_a_batch)?;
+    match total {
+        _ if !batch => Err(not_a_batch(serde::de::Error::missing_field("batch"))),
+        0 => Err(ApiError::EmptyBatch),
+        n if n > max_events => Err(ApiError::TooManyRecords { max: max_events }),
+        _ => Ok(parsed),
+    }
+}
+
+fn not_a_batch(e: serde_json::Error) -> ApiError {
+    ApiError::BadSdkRequest(format!("the body is not a tracking API batch: {e}"))
 }
 
 /// The tracking API: a batch (`kind` is `None`) or one event of `kind`.
@@ -196,7 +222,7 @@ fn record(
     context: &Context,
     path_kind: Option<&'static str>,
     index: usize,
-    raw: &RawValue,
+    raw: &str,
     view: &View,
     batch_sent_at: Option<&RawValue>,
     write_key: Option<&str>,
@@ -224,7 +250,7 @@ fn record(
         return Err(reject("missing_user", "the event needs a `userId` or an `anonymousId`"));
     };
     let rewritten;
-    let mut text = raw.get().as_bytes();
+    let mut text = raw.as_bytes();
     if view.received_at.0 || view.gateway.0 || context.ip.is_some() {
         rewritten = rewrite(text, context.ip.as_deref())
             .map_err(|e| reject("invalid_event", &format!("the event does not parse: {e}")))?;
@@ -405,6 +431,39 @@ mod tests {
         assert_eq!(parsed(r#"{"batch":[{},{},{},{},{},{}]}"#, None).unwrap().len(), 6);
         let bad_utf8 = b"{\"batch\":[{\"userId\":\"\xff\"}]}";
         assert!(parse(bad_utf8, None, 5).is_err());
+    }
+
+    #[test]
+    fn the_batch_envelope_is_read_in_one_pass_whatever_its_order() {
+        let body = br#"{"context":{"a":[1,{"batch":2}]},"writeKey":"wk","batch":[{"type":"track","event":"e","userId":"u"}],"sentAt":null,"x":1}"#;
+        let parsed = parse(body, None, 6).unwrap();
+        assert_eq!(parsed.write_key.as_deref(), Some("wk"));
+        assert!(parsed.sent_at.is_none());
+        assert_eq!(parsed.events.len(), 1);
+        assert_eq!(parsed.events[0].0, r#"{"type":"track","event":"e","userId":"u"}"#);
+
+        let body = br#"{"sentAt":"2026-01-01T00:00:00Z","batch":[{"userId":1}]}"#;
+        let parsed = parse(body, None, 6).unwrap();
+        assert_eq!(parsed.sent_at.map(RawValue::get), Some(r#""2026-01-01T00:00:00Z""#));
+        assert_eq!(parsed.events[0].1.as_ref().unwrap().user_id, Some(Id("1".into())));
+
+        let message = |body: &str| match parse(body.as_bytes(), None, 2) {
+            Err(ApiError::BadSdkRequest(message)) => message,
+            other => panic!("{body}: {:?}", other.map(|p| p.events.len())),
+        };
+        assert_eq!(
+            message(r#"{"sentAt":1,"sentAt":2,"batch":[{}]}"#),
+            "the body is not a tracking API batch: duplicate field `sentAt`"
+        );
+        assert_eq!(
+            message(r#"{"sentAt":1}"#),
+            "the body is not a tracking API batch: missing field `batch`"
+        );
+        // A bad event past the events kept still makes the body bad, and the
+        // error says where it is in the body, as serde_json would.
+        let body = "{\"batch\":[{},\n {},\n {\"a\":tru}]}";
+        let whole = serde_json::from_str::<IgnoredAny>(body).unwrap_err();
+        assert_eq!(message(body), format!("the body is not a tracking API batch: {whole}"));
     }
 
     #[test]

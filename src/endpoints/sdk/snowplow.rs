@@ -92,7 +92,7 @@ fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, Ap
     Ok(data
         .into_iter()
         .enumerate()
-        .map(|(index, raw)| (raw, view(index, raw)))
+        .map(|(index, raw)| (raw.get(), view(index, raw)))
         .collect())
 }
 
@@ -161,7 +161,7 @@ fn decode_query(query: &str, context: &Context, events: Events) -> Result<Decode
     }
     let text = serde_json::to_string(&event).expect("a map of strings serialises");
     let raw = RawValue::from_string(text).expect("serde_json wrote valid JSON");
-    Ok(build(vec![(&*raw, view(0, &raw))], context, events))
+    Ok(build(vec![(raw.get(), view(0, &raw))], context, events))
 }
 
 /// The records, and each event's app id (`aid`) as its source key: with
@@ -178,7 +178,7 @@ fn build(parsed: Vec<Viewed<'_, View<'_>>>, context: &Context, mut events: Event
     }
 }
 
-fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Result<(Vec<u8>, String), Rejection> {
+fn record(context: &Context, index: usize, raw: &str, view: &View) -> Result<(Vec<u8>, String), Rejection> {
     let reject = |code, message: &str| Rejection {
         index,
         code,
@@ -196,7 +196,7 @@ fn record(context: &Context, index: usize, raw: &RawValue, view: &View) -> Resul
         ));
     }
     let rewritten;
-    let mut text = raw.get().as_bytes();
+    let mut text = raw.as_bytes();
     if view.collector_tstamp.0 || view.gateway.0 {
         rewritten = without(text, OVERWRITTEN).map_err(|e| reject("invalid_event", &e.to_string()))?;
         text = &rewritten;

@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 pub use crate::error::Rejection;
 
 use super::json::Walk;
+use crate::error::ApiError;
 use crate::sink::{Record, RecordRules};
 
 /// One event of a request: its text, and the fields the endpoint reads
@@ -29,10 +30,7 @@ pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::Ra
 /// pass: [`view`] for an event whose text is not yet known to be JSON. An
 /// event that is not valid JSON fails the whole request, as it does when
 /// the body is parsed first.
-pub fn view_next<'a, V: Deserialize<'a>>(
-    walk: &mut Walk<'a>,
-    index: usize,
-) -> Result<Viewed<'a, V>, serde_json::Error> {
+fn view_next<'a, V: Deserialize<'a>>(walk: &mut Walk<'a>, index: usize) -> Result<Viewed<'a, V>, serde_json::Error> {
     let failed = match walk.peek() {
         Some(b'{') => match walk.value::<V>() {
             Ok((view, raw)) => return Ok((raw, Ok(view))),
@@ -48,6 +46,47 @@ pub fn view_next<'a, V: Deserialize<'a>>(
         Some(e) => does_not_parse(index, &e),
     };
     Ok((raw, Err(rejection)))
+}
+
+/// The events of one JSON array, each read through its view where it is
+/// found ([`view_next`]).
+#[derive(Debug)]
+pub struct ViewedArray<'a, V> {
+    events: Vec<Viewed<'a, V>>,
+    total: usize,
+}
+
+impl<'a, V> ViewedArray<'a, V> {
+    /// The events, when there are some and at most `max`.
+    pub fn within(self, max: usize) -> Result<Vec<Viewed<'a, V>>, ApiError> {
+        match self.total {
+            0 => Err(ApiError::EmptyBatch),
+            n if n > max => Err(ApiError::TooManyRecords { max }),
+            _ => Ok(self.events),
+        }
+    }
+}
+
+/// The array that is the next value of `walk`, its events read in one pass.
+/// Events past `max` are only checked and counted: a body of millions of
+/// tiny elements holds no more than `max` views.
+pub fn view_array<'a, V: Deserialize<'a>>(
+    walk: &mut Walk<'a>,
+    max: usize,
+) -> Result<ViewedArray<'a, V>, serde_json::Error> {
+    let mut array = ViewedArray {
+        events: Vec::new(),
+        total: 0,
+    };
+    walk.array(|walk| {
+        array.total += 1;
+        if array.total > max {
+            return walk.value::<IgnoredAny>().map(drop);
+        }
+        array.events.push(view_next(walk, array.total - 1)?);
+        Ok(())
+    })?;
+    Ok(array)
 }
 
 fn not_an_object(index: usize) -> Rejection {

@@ -264,6 +264,20 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// Reads the value of field `name` into `slot`, unless the object had
+    /// the field already: as serde's derive does, a field appears once.
+    pub fn once<T: Deserialize<'a>>(
+        &mut self,
+        slot: &mut Option<T>,
+        name: &'static str,
+    ) -> Result<(), serde_json::Error> {
+        if slot.is_some() {
+            return Err(serde_json::Error::duplicate_field(name));
+        }
+        *slot = Some(self.value()?.0);
+        Ok(())
+    }
+
     /// Fails unless only whitespace is left.
     pub fn end(&mut self) -> Result<(), serde_json::Error> {
         match self.peek() {

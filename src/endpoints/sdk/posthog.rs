@@ -31,13 +31,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD, timestamp};
-use super::events::{Events, Rejection, Viewed, view};
-use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::events::{Events, Rejection, Viewed, view, view_array};
+use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     document, json_document,
@@ -57,18 +58,6 @@ const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 
 /// The object forms: a batch envelope, or one event (whose own key and
 /// `sent_at` are then read here too).
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    batch: Option<RawEvents<'a>>,
-    #[serde(borrow, default)]
-    api_key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    token: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    sent_at: Option<&'a RawValue>,
-}
-
 /// The fields of an event the gateway reads.
 #[derive(Deserialize)]
 struct View<'a> {
@@ -119,38 +108,57 @@ struct Parsed<'a> {
     sent_at: Option<&'a RawValue>,
 }
 
+/// Parses a body in one pass over its events ([`Walk`]): an array of
+/// events, a batch envelope (`batch`, with `api_key` or `token` and
+/// `sent_at`), or one event, whose own key and `sent_at` are then read too.
 fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
-    let bad = |what: &str, e: serde_json::Error| ApiError::BadSdkRequest(format!("{what}: {e}"));
-    let (raw_events, key, sent_at) = match body.trim_ascii_start().first() {
+    fn bad(what: &'static str) -> impl Fn(serde_json::Error) -> ApiError + Copy {
+        move |e| ApiError::BadSdkRequest(format!("{what}: {e}"))
+    }
+    match body.trim_ascii_start().first() {
         Some(b'[') => {
-            let events: RawEvents =
-                serde_json::from_slice(body).map_err(|e| bad("the body is not a JSON array of events", e))?;
-            (events.within(max_events)?, None, None)
+            let not_events = bad("the body is not a JSON array of events");
+            let mut walk = Walk::new(body).map_err(not_events)?;
+            let events = view_array(&mut walk, max_events)
+                .and_then(|events| walk.end().map(|()| events))
+                .map_err(not_events)?;
+            Ok(Parsed {
+                events: events.within(max_events)?,
+                key: None,
+                sent_at: None,
+            })
         }
         Some(b'{') => {
-            let envelope: Envelope =
-                serde_json::from_slice(body).map_err(|e| bad("the body is not a PostHog batch or event", e))?;
-            let key = envelope.api_key.or(envelope.token);
-            match envelope.batch {
-                Some(batch) => (batch.within(max_events)?, key, envelope.sent_at),
+            let not_posthog = bad("the body is not a PostHog batch or event");
+            let (mut batch, mut api_key, mut token, mut sent_at) = (None, None, None, None);
+            let mut walk = Walk::new(body).map_err(not_posthog)?;
+            walk.object(|walk, name| match &*name {
+                "batch" if batch.is_some() => Err(serde::de::Error::duplicate_field("batch")),
+                "batch" if walk.peek() == Some(b'[') => view_array(walk, max_events).map(|e| batch = Some(Some(e))),
+                // `null` is no batch: the body is one event.
+                "batch" => walk.value::<()>().map(|_| batch = Some(None)),
+                "api_key" => walk.once(&mut api_key, "api_key"),
+                "token" => walk.once(&mut token, "token"),
+                "sent_at" => walk.once(&mut sent_at, "sent_at"),
+                _ => walk.value::<IgnoredAny>().map(drop),
+            })
+            .and_then(|()| walk.end())
+            .map_err(not_posthog)?;
+            let key = api_key.flatten().or(token.flatten());
+            let sent_at = sent_at.flatten();
+            let events = match batch.flatten() {
+                Some(batch) => batch.within(max_events)?,
                 None => {
-                    let event: &RawValue = serde_json::from_slice(body).map_err(|e| bad("the body is not JSON", e))?;
-                    (vec![event], key, envelope.sent_at)
+                    let event: &RawValue = serde_json::from_slice(body).map_err(bad("the body is not JSON"))?;
+                    vec![(event.get(), view(0, event))]
                 }
-            }
+            };
+            Ok(Parsed { events, key, sent_at })
         }
-        _ => {
-            return Err(ApiError::BadSdkRequest(
-                "the body must be a JSON object or array (gzip is detected and decoded)".into(),
-            ));
-        }
-    };
-    let events = raw_events
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| (raw.get(), view(index, raw)))
-        .collect();
-    Ok(Parsed { events, key, sent_at })
+        _ => Err(ApiError::BadSdkRequest(
+            "the body must be a JSON object or array (gzip is detected and decoded)".into(),
+        )),
+    }
 }
 
 /// PostHog capture, in every body form its SDKs send.
@@ -470,6 +478,32 @@ mod tests {
         let one = parse(br#"{"event":"a","token":"phc_3","distinct_id":7}"#, 5).unwrap();
         assert_eq!((one.events.len(), one.key.as_deref()), (1, Some("phc_3")));
         assert_eq!(one.events[0].1.as_ref().unwrap().distinct_id(), Some("7"));
+    }
+
+    #[test]
+    fn the_envelope_is_read_in_one_pass_whatever_its_order() {
+        let batch = parse(
+            br#"{"sent_at":null,"x":{"batch":1},"batch":[{"event":"a"}],"token":"phc_t","api_key":"phc_k"}"#,
+            5,
+        )
+        .unwrap();
+        assert_eq!(batch.events[0].0, r#"{"event":"a"}"#);
+        assert_eq!((batch.key.as_deref(), batch.sent_at.is_none()), (Some("phc_k"), true));
+        let one = parse(br#"{"batch":null,"event":"a","api_key":"phc_1"}"#, 5).unwrap();
+        assert_eq!((one.events.len(), one.key.as_deref()), (1, Some("phc_1")));
+        assert_eq!(one.events[0].0, r#"{"batch":null,"event":"a","api_key":"phc_1"}"#);
+        for (body, error) in [
+            (
+                r#"{"api_key":"a","api_key":"b","batch":[{}]}"#,
+                "duplicate field `api_key`",
+            ),
+            (r#"{"batch":[{}],"batch":[{}]}"#, "duplicate field `batch`"),
+        ] {
+            match parse(body.as_bytes(), 5) {
+                Err(ApiError::BadSdkRequest(message)) => assert!(message.ends_with(error), "{message}"),
+                other => panic!("{body}: {:?}", other.map(|p| p.events.len())),
+            }
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
-use super::events::{Events, Rejection, Viewed, view, view_next};
+use super::events::{Events, Rejection, Viewed, view, view_array};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
@@ -96,44 +96,23 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
 /// ([`Walk`]): each event's view is read where the event is found. Events
 /// past `max_events` are only checked and counted.
 fn parse_batch(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
-    let mut parsed = Parsed {
-        events: Vec::new(),
-        sent_at: None,
-        write_key: None,
-    };
-    let (mut total, mut batch, mut sent_at, mut write_key) = (0, false, false, false);
+    let (mut batch, mut sent_at, mut write_key) = (None, None, None);
     let mut walk = Walk::new(body).map_err(not_a_batch)?;
-    walk.object(|walk, name| {
-        let (seen, field) = match &*name {
-            "batch" => (&mut batch, "batch"),
-            "sentAt" => (&mut sent_at, "sentAt"),
-            "writeKey" => (&mut write_key, "writeKey"),
-            _ => return walk.value::<IgnoredAny>().map(drop),
-        };
-        if std::mem::replace(seen, true) {
-            return Err(serde::de::Error::duplicate_field(field));
-        }
-        match field {
-            "batch" => walk.array(|walk| {
-                total += 1;
-                if total > max_events {
-                    return walk.value::<IgnoredAny>().map(drop);
-                }
-                parsed.events.push(view_next(walk, total - 1)?);
-                Ok(())
-            }),
-            "sentAt" => walk.value().map(|(value, _)| parsed.sent_at = value),
-            _ => walk.value().map(|(value, _)| parsed.write_key = value),
-        }
+    walk.object(|walk, name| match &*name {
+        "batch" if batch.is_some() => Err(serde::de::Error::duplicate_field("batch")),
+        "batch" => view_array(walk, max_events).map(|events| batch = Some(events)),
+        "sentAt" => walk.once(&mut sent_at, "sentAt"),
+        "writeKey" => walk.once(&mut write_key, "writeKey"),
+        _ => walk.value::<IgnoredAny>().map(drop),
     })
     .and_then(|()| walk.end())
     .map_err(not_a_batch)?;
-    match total {
-        _ if !batch => Err(not_a_batch(serde::de::Error::missing_field("batch"))),
-        0 => Err(ApiError::EmptyBatch),
-        n if n > max_events => Err(ApiError::TooManyRecords { max: max_events }),
-        _ => Ok(parsed),
-    }
+    let batch = batch.ok_or_else(|| not_a_batch(serde::de::Error::missing_field("batch")))?;
+    Ok(Parsed {
+        events: batch.within(max_events)?,
+        sent_at: sent_at.flatten(),
+        write_key: write_key.flatten(),
+    })
 }
 
 fn not_a_batch(e: serde_json::Error) -> ApiError {

@@ -212,6 +212,35 @@ impl Events {
 mod tests {
     use super::*;
 
+    #[derive(Debug, Deserialize)]
+    struct Any {}
+
+    fn array(text: &str, max: usize) -> Result<ViewedArray<'_, Any>, serde_json::Error> {
+        view_array(&mut Walk::new(text.as_bytes())?, max)
+    }
+
+    #[test]
+    fn an_array_holds_at_most_max_views_and_counts_the_rest() {
+        let huge = format!("[{}{{}}]", "{},".repeat(200_000));
+        let viewed = array(&huge, 10).unwrap();
+        assert_eq!((viewed.events.len(), viewed.total), (10, 200_001));
+        assert!(matches!(viewed.within(10), Err(ApiError::TooManyRecords { max: 10 })));
+        assert!(
+            array(&format!("[{}{{]", "{},".repeat(20)), 10).is_err(),
+            "checked past max"
+        );
+        assert!(matches!(array("[]", 10).unwrap().within(10), Err(ApiError::EmptyBatch)));
+
+        let events = array(r#"[1, {"a": [2]}, {"b":3} ]"#, 3).unwrap().within(3).unwrap();
+        let texts: Vec<_> = events.iter().map(|(text, _)| *text).collect();
+        assert_eq!(texts, ["1", r#"{"a": [2]}"#, r#"{"b":3}"#]);
+        let codes: Vec<_> = events
+            .iter()
+            .map(|(_, v)| v.as_ref().err().map(|r| (r.index, r.code)))
+            .collect();
+        assert_eq!(codes, [Some((0, "not_an_object")), None, None]);
+    }
+
     #[test]
     fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
         let mut events = Events::new(100, 256);

@@ -1,15 +1,12 @@
 //! JSON pieces the SDK protocols share: splicing fields into an event's own
 //! text ([`Object`]), reading fields without copying them ([`Present`],
-//! [`Id`]), an array of events that keeps at most a bounded number of
-//! raw elements ([`RawEvents`]), and a body read one value at a time with
-//! each value's text kept ([`Walk`]).
+//! [`Id`]), and a body read one value at a time with each value's text
+//! kept ([`Walk`]).
 
 use std::borrow::Cow;
 
 use serde::de::{Deserializer, Error as _, IgnoredAny, Visitor};
 use serde::{Deserialize, Serialize};
-
-use crate::error::ApiError;
 
 /// A JSON object being extended with fields before its closing `}`.
 #[derive(Debug)]
@@ -114,64 +111,6 @@ impl Id<'_> {
 /// The text of an id field, if it is there and not empty.
 pub fn id_text<'a>(id: &'a Option<Id<'_>>) -> Option<&'a str> {
     id.as_ref().and_then(Id::text)
-}
-
-/// Elements kept of one array of events; `SDK_MAX_EVENTS` can be at most
-/// this many, so keeping one more is enough to know a request is over it.
-const KEEP_EVENTS: usize = 100_001;
-
-/// A JSON array of events, each kept as its raw text, but never more than
-/// [`KEEP_EVENTS`] of them: the rest are counted and skipped, so a body of
-/// millions of tiny elements costs no memory beyond its own bytes.
-#[derive(Debug, Default)]
-pub struct RawEvents<'a> {
-    /// The first elements.
-    pub kept: Vec<&'a serde_json::value::RawValue>,
-    /// How many elements the array has.
-    pub total: usize,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawEvents<'a> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ArrayVisitor;
-        impl<'de> Visitor<'de> for ArrayVisitor {
-            type Value = RawEvents<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array of events")
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<RawEvents<'de>, A::Error> {
-                let mut events = RawEvents::default();
-                while events.kept.len() < KEEP_EVENTS {
-                    match seq.next_element()? {
-                        Some(raw) => events.kept.push(raw),
-                        None => {
-                            events.total = events.kept.len();
-                            return Ok(events);
-                        }
-                    }
-                }
-                events.total = events.kept.len();
-                while seq.next_element::<IgnoredAny>()?.is_some() {
-                    events.total += 1;
-                }
-                Ok(events)
-            }
-        }
-        deserializer.deserialize_seq(ArrayVisitor)
-    }
-}
-
-impl<'a> RawEvents<'a> {
-    /// The events, when there are some and at most `max`.
-    pub fn within(self, max: usize) -> Result<Vec<&'a serde_json::value::RawValue>, ApiError> {
-        if self.total == 0 {
-            return Err(ApiError::EmptyBatch);
-        }
-        if self.total > max {
-            return Err(ApiError::TooManyRecords { max });
-        }
-        Ok(self.kept)
-    }
 }
 
 /// A JSON text read one value at a time, each value's own text kept, so a
@@ -475,24 +414,5 @@ mod tests {
         })
         .unwrap();
         assert_eq!(got, ["\"x\"", "2"]);
-    }
-
-    #[test]
-    fn a_huge_array_keeps_a_bounded_number_of_events() {
-        let body = format!("[{}{{}}]", "{},".repeat(KEEP_EVENTS + 5));
-        let events: RawEvents = serde_json::from_str(&body).unwrap();
-        assert_eq!((events.kept.len(), events.total), (KEEP_EVENTS, KEEP_EVENTS + 6));
-        assert!(matches!(
-            events.within(100_000),
-            Err(ApiError::TooManyRecords { max: 100_000 })
-        ));
-        let events: RawEvents = serde_json::from_str("[1, {\"a\": [2]}]").unwrap();
-        assert_eq!(
-            events.within(2).unwrap().iter().map(|r| r.get()).collect::<Vec<_>>(),
-            ["1", "{\"a\": [2]}"]
-        );
-        let empty: RawEvents = serde_json::from_str("[]").unwrap();
-        assert!(matches!(empty.within(2), Err(ApiError::EmptyBatch)));
-        assert!(serde_json::from_str::<RawEvents>("[1,").is_err());
     }
 }

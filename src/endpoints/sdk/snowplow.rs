@@ -23,12 +23,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
-use super::events::{Events, Rejection, Viewed, view};
-use super::json::{Id, Object, Present, RawEvents, id_text, without};
+use super::events::{Events, Rejection, Viewed, view, view_array};
+use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{Decoded, Incoming, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey};
 use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
@@ -45,14 +46,6 @@ const PIXEL: &[u8] = &[
     0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
     0x02, 0x44, 0x01, 0x00, 0x3b,
 ];
-
-#[derive(Deserialize)]
-struct PayloadData<'a> {
-    #[serde(borrow)]
-    schema: Cow<'a, str>,
-    #[serde(borrow)]
-    data: RawEvents<'a>,
-}
 
 /// The tracker parameters the gateway reads.
 #[derive(Deserialize)]
@@ -81,19 +74,25 @@ fn parse(body: &[u8], max_events: usize) -> Result<Vec<Viewed<'_, View<'_>>>, Ap
             "the body must be a payload_data JSON object".into(),
         ));
     }
-    let payload: PayloadData = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadSdkRequest(format!("the body is not a Snowplow payload_data: {e}")))?;
-    if !payload.schema.starts_with(PAYLOAD_DATA) {
+    let not_payload = |e| ApiError::BadSdkRequest(format!("the body is not a Snowplow payload_data: {e}"));
+    let (mut schema, mut data) = (None, None);
+    let mut walk = Walk::new(body).map_err(not_payload)?;
+    walk.object(|walk, name| match &*name {
+        "schema" => walk.once(&mut schema, "schema"),
+        "data" if data.is_some() => Err(serde::de::Error::duplicate_field("data")),
+        "data" => view_array(walk, max_events).map(|events| data = Some(events)),
+        _ => walk.value::<IgnoredAny>().map(drop),
+    })
+    .and_then(|()| walk.end())
+    .map_err(not_payload)?;
+    let schema: Cow<str> = schema.ok_or_else(|| not_payload(serde::de::Error::missing_field("schema")))?;
+    let data = data.ok_or_else(|| not_payload(serde::de::Error::missing_field("data")))?;
+    if !schema.starts_with(PAYLOAD_DATA) {
         return Err(ApiError::BadSdkRequest(format!(
             "`schema` must be {PAYLOAD_DATA}jsonschema/1-0-*"
         )));
     }
-    let data = payload.data.within(max_events)?;
-    Ok(data
-        .into_iter()
-        .enumerate()
-        .map(|(index, raw)| (raw.get(), view(index, raw)))
-        .collect())
+    data.within(max_events)
 }
 
 /// The tracker protocol: `POST .../tp2` (`pixel` false) or `GET /i`.

@@ -52,9 +52,12 @@ KEYS = {
 # The browser SDKs, started by browser.mjs.
 BROWSER_SDKS = {"segment-browser", "rudder-browser", "posthog-browser", "snowplow-browser"}
 # SDKs with more than one request in flight at once: @segment/analytics-node's
-# batches, and @rudderstack/analytics-js's queue, which sends up to 100 events
-# at once, one per request (its RetryQueue's maxItems).
-CONCURRENT_SENDERS = {"segment-node", "rudder-browser"}
+# batches; @rudderstack/analytics-js's queue, which sends up to 100 events
+# at once, one per request (its RetryQueue's maxItems); and
+# @rudderstack/rudder-sdk-node, whose flush() waits for the flush in flight,
+# so two flushes waiting on it both post when it ends (3.0.13, cjs/index.js
+# `yield this.pendingFlush`; send.mjs flushes every 100 ms).
+CONCURRENT_SENDERS = {"segment-node", "rudder-browser", "rudder-node"}
 # Every event carries this, with characters that must survive byte for byte.
 PAYLOAD = {"price": 12.5, "qty": 3, "note": "caf\u00e9 \u2713 \"quoted\" \\ slash", "nested": {"a": [1, None, True]}}
 

@@ -1,5 +1,5 @@
 //! A request's events sorted into records to write and rejections: each
-//! event is read through its protocol's view ([`view`], [`view_next`]), and
+//! event is read through its protocol's view ([`view_one`], [`view_array`]), and
 //! one that is not valid on its own (no user, over the record limit) is
 //! rejected alone, so one bad event does not cost the batch's good ones.
 
@@ -16,20 +16,20 @@ use crate::sink::{Record, RecordRules};
 /// from it or why they could not be read.
 pub type Viewed<'a, V> = (&'a str, Result<V, Rejection>);
 
-/// The fields an endpoint reads from event `index`, or why they cannot be
-/// read: not a JSON object (a struct would also take an array), or not
-/// parseable as the view.
-pub fn view<'a, V: Deserialize<'a>>(index: usize, raw: &'a serde_json::value::RawValue) -> Result<V, Rejection> {
-    if !raw.get().starts_with('{') {
-        return Err(not_an_object(index));
-    }
-    serde_json::from_str(raw.get()).map_err(|e| does_not_parse(index, &e))
+/// A body that is one event, read through its view in one pass
+/// ([`view_array`] for each event of an array).
+pub fn view_one<'a, V: Deserialize<'a>>(body: &'a [u8]) -> Result<Viewed<'a, V>, serde_json::Error> {
+    let mut walk = Walk::new(body)?;
+    let viewed = view_next(&mut walk, 0)?;
+    walk.end()?;
+    Ok(viewed)
 }
 
 /// Event `index`, the next value of `walk`, read through its view in one
-/// pass: [`view`] for an event whose text is not yet known to be JSON. An
-/// event that is not valid JSON fails the whole request, as it does when
-/// the body is parsed first.
+/// pass: its text, and the fields the endpoint reads or why they cannot be
+/// read (not a JSON object, since a struct would also take an array, or not
+/// parseable as the view). An event that is not valid JSON fails the whole
+/// request.
 fn view_next<'a, V: Deserialize<'a>>(walk: &mut Walk<'a>, index: usize) -> Result<Viewed<'a, V>, serde_json::Error> {
     let failed = match walk.peek() {
         Some(b'{') => match walk.value::<V>() {

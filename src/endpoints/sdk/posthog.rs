@@ -37,7 +37,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD, timestamp};
-use super::events::{Events, Rejection, Viewed, view, view_array};
+use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
@@ -148,10 +148,7 @@ fn parse(body: &[u8], max_events: usize) -> Result<Parsed<'_>, ApiError> {
             let sent_at = sent_at.flatten();
             let events = match batch.flatten() {
                 Some(batch) => batch.within(max_events)?,
-                None => {
-                    let event: &RawValue = serde_json::from_slice(body).map_err(bad("the body is not JSON"))?;
-                    vec![(event.get(), view(0, event))]
-                }
+                None => vec![view_one(body).map_err(bad("the body is not JSON"))?],
             };
             Ok(Parsed { events, key, sent_at })
         }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
-use super::events::{Events, Rejection, Viewed, view, view_array};
+use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
@@ -83,10 +83,9 @@ fn parse<'a>(body: &'a [u8], kind: Option<&str>, max_events: usize) -> Result<Pa
     if kind.is_none() {
         return parse_batch(body, max_events);
     }
-    let event: &RawValue = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadSdkRequest(format!("the body is not valid JSON: {e}")))?;
+    let event = view_one(body).map_err(|e| ApiError::BadSdkRequest(format!("the body is not valid JSON: {e}")))?;
     Ok(Parsed {
-        events: vec![(event.get(), view(0, event))],
+        events: vec![event],
         sent_at: None,
         write_key: None,
     })

@@ -25,10 +25,9 @@ use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
-use super::events::{Events, Rejection, Viewed, view, view_array};
+use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{Decoded, Incoming, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey};
 use crate::config::SdkConfig;
@@ -159,8 +158,8 @@ fn decode_query(query: &str, context: &Context, events: Events) -> Result<Decode
         ));
     }
     let text = serde_json::to_string(&event).expect("a map of strings serialises");
-    let raw = RawValue::from_string(text).expect("serde_json wrote valid JSON");
-    Ok(build(vec![(raw.get(), view(0, &raw))], context, events))
+    let event = view_one(text.as_bytes()).expect("serde_json wrote valid JSON");
+    Ok(build(vec![event], context, events))
 }
 
 /// The records, and each event's app id (`aid`) as its source key: with

@@ -28,6 +28,20 @@ use crate::routes::{self, Endpoint, Route};
 /// The header that carries a request's id, taken from the client when sane.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The headers whose meaning the gateway acts on. Each may come once: with
+/// two, the gateway and a proxy in front of it could each read a different
+/// one (two `Origin`s, one allowed), so such a request is refused whole.
+const SINGLE_HEADERS: [&str; 8] = [
+    "origin",
+    "authorization",
+    "x-api-key",
+    "content-encoding",
+    "content-type",
+    crate::partition_key::HEADER,
+    "idempotency-key",
+    REQUEST_ID,
+];
+
 /// Answers one request. Never fails: every error becomes a response. Every
 /// response carries `X-Request-Id`; metrics and the access log see every one.
 pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
@@ -49,14 +63,16 @@ where
 {
     let started = Instant::now();
     let _in_flight = GaugeGuard::inc(app.metrics().requests_in_flight());
-    let request_id = request_id(request.headers().get(REQUEST_ID));
-    let origin = request.headers().get(ORIGIN).cloned();
+    let repeated = repeated_header(request.headers());
+    let request_id = request_id(request.headers().get(REQUEST_ID).filter(|_| repeated.is_none()));
+    let origin = request.headers().get(ORIGIN).filter(|_| repeated.is_none()).cloned();
     let label = route.map_or("other", Route::label);
     let method = metrics::method_label(request.method());
 
-    let result = match route {
-        None => Err(ApiError::NotFound),
-        Some(route) => dispatch(&app, route, request, &request_id).await,
+    let result = match (route, repeated) {
+        (None, _) => Err(ApiError::NotFound),
+        (Some(_), Some(name)) => Err(ApiError::RepeatedHeader(name)),
+        (Some(route), None) => dispatch(&app, route, request, &request_id).await,
     };
     let watched = app.live().watched() && route.is_some_and(|r| !matches!(r.endpoint, Endpoint::Live(_)));
     let reply = result.unwrap_or_else(|err| {
@@ -150,6 +166,17 @@ where
         Endpoint::Live(path) => endpoints::live::handle(app, path, request).await,
         Endpoint::Document(document) => endpoints::sdk::serve(app, document, request).await,
     }
+}
+
+/// The first of [`SINGLE_HEADERS`] sent more than once, if any.
+fn repeated_header(headers: &HeaderMap) -> Option<&'static str> {
+    // Nearly every request repeats no header at all: one comparison.
+    if headers.len() == headers.keys_len() {
+        return None;
+    }
+    SINGLE_HEADERS
+        .into_iter()
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
 }
 
 /// The client's `X-Request-Id` when it is short visible ASCII, else a new UUID.

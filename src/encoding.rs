@@ -74,21 +74,34 @@ pub fn working_memory(encoding: Option<&HeaderValue>, body: &[u8], limit: usize)
 
 /// Decodes `body` as `encoding` says, refusing output over `limit` bytes
 /// and (through [`working_memory`]) decoders that would allocate more than
-/// the output needs.
-pub fn decode(encoding: Option<&HeaderValue>, body: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+/// the output needs. Before the output buffer grows, `hold` is told the
+/// bytes it is about to add (the old and new buffers both, while the
+/// output moves), so a caller can count them in its budget and stop a body
+/// that does not fit before the memory is taken.
+pub fn decode(
+    encoding: Option<&HeaderValue>,
+    body: Bytes,
+    limit: usize,
+    hold: &mut dyn FnMut(usize) -> Result<(), ApiError>,
+) -> Result<Bytes, ApiError> {
     let Some(name) = name(encoding) else {
         return Ok(body);
     };
     working_memory(encoding, &body, limit)?;
     let input = &body[..];
+    let output = Output {
+        limit,
+        name: &name,
+        hold,
+    };
     match name.as_str() {
-        "gzip" | "x-gzip" => inflate(flate2::read::MultiGzDecoder::new(input), limit, &name),
-        "deflate" => inflate(flate2::read::ZlibDecoder::new(input), limit, &name),
-        "br" => inflate(brotli_decompressor::Decompressor::new(input, 4096), limit, &name),
+        "gzip" | "x-gzip" => output.inflate(flate2::read::MultiGzDecoder::new(input)),
+        "deflate" => output.inflate(flate2::read::ZlibDecoder::new(input)),
+        "br" => output.inflate(brotli_decompressor::Decompressor::new(input, 4096)),
         "zstd" => {
             let decoder = ruzstd::decoding::StreamingDecoder::new(input)
                 .map_err(|e| ApiError::BadEncoding(format!("zstd: {e}")))?;
-            inflate(decoder, limit, &name)
+            output.inflate(decoder)
         }
         _ => Err(ApiError::UnsupportedEncoding(name)),
     }
@@ -143,16 +156,46 @@ fn brotli_window(body: &[u8]) -> usize {
     (1usize << wbits.min(24)) - 16
 }
 
-fn inflate(decoder: impl Read, limit: usize, name: &str) -> Result<Bytes, ApiError> {
-    let mut out = Vec::new();
-    decoder
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::BadEncoding(format!("{name}: {e}")))?;
-    if out.len() > limit {
-        return Err(ApiError::PayloadTooLarge { limit });
+/// The first size of a decoded body's buffer; it doubles from there.
+const FIRST_OUTPUT: usize = 16 * 1024;
+
+/// Where a decoder's output goes: at most `limit` bytes, every growth of
+/// the buffer told to `hold` first.
+struct Output<'a> {
+    limit: usize,
+    name: &'a str,
+    hold: &'a mut dyn FnMut(usize) -> Result<(), ApiError>,
+}
+
+impl Output<'_> {
+    fn inflate(self, mut decoder: impl Read) -> Result<Bytes, ApiError> {
+        let Output { limit, name, hold } = self;
+        let mut out = Vec::new();
+        let mut held = 0;
+        loop {
+            // Doubling, as a Vec would, but never past one byte over the
+            // limit (the byte that says the body is too large).
+            let next = (out.capacity() * 2).clamp(FIRST_OUTPUT, limit + 1);
+            // While the buffer moves, the old one and the new one are both held.
+            let needed = out.capacity() + next;
+            if needed > held {
+                hold(needed - held)?;
+                held = needed;
+            }
+            out.reserve_exact(next - out.len());
+            let room = (out.capacity() - out.len()) as u64;
+            let read = (&mut decoder)
+                .take(room)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadEncoding(format!("{name}: {e}")))?;
+            if out.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if (read as u64) < room {
+                return Ok(Bytes::from(out));
+            }
+        }
     }
-    Ok(Bytes::from(out))
 }
 
 #[cfg(test)]
@@ -173,25 +216,34 @@ mod tests {
     #[test]
     fn identity_and_no_header_pass_through() {
         let body = Bytes::from_static(b"{}");
-        assert_eq!(decode(None, body.clone(), 10).unwrap(), body);
-        assert_eq!(decode(Some(&header("identity")), body.clone(), 10).unwrap(), body);
+        assert_eq!(decode(None, body.clone(), 10, &mut |_| Ok(())).unwrap(), body);
+        assert_eq!(
+            decode(Some(&header("identity")), body.clone(), 10, &mut |_| Ok(())).unwrap(),
+            body
+        );
     }
 
     #[test]
     fn gzip_and_deflate_decode() {
         let event = br#"{"event":"click"}"#;
-        assert_eq!(&decode(Some(&header("gzip")), gzip(event), 100).unwrap()[..], event);
+        assert_eq!(
+            &decode(Some(&header("gzip")), gzip(event), 100, &mut |_| Ok(())).unwrap()[..],
+            event
+        );
         let mut zlib = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         zlib.write_all(event).unwrap();
         let deflated = Bytes::from(zlib.finish().unwrap());
-        assert_eq!(&decode(Some(&header("deflate")), deflated, 100).unwrap()[..], event);
+        assert_eq!(
+            &decode(Some(&header("deflate")), deflated, 100, &mut |_| Ok(())).unwrap()[..],
+            event
+        );
     }
 
     #[test]
     fn a_zip_bomb_is_413_without_inflating_it() {
         // 64 MiB of zeros compress to ~64 KiB; the limit stops decoding at 1 KiB.
         let bomb = gzip(&vec![0u8; 64 << 20]);
-        let err = decode(Some(&header("gzip")), bomb, 1024).unwrap_err();
+        let err = decode(Some(&header("gzip")), bomb, 1024, &mut |_| Ok(())).unwrap_err();
         assert!(matches!(err, ApiError::PayloadTooLarge { limit: 1024 }), "{err:?}");
     }
 
@@ -202,7 +254,7 @@ mod tests {
         let mut bomb = 0xFD2F_B528u32.to_le_bytes().to_vec();
         bomb.extend_from_slice(&[0x00, (31 - 10) << 3]);
         bomb.extend_from_slice(&[0u8; 64]);
-        let err = decode(Some(&header("zstd")), Bytes::from(bomb), 1 << 20).unwrap_err();
+        let err = decode(Some(&header("zstd")), Bytes::from(bomb), 1 << 20, &mut |_| Ok(())).unwrap_err();
         assert!(
             matches!(err, ApiError::WindowTooLarge { window, .. } if window == 1 << 31),
             "{err:?}"
@@ -226,7 +278,10 @@ mod tests {
             0x22, 0x63, 0x6c, 0x69, 0x63, 0x6b, 0x22, 0x7d, 0x79, 0xf2, 0x8b, 0x06,
         ];
         assert_eq!(zstd_window(&frame), Ok(17));
-        let decoded = decode(Some(&header("zstd")), Bytes::copy_from_slice(&frame), 100).unwrap();
+        let decoded = decode(Some(&header("zstd")), Bytes::copy_from_slice(&frame), 100, &mut |_| {
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(&decoded[..], br#"{"event":"click"}"#);
         // The same from a pipe: no content size, a 2 MiB window (windowLog 21).
         let mut streamed = frame;
@@ -245,14 +300,40 @@ mod tests {
     }
 
     #[test]
+    fn the_output_buffer_is_held_before_it_grows() {
+        let body = vec![b'x'; 100_000];
+        let mut told = 0;
+        let decoded = decode(Some(&header("gzip")), gzip(&body), 1 << 20, &mut |n| {
+            told += n;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(&decoded[..], &body[..]);
+        // 16, 32, 64 and 128 KiB buffers, each moved into the next.
+        assert!((128 * 1024..=4 * 128 * 1024).contains(&told), "{told}");
+
+        let mut left: usize = 40 * 1024;
+        let err = decode(Some(&header("gzip")), gzip(&body), 1 << 20, &mut |n| {
+            left = left.checked_sub(n).ok_or(ApiError::Overloaded("no room"))?;
+            Ok(())
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, ApiError::Overloaded(_)),
+            "stopped before it grew: {err:?}"
+        );
+    }
+
+    #[test]
     fn unknown_encodings_are_415_and_corrupt_streams_400() {
-        let err = decode(Some(&header("compress")), Bytes::from_static(b"x"), 10).unwrap_err();
+        let err = decode(Some(&header("compress")), Bytes::from_static(b"x"), 10, &mut |_| Ok(())).unwrap_err();
         assert!(matches!(err, ApiError::UnsupportedEncoding(_)), "{err:?}");
         for encoding in ["gzip", "deflate", "br", "zstd"] {
             let err = decode(
                 Some(&HeaderValue::from_static(encoding)),
                 Bytes::from_static(b"not compressed"),
                 100,
+                &mut |_| Ok(()),
             );
             assert!(matches!(err, Err(ApiError::BadEncoding(_))), "{encoding}: {err:?}");
         }

@@ -111,6 +111,10 @@ pub enum ApiError {
     /// API keys are configured and the request has none of them.
     #[error("a valid API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>")]
     Unauthorized,
+    /// A header the gateway acts on, sent more than once: a proxy in front
+    /// may read the other copy, so the request means two things.
+    #[error("the {0} header is sent more than once; send it once")]
+    RepeatedHeader(&'static str),
     /// A browser preflight from an origin that is not allowed.
     #[error("this origin is not allowed to send events here")]
     OriginNotAllowed,
@@ -139,6 +143,15 @@ pub enum ApiError {
         index: usize,
         /// The record limit in bytes.
         limit: usize,
+    },
+    /// One record of a batch nests deeper than `JSON_MAX_DEPTH`: a record
+    /// the stream's consumers could not parse.
+    #[error("record {index} nests deeper than {max} levels of objects and arrays; nothing was stored")]
+    TooDeep {
+        /// The offending record (0-based).
+        index: usize,
+        /// `JSON_MAX_DEPTH`.
+        max: usize,
     },
     /// A `Content-Encoding` we do not decode.
     #[error("unsupported Content-Encoding {0:?}; use gzip, deflate, zstd, br or none")]
@@ -197,11 +210,13 @@ impl ApiError {
             ApiError::BadEncoding(_) => (StatusCode::BAD_REQUEST, "bad_encoding", false),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", false),
             ApiError::OriginNotAllowed => (StatusCode::FORBIDDEN, "origin_not_allowed", false),
+            ApiError::RepeatedHeader(_) => (StatusCode::BAD_REQUEST, "repeated_header", false),
             ApiError::UnsupportedEncoding(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", false),
             ApiError::InvalidBatch { .. } => (StatusCode::BAD_REQUEST, "invalid_batch", false),
             ApiError::EmptyBatch => (StatusCode::BAD_REQUEST, "empty_batch", false),
             ApiError::TooManyRecords { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_records", false),
             ApiError::RecordTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "record_too_large", false),
+            ApiError::TooDeep { .. } => (StatusCode::BAD_REQUEST, "too_deep", false),
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
@@ -223,7 +238,7 @@ impl ApiError {
         match self {
             ApiError::InvalidBatch { index, .. } => *index,
             ApiError::TooManyRecords { max } => Some(*max),
-            ApiError::RecordTooLarge { index, .. } => Some(*index),
+            ApiError::RecordTooLarge { index, .. } | ApiError::TooDeep { index, .. } => Some(*index),
             _ => None,
         }
     }

@@ -11,6 +11,8 @@
 //! away first, so a keep-alive client keeps its connection for the next
 //! request instead of being cut off for a client error.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use hyper::header::{CONTENT_ENCODING, EXPECT, HeaderMap};
 use hyper::{Request, http::request::Parts};
@@ -31,9 +33,17 @@ use crate::partition_key;
 /// figures measured with it (bench `manifest-*` runs).
 pub const HELD_PER_BODY_BYTE: usize = 4;
 /// Bytes a request holds per byte of the records it writes, beside its
-/// body: the records themselves and the upstream call's encoding of them
-/// (base64 in JSON for Kinesis, about 1.4 bytes per byte), with room to spare.
-pub const HELD_PER_RECORD_BYTE: usize = 3;
+/// body: the records themselves, the sink's copy of them and the upstream
+/// call's encoding (base64 in JSON for Kinesis, about 1.4 bytes per byte,
+/// in a buffer that doubles as it grows). Measured, with the next constant,
+/// by `tests/memory.rs` for every door and shape of events.
+pub const HELD_PER_RECORD_BYTE: usize = 7;
+/// Bytes a request holds per record whatever its size: the record's own
+/// place in the request and the writer's queue, its outcome and receipt,
+/// the sink's entry for it in the call and in the stream's answer, and its
+/// part of the client's answer. About 1 KiB, measured (`tests/memory.rs`):
+/// for a tiny event it is most of what the event costs.
+pub const HELD_PER_RECORD: usize = 1024;
 /// The most a request's records may hold per byte of the body they came
 /// from: an event is stored as sent, or re-serialised when the gateway
 /// removes a field it sets itself, which can write a short number long
@@ -61,12 +71,43 @@ pub struct Ingested<'a> {
     pub body: Bytes,
     /// The `X-Partition-Key` header's key, checked, when sent.
     pub partition_key: Option<String>,
-    budget: &'a Semaphore,
     _slot: SemaphorePermit<'a>,
-    held: SemaphorePermit<'a>,
+    held: Held<'a>,
 }
 
-impl Ingested<'_> {
+/// What a request holds of the in-flight budget; it only grows, until the
+/// request is answered.
+#[derive(Debug)]
+pub struct Held<'a> {
+    budget: &'a Semaphore,
+    permit: RefCell<SemaphorePermit<'a>>,
+}
+
+impl<'a> Held<'a> {
+    fn new(budget: &'a Semaphore, permit: SemaphorePermit<'a>) -> Self {
+        Held {
+            budget,
+            permit: RefCell::new(permit),
+        }
+    }
+
+    /// Holds `bytes` more, or 503 (shed) when the budget has no room.
+    pub fn more(&self, bytes: usize) -> Result<(), ApiError> {
+        if bytes > 0 {
+            let more = reserve(self.budget, bytes)?;
+            self.permit.borrow_mut().merge(more);
+        }
+        Ok(())
+    }
+
+    /// Holds at least `bytes` in all.
+    fn at_least(&self, bytes: usize) -> Result<(), ApiError> {
+        let held = self.permit.borrow().num_permits();
+        self.more(bytes.saturating_sub(held))
+    }
+}
+
+impl<'a> Ingested<'a> {
     /// The request headers.
     pub fn headers(&self) -> &HeaderMap {
         &self.head.headers
@@ -95,14 +136,17 @@ impl Ingested<'_> {
         }
         let needed = record_bytes
             .saturating_mul(HELD_PER_RECORD_BYTE)
-            .saturating_add(self.body.len())
+            .saturating_add(records.saturating_mul(HELD_PER_RECORD))
+            .saturating_add(source_bytes.max(self.body.len()).saturating_mul(2))
             .max(self.body.len().saturating_mul(HELD_PER_BODY_BYTE));
-        let extra = needed.saturating_sub(self.held.num_permits());
-        if extra > 0 {
-            let more = reserve(self.budget, extra)?;
-            self.held.merge(more);
-        }
-        Ok(())
+        self.held.at_least(needed)
+    }
+
+    /// What the request holds of the budget, for a door that unwraps its
+    /// body further and must hold the result first (PostHog's gzip and
+    /// base64 forms).
+    pub fn held(&self) -> &Held<'a> {
+        &self.held
     }
 }
 
@@ -170,26 +214,19 @@ where
     let raw = read_limited(body, limit, app.intake().body_read_timeout(), hints)
         .await
         .map_err(|e| limits.name_limit(e))?;
-    let body = decode(app, &head.headers, raw, limit).map_err(|e| limits.name_limit(e))?;
+    let held = Held::new(app.intake().budget(), bytes);
+    let body = decode(app, &head.headers, raw, limit, &held).map_err(|e| limits.name_limit(e))?;
     if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
     }
     // What the request will hold, not only its body: reserve the rest now,
     // or shed it before it costs memory.
-    let mut held = bytes;
-    let extra = body
-        .len()
-        .saturating_mul(HELD_PER_BODY_BYTE)
-        .saturating_sub(held.num_permits());
-    if extra > 0 {
-        held.merge(reserve(app.intake().budget(), extra)?);
-    }
+    held.at_least(body.len().saturating_mul(HELD_PER_BODY_BYTE))?;
     app.metrics().body_received(body.len());
     Ok(Ingested {
         head,
         body,
         partition_key,
-        budget: app.intake().budget(),
         _slot: slot,
         held,
     })
@@ -197,15 +234,16 @@ where
 
 /// Decodes `raw` as its `Content-Encoding` says, within `limit`, holding
 /// the decoder's own memory (its window) in the in-flight budget while it
-/// runs: a request that would take more than the budget has is shed.
-fn decode(app: &App, headers: &HeaderMap, raw: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+/// runs, and its output as it grows: a request that would take more than
+/// the budget has is shed before the memory is taken.
+fn decode(app: &App, headers: &HeaderMap, raw: Bytes, limit: usize, held: &Held<'_>) -> Result<Bytes, ApiError> {
     let encoding = headers.get(CONTENT_ENCODING);
     let working = encoding::working_memory(encoding, &raw, limit)?;
     let _decoder = match working {
         0 => None,
         n => Some(reserve(app.intake().budget(), n)?),
     };
-    encoding::decode(encoding, raw, limit)
+    encoding::decode(encoding, raw, limit, &mut |bytes| held.more(bytes))
 }
 
 /// What the head alone earned the request: its place in the in-flight

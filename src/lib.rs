@@ -21,6 +21,7 @@
 //! - [`body`]: reading a body within a byte limit and a deadline.
 //! - [`encoding`]: `Content-Encoding` (gzip, deflate, zstd, br) decoded within the limit.
 //! - [`access`]: API keys and CORS (public on the SDK routes, opt-in on the API).
+//! - [`nesting`]: how deeply a JSON event nests (`JSON_MAX_DEPTH`).
 //! - [`partition_key`]: the client's key, a key from the record's fields, or a random one.
 //! - [`error`]: [`error::ApiError`] and the one table from failure to HTTP status.
 //! - [`app`]: shared state built at start-up ([`app::App`]).
@@ -48,6 +49,7 @@ pub mod ingest;
 pub mod intake;
 pub mod live;
 pub mod metrics;
+pub mod nesting;
 pub mod partition_key;
 pub mod readiness;
 pub mod routes;

@@ -303,3 +303,153 @@ async fn idle_keep_alive_connections_are_closed() {
         .expect("closed");
     assert_eq!(closed.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_header_the_gateway_acts_on_sent_twice_is_400_and_nothing_is_stored() {
+    let mut config = test_config();
+    config.access.cors_allowed_origins = vec!["https://allowed.example".into()];
+    let (server, path) = file_server(&config).await;
+    let url = server.url("/import");
+    let (allowed, evil) = (
+        ("Origin", "https://allowed.example"),
+        ("Origin", "https://evil.example"),
+    );
+    for origins in [[allowed, evil], [evil, allowed]] {
+        let reply = http::send(post(&url, &origins, "{}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{origins:?}");
+        assert_eq!(reply.json()["code"], "repeated_header");
+        assert!(reply.json()["message"].as_str().unwrap().contains("origin"));
+        assert!(reply.headers.get("access-control-allow-origin").is_none());
+    }
+    let twice = [
+        ("Authorization", "Bearer a"),
+        ("X-Api-Key", "a"),
+        ("Content-Encoding", "identity"),
+        ("Content-Type", "application/json"),
+        ("X-Partition-Key", "a"),
+        ("Idempotency-Key", "a"),
+    ];
+    for (name, value) in twice {
+        for path in ["/import", "/import/batch", "/v1/batch", "/batch/"] {
+            let body = r#"{"batch":[{"type":"track","event":"e","userId":"u","distinct_id":"u"}]}"#;
+            let reply = http::send(post(&server.url(path), &[(name, value), (name, value)], body)).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name} twice on {path}");
+            assert_eq!(reply.json()["code"], "repeated_header", "{name} twice on {path}");
+        }
+    }
+    // A preflight with two origins is refused too.
+    let preflight = Request::options(&url)
+        .header("Origin", "https://allowed.example")
+        .header("Origin", "https://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .body(Full::default())
+        .unwrap();
+    assert_eq!(http::send(preflight).await.status, StatusCode::BAD_REQUEST);
+    assert!(stored(&path).is_empty(), "nothing was stored");
+    // Headers the gateway does not act on may repeat; one Origin is fine.
+    let reply = http::send(post(&url, &[allowed, ("X-Other", "1"), ("X-Other", "2")], "{}")).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(stored(&path).len(), 1);
+}
+
+/// A door, its content type, how it wraps one event (given Snowplow's
+/// schema), and the fields an event there needs.
+type JsonDoor = (&'static str, &'static str, fn(&str, String) -> String, &'static str);
+
+/// An event whose `x` nests `depth` deep counting the event itself.
+fn nested_event(fields: &str, depth: usize) -> String {
+    format!(
+        r#"{{{fields},"x":{}1{}}}"#,
+        "[".repeat(depth - 1),
+        "]".repeat(depth - 1)
+    )
+}
+
+#[tokio::test]
+async fn json_nested_past_the_limit_is_refused_on_every_door_that_reads_json() {
+    let (server, path) = file_server(&test_config()).await;
+    let segment = r#""type":"track","event":"e","userId":"u""#;
+    let posthog = r#""event":"e","distinct_id":"u""#;
+    let snowplow = r#""e":"pv","aid":"a""#;
+    let schema = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4";
+    let doors: [JsonDoor; 7] = [
+        ("/import/batch", "application/json", |_, e| format!("[{e}]"), r#""a":1"#),
+        (
+            "/import/batch",
+            "application/x-ndjson",
+            |_, e| format!("{e}\n"),
+            r#""a":1"#,
+        ),
+        (
+            "/v1/batch",
+            "application/json",
+            |_, e| format!(r#"{{"batch":[{e}]}}"#),
+            segment,
+        ),
+        ("/v1/track", "application/json", |_, e| e, segment),
+        (
+            "/batch/",
+            "application/json",
+            |_, e| format!(r#"{{"api_key":"k","batch":[{e}]}}"#),
+            posthog,
+        ),
+        (
+            "/e/",
+            "application/json",
+            |_, e| e.replacen('{', r#"{"api_key":"k","#, 1),
+            posthog,
+        ),
+        (
+            "/com.snowplowanalytics.snowplow/tp2",
+            "application/json",
+            |s, e| format!(r#"{{"schema":"{s}","data":[{e}]}}"#),
+            snowplow,
+        ),
+    ];
+    let mut expected = 0;
+    for (door, content_type, wrap, fields) in doors {
+        let headers = [("Content-Type", content_type)];
+        let at = wrap(schema, nested_event(fields, 64));
+        let reply = http::send(post(&server.url(door), &headers, at)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{door} {content_type} at 64: {:?}",
+            reply.body
+        );
+        expected += 1;
+        for depth in [65, 200_000] {
+            let past = wrap(schema, nested_event(fields, depth));
+            let reply = http::send(post(&server.url(door), &headers, past)).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::BAD_REQUEST,
+                "{door} {content_type} at {depth}"
+            );
+            assert!(
+                String::from_utf8_lossy(&reply.body).contains("too_deep"),
+                "{door} at {depth}: {:?}",
+                reply.body
+            );
+        }
+    }
+    assert_eq!(stored(&path).len(), expected, "nothing past the limit was stored");
+    // /import stores raw bytes and does not look.
+    let reply = http::post(&server.url("/import"), nested_event(r#""a":1"#, 200_000)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+
+    // JSON_MAX_DEPTH raises (or lowers) it.
+    let mut config = test_config();
+    config.import.max_depth = 1000;
+    let (server, _) = file_server(&config).await;
+    let body = format!("[{}]", nested_event(r#""a":1"#, 1000));
+    assert_eq!(
+        http::post(&server.url("/import/batch"), body).await.status,
+        StatusCode::OK
+    );
+    let body = format!(r#"{{"batch":[{}]}}"#, nested_event(segment, 1001));
+    assert_eq!(
+        http::post(&server.url("/v1/batch"), body).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -23,6 +23,9 @@ pub struct ImportConfig {
     pub batch_max_records: usize,
     /// Decoded body bytes of one `/import/batch` request (`IMPORT_BATCH_MAX_BYTES`).
     pub batch_max_bytes: usize,
+    /// How deeply an event's JSON may nest, on every door that validates
+    /// JSON (`JSON_MAX_DEPTH`).
+    pub max_depth: usize,
     /// JSON Pointers tried in order for a record's partition key when the
     /// request has no `X-Partition-Key` (`PARTITION_KEY_FIELDS`).
     pub key_fields: KeyFields,
@@ -122,6 +125,7 @@ impl Default for ImportConfig {
         ImportConfig {
             batch_max_records: 500,
             batch_max_bytes: 5 * 1024 * 1024,
+            max_depth: crate::nesting::DEFAULT_MAX_DEPTH,
             key_fields: KeyFields::default(),
         }
     }
@@ -138,6 +142,7 @@ impl ImportConfig {
             batch_max_bytes: vars
                 .at_most("IMPORT_BATCH_MAX_BYTES", d.batch_max_bytes, 256 << 20)?
                 .get(),
+            max_depth: vars.at_most("JSON_MAX_DEPTH", d.max_depth, 100_000)?.get(),
             key_fields: vars.pointers("PARTITION_KEY_FIELDS")?,
         })
     }

@@ -263,6 +263,14 @@ pub const VARIABLES: &[Variable] = &[
         doc: r#"Decoded body bytes of one POST /import/batch request (else 413). Not the size of upstream calls: BATCH_MAX_* below set those."#,
     },
     Variable {
+        name: "JSON_MAX_DEPTH",
+        section: "Events per request and partition keys",
+        default: Some(r#"64"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"How deeply an event's JSON may nest (objects and arrays; {} is 1 deep) on every door that validates JSON: /import/batch (the request is 400 too_deep) and the SDK doors (the event is rejected alone with too_deep; a request with no other event is 400). Most consumers stop near 1,000 levels or less (serde_json 128, BigQuery 500). /import stores raw bytes and does not look."#,
+    },
+    Variable {
         name: "PARTITION_KEY_FIELDS",
         section: "Events per request and partition keys",
         default: None,

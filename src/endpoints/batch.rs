@@ -30,6 +30,7 @@ use crate::endpoints::Reply;
 use crate::error::{ApiError, Family, add_retry_after, json_response};
 use crate::ingest::{Limits, ingest};
 use crate::live::Arrival;
+use crate::nesting;
 use crate::sink::Record;
 use crate::sink::failure::gravest;
 use crate::store::{Kept, Kepts};
@@ -47,6 +48,10 @@ where
     };
     if events.is_empty() {
         return Err(ApiError::EmptyBatch);
+    }
+    let max = app.import().max_depth;
+    if let Some(index) = events.iter().position(|event| nesting::too_deep(event, max)) {
+        return Err(ApiError::TooDeep { index, max });
     }
     let bytes = ingested.body.len();
     let batch = records(app, events, ingested.partition_key.as_deref()).map_err(|o| ApiError::RecordTooLarge {

@@ -115,6 +115,7 @@ pub struct Events {
     /// The events rejected so far.
     pub(super) rejected: Vec<Rejection>,
     rules: RecordRules,
+    max_depth: usize,
     unwrapped: usize,
 }
 
@@ -130,8 +131,16 @@ impl Events {
                 max_bytes: max_record,
                 max_key_chars,
             },
+            max_depth: crate::nesting::DEFAULT_MAX_DEPTH,
             unwrapped: 0,
         }
+    }
+
+    /// Events nesting deeper than `max` are rejected (`JSON_MAX_DEPTH`;
+    /// [`crate::nesting::DEFAULT_MAX_DEPTH`] unless told).
+    pub fn max_depth(mut self, max: usize) -> Self {
+        self.max_depth = max;
+        self
     }
 
     /// The protocol unwrapped the request's body further than its
@@ -165,6 +174,13 @@ impl Events {
     /// Event `index` as a record, unless it is over the record limit. A key
     /// over the sink's limit is hashed, as for `PARTITION_KEY_FIELDS`.
     pub fn accept(&mut self, index: usize, data: Vec<u8>, key: &str) {
+        if crate::nesting::too_deep(&data, self.max_depth) {
+            let message = format!(
+                "the event nests deeper than {} levels of objects and arrays, which its consumers could not parse",
+                self.max_depth
+            );
+            return self.reject(index, "too_deep", message);
+        }
         match self.rules.record(data.into(), key.to_owned()) {
             Ok(record) => {
                 self.records.push(record);

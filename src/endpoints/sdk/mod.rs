@@ -72,7 +72,7 @@ pub fn copied_field(field: &'static str, value: Option<&str>, max: usize) -> Res
 
 /// What a protocol reads of a request: its head's parts and its body,
 /// already read within the limit and decoded from its `Content-Encoding`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Incoming<'a> {
     /// The path (with the route's `{name}` segments filled in).
     pub path: &'a str,
@@ -85,17 +85,36 @@ pub struct Incoming<'a> {
     /// The protocol's body limit, for a body it decodes further (PostHog's
     /// unannounced gzip and base64).
     pub max_body: usize,
+    /// Holds bytes more of the in-flight budget (503 when it has no room),
+    /// for a body the protocol decodes further: told before it is decoded.
+    pub hold: &'a dyn Fn(usize) -> Result<(), ApiError>,
+}
+
+impl std::fmt::Debug for Incoming<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("body", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Incoming<'a> {
     /// A request's head and its (decoded) `body`, within `max_body`.
-    fn new(head: &'a hyper::http::request::Parts, body: &'a [u8], max_body: usize) -> Self {
+    fn new(
+        head: &'a hyper::http::request::Parts,
+        body: &'a [u8],
+        max_body: usize,
+        hold: &'a dyn Fn(usize) -> Result<(), ApiError>,
+    ) -> Self {
         Incoming {
             path: head.uri.path(),
             query: head.uri.query().unwrap_or_default(),
             headers: &head.headers,
             body,
             max_body,
+            hold,
         }
     }
 
@@ -107,6 +126,7 @@ impl<'a> Incoming<'a> {
             headers,
             body,
             max_body: usize::MAX,
+            hold: &|_| Ok(()),
         }
     }
 
@@ -211,9 +231,11 @@ where
     let mut ingested = ingest(app, request, limits).await?;
     let (Decoded { events, key }, query_len) = {
         let head = &ingested.head;
-        let incoming = Incoming::new(head, &ingested.body, max_body);
+        let held = ingested.held();
+        let hold = |bytes| held.more(bytes);
+        let incoming = Incoming::new(head, &ingested.body, max_body, &hold);
         let context = Context::new(protocol.name(), app.sdk().client_ip, head);
-        let events = Events::new(app.max_record_bytes(), app.max_key_chars());
+        let events = Events::new(app.max_record_bytes(), app.max_key_chars()).max_depth(app.import().max_depth);
         let decoded = protocol.decode(&incoming, &context, app.sdk().max_events, events)?;
         decoded.key.authorize(app.access(), &head.headers)?;
         (decoded, incoming.query.len())
@@ -258,7 +280,7 @@ where
 {
     let Some(limit) = document.body_limit() else {
         let (head, _) = request.into_parts();
-        let incoming = Incoming::new(&head, &[], 0);
+        let incoming = Incoming::new(&head, &[], 0, &|_| Ok(()));
         return Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None));
     };
     let limits = Limits {
@@ -267,7 +289,7 @@ where
         ..Limits::events(limit)
     };
     let ingested = ingest(app, request, limits).await?;
-    let incoming = Incoming::new(&ingested.head, &ingested.body, limit);
+    let incoming = Incoming::new(&ingested.head, &ingested.body, limit, &|_| Ok(()));
     Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None))
 }
 

@@ -206,6 +206,7 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
                 limit: request.max_body,
             });
         }
+        (request.hold)(data.len() / 4 * 3)?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(|e| ApiError::BadSdkRequest(format!("`data` is not base64: {e}")))?;
@@ -214,11 +215,17 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
     // A JSON body never starts with 0x1f: if it does, it is gzip.
     let announced = matches!(request.query_param("compression").as_deref(), Some("gzip-js" | "gzip"));
     if announced || body.starts_with(GZIP_MAGIC) {
-        body =
-            encoding::decode(Some(&HeaderValue::from_static("gzip")), body, request.max_body).map_err(|e| match e {
-                ApiError::PayloadTooLarge { limit } => ApiError::BodyTooLarge { limit },
-                other => other,
-            })?;
+        let mut hold = |bytes| (request.hold)(bytes);
+        body = encoding::decode(
+            Some(&HeaderValue::from_static("gzip")),
+            body,
+            request.max_body,
+            &mut hold,
+        )
+        .map_err(|e| match e {
+            ApiError::PayloadTooLarge { limit } => ApiError::BodyTooLarge { limit },
+            other => other,
+        })?;
     }
     Ok(body)
 }

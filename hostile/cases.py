@@ -100,8 +100,38 @@ def segment_batch(events):
     return json.dumps({"batch": events})
 
 
+def deep(depth):
+    """A JSON value nested `depth` deep: arrays around a 1."""
+    return "[" * depth + "1" + "]" * depth
+
+
+def deep_event(fields, depth):
+    """An event whose `x` makes it nest `depth` deep, counting the event itself."""
+    return "{" + fields + ',"x":' + deep(depth - 1) + "}"
+
+
+SEGMENT_FIELDS = '"type":"track","event":"e","userId":"u"'
+SNOWPLOW = "iglu:com.snowplowanalytics.snowplow/payload_data/jsonschema/1-0-4"
+
+
+def nested_to_every_door(depth):
+    """The probe's poison record, an event nested `depth` deep, to every door that reads JSON."""
+    return [
+        ("/v1/batch", '{"batch":[' + deep_event(SEGMENT_FIELDS, depth) + "]}"),
+        ("/batch/", '{"api_key":"k","batch":[' + deep_event('"event":"e","distinct_id":"u"', depth) + "]}"),
+        ("/com.snowplowanalytics.snowplow/tp2", '{"schema":"' + SNOWPLOW + '","data":[' + deep_event('"e":"pv","aid":"a"', depth) + "]}"),
+        ("/import/batch", deep_event('"a":1', depth) + "\n"),
+    ]
+
+
+def tiny_events(count=10000):
+    """The probe's tiny-event batch: 10,000 minimal events, ~420 KB decoded, ~1.5 KB gzipped."""
+    return gzip.compress(segment_batch([{"type": "track", "event": "e", "userId": "u"}] * count).encode())
+
+
 TRACK = {"type": "track", "event": "x", "userId": "u"}
 JSON = ("Content-Type", "application/json")
+NDJSON = ("Content-Type", "application/x-ndjson")
 GZIP = ("Content-Encoding", "gzip")
 
 BOMBS = [
@@ -120,9 +150,12 @@ BOMBS = [
 CASES = [
     # Bodies that do not parse.
     # An element of /import/batch is stored as sent (it is valid JSON); parsed nowhere, it costs no stack.
-    Case("nested arrays 100,000 deep in /import/batch", post("/import/batch", "[" * 100000 + "]" * 100000), {200, 400}),
+    Case("nested arrays 100,000 deep in /import/batch", post("/import/batch", "[" * 100000 + "]" * 100000), {400}),
     Case("nested arrays 100,000 deep in /v1/batch", post("/v1/batch", '{"batch":' + "[" * 100000 + "]" * 100000 + "}", JSON), {400}),
-    Case("nested objects in a Segment event", post("/v1/batch", segment_batch([{"type": "track", "event": "x", "userId": "u", "p": json.loads("[" * 100 + "]" * 100)}]), JSON), {200}),
+    Case("nested objects in a Segment event", post("/v1/batch", segment_batch([{"type": "track", "event": "x", "userId": "u", "p": json.loads("[" * 60 + "]" * 60)}]), JSON), {200}),
+    # JSON_MAX_DEPTH (64): at the limit stored, one past it and 200,000 deep refused (a record no consumer could parse).
+    *[Case(f"an event nested 64 deep to {path}", post(path, body, NDJSON if path == "/import/batch" else JSON), {200}) for path, body in nested_to_every_door(64)],
+    *[Case(f"an event nested {depth} deep to {path}", post(path, body, NDJSON if path == "/import/batch" else JSON), {400}) for depth in (65, 200000) for path, body in nested_to_every_door(depth)],
     Case("a lone surrogate in /import/batch", post("/import/batch", '[{"a":"\\ud800"}]'), {200, 400}),
     Case("a lone surrogate in a Segment event", post("/v1/batch", '{"batch":[{"type":"track","event":"\\udfff","userId":"u"}]}', JSON), {200, 400}),
     Case("NUL bytes in /import", post("/import", b"\0\0\0{}\0"), {200}),
@@ -146,6 +179,11 @@ CASES = [
     Case("a foreign page writing to /import", post("/import", "{}", ("Origin", "https://evil.example"), ("Content-Type", "text/plain")), {403}),
     Case("a foreign preflight to /import", req("OPTIONS", "/import", headers=[("Origin", "https://evil.example"), ("Access-Control-Request-Method", "POST")]), {403}),
     Case("a 100 KB Access-Control-Request-Headers", req("OPTIONS", "/v1/batch", headers=[("Origin", "https://a.example"), ("Access-Control-Request-Method", "POST"), ("Access-Control-Request-Headers", "x" * 100000)]), {204, 400, 431, CLOSED}),
+    # A header the gateway acts on, sent twice (run.py allows https://allowed.example): a proxy may read the other one.
+    Case("two Origins, the allowed one first", post("/import", "{}", ("Origin", "https://allowed.example"), ("Origin", "https://evil.example")), {400}),
+    Case("two Origins, the allowed one second", post("/import", "{}", ("Origin", "https://evil.example"), ("Origin", "https://allowed.example")), {400}),
+    Case("one allowed Origin", post("/import", "{}", ("Origin", "https://allowed.example")), {200}),
+    *[Case(f"two {name} headers", post("/import", "{}", (name, value), (name, value)), {400}) for name, value in [("Authorization", "Bearer k"), ("X-Api-Key", "k"), ("Content-Encoding", "identity"), ("Content-Type", "application/json"), ("X-Partition-Key", "k"), ("Idempotency-Key", "k")]],
     # Smuggling and framing.
     Case("Content-Length and Transfer-Encoding", req("POST", "/import", b"0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", [("Transfer-Encoding", "chunked")]), {400, CLOSED}),
     Case("two Content-Lengths that disagree", req("POST", "/import", b"{}", [("Content-Length", "2"), ("Content-Length", "5")], length=False), {400, CLOSED}),

@@ -4,12 +4,18 @@
     python3 hostile/run.py target/debug/clickstream-gateway
 
 Starts the gateway on 127.0.0.1 (a free port) with the file sink at its
-defaults, sends each case on a new connection, and checks the answer's status.
+defaults (and `CORS_ALLOWED_ORIGINS=https://allowed.example`), sends each case
+on a new connection, and checks the answer's status.
 For the bombs it also resets and reads the process's peak RSS (VmHWM), and
 fails when a request made it grow more than the case allows. After every case
 the gateway must still answer `/healthz`, and at the end the stored records
 must be no larger than the requests that were answered 2xx could make.
 Prints one line per case and a table of the bombs' peak RSS.
+
+Then the sustained case (issue 36): a second gateway at the Kubernetes
+manifests' budget (`MAX_IN_FLIGHT_BODY_BYTES=134217728`), 64 senders of
+10,000-event gzipped batches for 15 s; its peak RSS must stay under the
+budget plus 64 MiB, every answer a 200 or a 503, and it must still serve.
 """
 
 import os
@@ -21,7 +27,13 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import BOMBS, CASES, CLOSED  # noqa: E402
+import threading  # noqa: E402
+
+from cases import BOMBS, CASES, CLOSED, tiny_events  # noqa: E402
+
+# The Kubernetes manifests' budget, and what the process may hold beyond it.
+MANIFEST_BUDGET = 134217728
+FIXED_BASE_MIB = 64
 
 
 def free_port():
@@ -92,26 +104,86 @@ def reset_peak(pid):
         f.write("5")
 
 
-def main():
-    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway")
-    work = tempfile.mkdtemp(prefix="hostile-")
-    records = os.path.join(work, "records.ndjson")
+def start(binary, work, **settings):
+    """The gateway on a free loopback port with the file sink in `work`: (process, port)."""
     port = free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOST": "127.0.0.1",
         "PORT": str(port),
-        "FILE_SINK_PATH": records,
+        "FILE_SINK_PATH": os.path.join(work, "records.ndjson"),
+        **settings,
     }
     log = open(os.path.join(work, "gateway.log"), "wb")
     gateway = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
+    deadline = time.time() + 30
+    while not healthy(port):
+        if time.time() > deadline or gateway.poll() is not None:
+            raise SystemExit("the gateway did not start")
+        time.sleep(0.2)
+    return gateway, port
+
+
+def sustained_tiny_events(binary, senders=64, seconds=15):
+    """The probe's sustained stream of tiny-event batches at the manifests' budget; failures, if any."""
+    work = tempfile.mkdtemp(prefix="hostile-sustained-")
+    gateway, port = start(binary, work, MAX_IN_FLIGHT_BODY_BYTES=str(MANIFEST_BUDGET))
+    body = tiny_events()
+    raw = (
+        "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Encoding: gzip\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    counts, lock = {}, threading.Lock()
+    end = time.time() + seconds
+
+    def send():
+        while time.time() < end:
+            try:
+                status = first_status(port, raw, timeout=30)
+            except OSError:
+                status = CLOSED
+            with lock:
+                counts[status] = counts.get(status, 0) + 1
+
+    try:
+        base = status_kib(gateway.pid, "VmRSS")
+        reset_peak(gateway.pid)
+        threads = [threading.Thread(target=send) for _ in range(senders)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        peak = status_kib(gateway.pid, "VmHWM") / 1024
+        bound = MANIFEST_BUDGET / (1 << 20) + FIXED_BASE_MIB
+        alive = gateway.poll() is None and healthy(port)
+        print(
+            f"sustained: {senders} senders x {seconds} s of 10,000-event batches ({len(body)} bytes gzipped) at "
+            f"MAX_IN_FLIGHT_BODY_BYTES={MANIFEST_BUDGET}: answers {dict(sorted(counts.items()))}, "
+            f"RSS {base / 1024:.1f} MiB idle, peak {peak:.1f} MiB (at most {bound:.0f})"
+        )
+        failures = []
+        if peak > bound:
+            failures.append(f"sustained tiny events: peak RSS {peak:.0f} MiB over {bound:.0f}")
+        if set(counts) - {200, 503} or not counts.get(200):
+            failures.append(f"sustained tiny events: answers {counts}, expected 200s and 503s only")
+        if not alive:
+            failures.append("sustained tiny events: the gateway stopped answering")
+        return failures
+    finally:
+        gateway.terminate()
+        try:
+            gateway.wait(10)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway")
+    work = tempfile.mkdtemp(prefix="hostile-")
+    records = os.path.join(work, "records.ndjson")
+    gateway, port = start(binary, work, CORS_ALLOWED_ORIGINS="https://allowed.example")
     failures = []
     try:
-        deadline = time.time() + 30
-        while not healthy(port):
-            if time.time() > deadline or gateway.poll() is not None:
-                raise SystemExit("the gateway did not start")
-            time.sleep(0.2)
         start_kib = status_kib(gateway.pid, "VmRSS")
         rows = []
         for case in BOMBS + CASES:
@@ -155,11 +227,12 @@ def main():
             gateway.wait(10)
         except subprocess.TimeoutExpired:
             gateway.kill()
+    failures += sustained_tiny_events(binary)
     if failures:
         print(f"\n{len(failures)} hostile case(s) failed: {failures}", file=sys.stderr)
         print(open(os.path.join(work, "gateway.log")).read()[-3000:], file=sys.stderr)
         sys.exit(1)
-    print(f"\nall {len(BOMBS) + len(CASES)} hostile cases passed")
+    print(f"\nall {len(BOMBS) + len(CASES)} hostile cases and the sustained stream passed")
 
 
 if __name__ == "__main__":

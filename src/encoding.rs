@@ -175,7 +175,7 @@ impl Output<'_> {
         loop {
             // Doubling, as a Vec would, but never past one byte over the
             // limit (the byte that says the body is too large).
-            let next = (out.capacity() * 2).clamp(FIRST_OUTPUT, limit + 1);
+            let next = (out.capacity() * 2).max(FIRST_OUTPUT).min(limit + 1);
             // While the buffer moves, the old one and the new one are both held.
             let needed = out.capacity() + next;
             if needed > held {

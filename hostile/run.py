@@ -124,6 +124,14 @@ def start(binary, work, **settings):
     return gateway, port
 
 
+def stop(gateway):
+    gateway.terminate()
+    try:
+        gateway.wait(10)
+    except subprocess.TimeoutExpired:
+        gateway.kill()
+
+
 def sustained_tiny_events(binary, senders=64, seconds=15):
     """The probe's sustained stream of tiny-event batches at the manifests' budget; failures, if any."""
     work = tempfile.mkdtemp(prefix="hostile-sustained-")
@@ -170,11 +178,7 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
             failures.append("sustained tiny events: the gateway stopped answering")
         return failures
     finally:
-        gateway.terminate()
-        try:
-            gateway.wait(10)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        stop(gateway)
 
 
 def main():
@@ -222,11 +226,7 @@ def main():
         if stored > 1 << 20:
             failures.append(f"the file sink holds {stored} bytes after the suite")
     finally:
-        gateway.terminate()
-        try:
-            gateway.wait(10)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
+        stop(gateway)
     failures += sustained_tiny_events(binary)
     if failures:
         print(f"\n{len(failures)} hostile case(s) failed: {failures}", file=sys.stderr)

@@ -15,7 +15,8 @@ Prints one line per case and a table of the bombs' peak RSS.
 Then the sustained case (issue 36): a second gateway at the Kubernetes
 manifests' budget (`MAX_IN_FLIGHT_BODY_BYTES=134217728`), 64 senders of
 10,000-event gzipped batches for 15 s; its peak RSS must stay under the
-budget plus 64 MiB, every answer a 200 or a 503, and it must still serve.
+budget plus 64 MiB, every answer a 200 or a 503, and afterwards the same
+batch alone must be stored (200).
 """
 
 import os
@@ -163,7 +164,9 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
             thread.join()
         peak = status_kib(gateway.pid, "VmHWM") / 1024
         bound = MANIFEST_BUDGET / (1 << 20) + FIXED_BASE_MIB
-        alive = gateway.poll() is None and healthy(port)
+        # After the stream, the same batch alone is stored: the gateway still serves it.
+        after = first_status(port, raw, timeout=30) if gateway.poll() is None else CLOSED
+        alive = gateway.poll() is None and healthy(port) and after == 200
         print(
             f"sustained: {senders} senders x {seconds} s of 10,000-event batches ({len(body)} bytes gzipped) at "
             f"MAX_IN_FLIGHT_BODY_BYTES={MANIFEST_BUDGET}: answers {dict(sorted(counts.items()))}, "
@@ -172,10 +175,12 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
         failures = []
         if peak > bound:
             failures.append(f"sustained tiny events: peak RSS {peak:.0f} MiB over {bound:.0f}")
-        if set(counts) - {200, 503} or not counts.get(200):
+        # Under this stream most are shed, and how many get through depends
+        # on the machine: only 200 and 503 are checked, then one alone.
+        if set(counts) - {200, 503}:
             failures.append(f"sustained tiny events: answers {counts}, expected 200s and 503s only")
         if not alive:
-            failures.append("sustained tiny events: the gateway stopped answering")
+            failures.append(f"sustained tiny events: afterwards the batch alone got {after}, not 200")
         return failures
     finally:
         stop(gateway)

@@ -116,7 +116,7 @@ pub const VARIABLES: &[Variable] = &[
         default: Some(r#"268435456"#),
         example: r#""#,
         reader: Reader::Gateway,
-        doc: r#"Bytes held by requests in flight; beyond it 503 overloaded. A request reserves its declared length (or its limit, for chunked bodies) before reading, then 4 bytes per decoded body byte, and 3 per byte of the records it makes (the records and the upstream call's encoding), and a decoder's window while it decodes. Peak memory stays near this plus a fixed base (docs/faults.md, "Memory"). At least one record (1 MiB for Kinesis): less stops start-up."#,
+        doc: r#"Bytes held by requests in flight; beyond it 503 overloaded. A request reserves its declared length (or its limit, for chunked bodies) before reading, a compressed body's output as it grows, then 4 bytes per decoded body byte; once its records exist, twice its body plus 7 bytes per record byte and 1 KiB per record (measured by tests/memory.rs), and a decoder's window while it decodes. Peak memory stays near this plus a fixed base (docs/faults.md, "Memory"). At least one record (1 MiB for Kinesis): less stops start-up."#,
     },
     Variable {
         name: "API_KEYS",

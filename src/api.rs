@@ -26,7 +26,7 @@ use crate::metrics::{self, GaugeGuard};
 use crate::routes::{self, Endpoint, Route};
 
 /// The header that carries a request's id, taken from the client when sane.
-pub const REQUEST_ID: &str = "x-request-id";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
 
 /// The headers whose meaning the gateway acts on. Each may come once: with
 /// two, the gateway and a proxy in front of it could each read a different
@@ -44,7 +44,7 @@ const SINGLE_HEADERS: [&str; 8] = [
 
 /// Answers one request. Never fails: every error becomes a response. Every
 /// response carries `X-Request-Id`; metrics and the access log see every one.
-pub async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
+pub(crate) async fn handle<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
 where
     B: RequestBody,
 {
@@ -74,32 +74,30 @@ where
         (Some(_), Some(name)) => Err(ApiError::RepeatedHeader(name)),
         (Some(route), None) => dispatch(&app, route, request, &request_id).await,
     };
-    let watched = app.live().watched() && route.is_some_and(|r| !matches!(r.endpoint, Endpoint::Live(_)));
-    let reply = result.unwrap_or_else(|err| {
-        let (status, error, _) = err.status();
-        if watched {
-            app.live().refused(Refusal {
-                door: label,
-                method,
-                status: status.as_u16(),
-                code: error,
-                message: &err.message(),
-                request_id: &request_id,
-            });
+    let (reply, message) = match result {
+        Ok(reply) => (reply, None),
+        Err(err) => {
+            let (_, error, _) = err.status();
+            let (shed, message) = (err.is_shed(), err.message());
+            let mut reply = Reply::plain(err.into_response(&request_id));
+            (reply.error, reply.shed) = (error, shed);
+            (reply, Some(message))
         }
-        let shed = err.is_shed();
-        let mut reply = Reply::plain(err.into_response(&request_id));
-        (reply.error, reply.shed) = (error, shed);
-        reply
-    });
-    if watched && reply.records > 0 && reply.response.status().as_u16() >= 400 {
-        // A batch whose records were not all stored: the answer lists each.
+    };
+    let status = reply.response.status().as_u16();
+    let watched = app.live().watched() && route.is_some_and(|r| !matches!(r.endpoint, Endpoint::Live(_)));
+    if watched && status >= 400 {
+        // The one place the live view hears of refusals: an error, or a
+        // batch whose answer lists each record's outcome.
+        let message = message
+            .as_deref()
+            .unwrap_or("some records of the batch were not stored; the answer lists each record's outcome");
         app.live().refused(Refusal {
             door: label,
             method,
-            status: reply.response.status().as_u16(),
+            status,
             code: reply.error,
-            message: "some records of the batch were not stored; the answer lists each record's outcome",
+            message,
             request_id: &request_id,
         });
     }
@@ -111,7 +109,6 @@ where
         error,
         shed,
     } = reply;
-    let status = response.status().as_u16();
     let took = started.elapsed();
     app.metrics().request_done(label, method, status, error, shed, took);
     if app.access_log() {
@@ -156,15 +153,16 @@ where
     if !app.access().admits(route.cors, request.headers()) {
         return Err(ApiError::OriginNotAllowed);
     }
+    let doors = app.doors();
     match route.endpoint {
-        Endpoint::Import => endpoints::import::handle(app, request).await,
-        Endpoint::ImportBatch => endpoints::batch::handle(app, request, request_id).await,
+        Endpoint::Import => endpoints::import::handle(doors, request).await,
+        Endpoint::ImportBatch => endpoints::batch::handle(doors, request, request_id).await,
         Endpoint::Health => Ok(Reply::plain(json_response(StatusCode::OK, &Status::ok()))),
         Endpoint::Ready => Ok(Reply::plain(readyz(app).await)),
         Endpoint::Metrics => Ok(Reply::plain(metrics_response(app))),
-        Endpoint::Events(protocol) => endpoints::sdk::handle(app, protocol, route.label(), request).await,
+        Endpoint::Events(protocol) => endpoints::sdk::handle(doors, protocol, route.label(), request).await,
         Endpoint::Live(path) => endpoints::live::handle(app, path, request).await,
-        Endpoint::Document(document) => endpoints::sdk::serve(app, document, request).await,
+        Endpoint::Document(document) => endpoints::sdk::serve(doors, document, request).await,
     }
 }
 
@@ -188,7 +186,7 @@ fn request_id(header: Option<&HeaderValue>) -> String {
 }
 
 /// The admin port (`METRICS_ADDR`): `/metrics` and the live view, nothing else.
-pub async fn admin<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
+pub(crate) async fn admin<B>(app: Arc<App>, request: Request<B>) -> Result<Response<Body>, Infallible>
 where
     B: RequestBody,
 {

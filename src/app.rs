@@ -1,7 +1,7 @@
 //! The gateway's shared state, built once at start-up from [`Config`]: the
-//! store the doors put records into (the writer and sink, wrapped by the
-//! spill), readiness, the record size limit, and each layer's own settings,
-//! handed out as narrow handles.
+//! writer and sink, the store the doors put records into (the writer,
+//! wrapped by the spill), readiness, the record size limit, and the doors'
+//! own narrow context ([`Doors`]), which is all a door sees.
 //!
 //! Start-up asks the destination about itself once: a stream that does not
 //! exist or cannot be accessed stops start-up (fail fast, an operator must
@@ -12,14 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::access::Access;
-use crate::config::{BatchConfig, Config, ConfigError, HttpConfig, ImportConfig, SdkConfig};
+use crate::config::{BatchConfig, Config, ConfigError, HttpConfig};
+use crate::endpoints::Doors;
 use crate::intake::Intake;
 use crate::live::Hub;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
-use crate::sink::{self, Destination, Record, RecordRules, Sink, SinkError, SinkLimits};
+use crate::sink::{self, Destination, Sink, SinkError, SinkLimits};
 use crate::spill::{Lanes, SpillStore};
-use crate::store::{Kepts, Store, StreamStore};
+use crate::store::{Store, StreamStore};
 use crate::writer::Writer;
 
 /// Why the gateway could not start.
@@ -48,20 +49,17 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct App {
     /// Where the doors put records: the stream, wrapped by the spill when
-    /// `SPILL_DIR` is set.
+    /// `SPILL_DIR` is set. The doors reach it through [`Doors`]; readiness
+    /// asks it here.
     store: Arc<dyn Store>,
     writer: Writer,
     readiness: Arc<Readiness>,
-    max_record_bytes: AtomicUsize,
-    intake: Intake,
+    /// The record limit, as the destination last said; the doors read it.
+    max_record_bytes: Arc<AtomicUsize>,
+    doors: Doors,
     http: HttpConfig,
-    import: ImportConfig,
-    sdk: SdkConfig,
     metrics: Arc<Metrics>,
-    access_log: bool,
     public_metrics: bool,
-    access: Access,
-    live: Arc<Hub>,
     spill: bool,
 }
 
@@ -74,7 +72,8 @@ impl App {
     pub fn new(sink: Arc<dyn Sink>, config: &Config) -> Result<Self, StartError> {
         check_settings(config, sink.kind(), &sink.limits())?;
         let metrics = Arc::new(Metrics::new());
-        let max_record_bytes = sink.limits().max_record_bytes;
+        let limits = sink.limits();
+        let max_record_bytes = Arc::new(AtomicUsize::new(limits.max_record_bytes));
         let writer = Writer::new(sink, metrics.clone(), config.batch);
         let readiness = Arc::new(Readiness::new(config.readiness_cache_ttl));
         let stream: Arc<dyn Store> = Arc::new(StreamStore::new(writer.clone(), readiness.clone()));
@@ -85,20 +84,22 @@ impl App {
             }
             None => stream,
         };
+        let doors = Doors::new(
+            config,
+            store.clone(),
+            max_record_bytes.clone(),
+            limits.max_key_chars,
+            metrics.clone(),
+        );
         Ok(App {
             store,
             writer,
             readiness,
-            max_record_bytes: AtomicUsize::new(max_record_bytes),
-            intake: Intake::new(&config.http),
+            max_record_bytes,
+            doors,
             http: config.http,
-            import: config.import.clone(),
-            sdk: config.sdk.clone(),
             metrics,
-            access_log: config.access_log,
             public_metrics: config.metrics_addr.is_none(),
-            access: Access::new(&config.access),
-            live: Arc::new(Hub::new(config.live.clone())),
             spill: config.spill.is_some(),
         })
     }
@@ -132,34 +133,25 @@ impl App {
         }
     }
 
-    /// Where the doors put records.
-    pub fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
-    /// Keeps `records` ([`Store::put`] of [`App::store`]).
-    pub async fn put(&self, records: Vec<Record>) -> Kepts {
-        self.store.put(records).await
+    /// What the doors that take events see of the gateway.
+    pub(crate) fn doors(&self) -> &Doors {
+        &self.doors
     }
 
     /// The in-flight caps and body deadline every door's intake shares.
     pub fn intake(&self) -> &Intake {
-        &self.intake
+        self.doors.intake()
     }
 
     /// API keys and CORS.
-    pub fn access(&self) -> &Access {
-        &self.access
+    pub(crate) fn access(&self) -> &Access {
+        self.doors.access()
     }
 
-    /// The live view's hub: the doors tell it what arrives and what is refused.
-    pub fn live(&self) -> &Hub {
-        &self.live
-    }
-
-    /// The hub, to hold beyond a request (a viewer's stream).
-    pub fn live_hub(&self) -> Arc<Hub> {
-        self.live.clone()
+    /// The live view's hub: the doors tell it what arrives, `api.rs` what is
+    /// refused.
+    pub fn live(&self) -> &Arc<Hub> {
+        self.doors.live()
     }
 
     /// Whether the durable spill is on (`SPILL_DIR`).
@@ -182,38 +174,14 @@ impl App {
         &self.http
     }
 
-    /// Limits and partition keys of the gateway's own doors.
-    pub fn import(&self) -> &ImportConfig {
-        &self.import
-    }
-
-    /// Limits and client-IP policy of the analytics SDKs' doors.
-    pub fn sdk(&self) -> &SdkConfig {
-        &self.sdk
-    }
-
     /// Whether to log one line per request.
-    pub fn access_log(&self) -> bool {
-        self.access_log
+    pub(crate) fn access_log(&self) -> bool {
+        self.doors.access_log()
     }
 
     /// Whether `/metrics` is served on the public port (no `METRICS_ADDR`).
     pub fn public_metrics(&self) -> bool {
         self.public_metrics
-    }
-
-    /// What every record must fit now: the sink's limits, the record size
-    /// as the destination last said.
-    pub fn record_rules(&self) -> RecordRules {
-        RecordRules {
-            max_bytes: self.max_record_bytes(),
-            max_key_chars: self.max_key_chars(),
-        }
-    }
-
-    /// The longest partition key the sink takes, in characters.
-    pub fn max_key_chars(&self) -> usize {
-        self.sink().limits().max_key_chars
     }
 
     /// The largest record (data + partition key) accepted, in bytes.

@@ -47,7 +47,7 @@ where
         if !hints.expects_continue && declared.is_some_and(|len| len <= limit as u64 + DRAIN_MAX) {
             drain(&mut body, deadline).await;
         }
-        return Err(ApiError::PayloadTooLarge { limit });
+        return Err(ApiError::BodyTooLarge { limit });
     }
 
     let mut first: Option<Bytes> = None;
@@ -58,7 +58,7 @@ where
         len += chunk.len();
         if len > limit {
             drain(&mut body, deadline).await;
-            return Err(ApiError::PayloadTooLarge { limit });
+            return Err(ApiError::BodyTooLarge { limit });
         }
         // One chunk is the common case: no joining needed.
         match first.take() {
@@ -151,14 +151,14 @@ mod tests {
         let err = read_limited(chunked(&[b"abc", b"def"]), 5, SECOND, BodyHints::default())
             .await
             .unwrap_err();
-        assert!(matches!(err, ApiError::PayloadTooLarge { limit: 5 }), "{err:?}");
+        assert!(matches!(err, ApiError::BodyTooLarge { limit: 5 }), "{err:?}");
     }
 
     #[tokio::test]
     async fn a_declared_length_over_the_limit_is_413() {
         let body = Full::new(Bytes::from_static(b"abcdef"));
         let err = read_limited(body, 5, SECOND, BodyHints::default()).await.unwrap_err();
-        assert!(matches!(err, ApiError::PayloadTooLarge { limit: 5 }), "{err:?}");
+        assert!(matches!(err, ApiError::BodyTooLarge { limit: 5 }), "{err:?}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -53,7 +53,7 @@ pub enum Mode {
 
 /// The limit and what it has seen; owned by the writer's dispatcher.
 #[derive(Debug)]
-pub struct Limit {
+pub(crate) struct Limit {
     mode: Mode,
     limit: f64,
     ceiling: usize,
@@ -94,7 +94,7 @@ impl Window {
 
 /// How a call ended, as the limit sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
+pub(crate) enum Signal {
     /// The stream answered and took every record it did not refuse.
     Answered,
     /// The stream pushed back: the call failed or entries were throttled.
@@ -105,7 +105,7 @@ pub enum Signal {
 
 impl Limit {
     /// A limit that starts at `initial` and never exceeds `ceiling`.
-    pub fn new(mode: Mode, initial: usize, ceiling: usize) -> Self {
+    pub(crate) fn new(mode: Mode, initial: usize, ceiling: usize) -> Self {
         let ceiling = ceiling.max(1);
         let limit = match mode {
             Mode::Adaptive => initial.clamp(1, ceiling),
@@ -123,22 +123,22 @@ impl Limit {
     }
 
     /// Calls allowed in flight now.
-    pub fn current(&self) -> usize {
+    pub(crate) fn current(&self) -> usize {
         self.limit as usize
     }
 
     /// Calls in flight now.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight
     }
 
     /// The moving mean round trip, once a window has ended.
-    pub fn mean_rtt(&self) -> Option<Duration> {
+    pub(crate) fn mean_rtt(&self) -> Option<Duration> {
         self.past.map(|p| Duration::from_secs_f64(p.mean))
     }
 
     /// Takes a slot for a call when one is free.
-    pub fn try_start(&mut self) -> bool {
+    pub(crate) fn try_start(&mut self) -> bool {
         if self.in_flight >= self.current() {
             return false;
         }
@@ -150,13 +150,13 @@ impl Limit {
     }
 
     /// Frees a slot taken by [`Limit::try_start`].
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// An upstream attempt took `rtt` and ended with `signal`. A slot may see
     /// several (retries of entries that failed alone).
-    pub fn observe(&mut self, rtt: Duration, signal: Signal, now: Instant) {
+    pub(crate) fn observe(&mut self, rtt: Duration, signal: Signal, now: Instant) {
         if self.mode == Mode::Fixed {
             return;
         }
@@ -177,7 +177,7 @@ impl Limit {
 
     /// Records were not sent at `now` because the stream would answer after
     /// their deadline: cut at once, as for a call that timed out.
-    pub fn deadline_missed(&mut self, now: Instant) {
+    pub(crate) fn deadline_missed(&mut self, now: Instant) {
         if self.mode == Mode::Adaptive {
             self.cut_at_once(now, now);
         }

@@ -189,7 +189,7 @@ impl Output<'_> {
                 .read_to_end(&mut out)
                 .map_err(|e| ApiError::BadEncoding(format!("{name}: {e}")))?;
             if out.len() > limit {
-                return Err(ApiError::PayloadTooLarge { limit });
+                return Err(ApiError::BodyTooLarge { limit });
             }
             if (read as u64) < room {
                 return Ok(Bytes::from(out));
@@ -244,7 +244,7 @@ mod tests {
         // 64 MiB of zeros compress to ~64 KiB; the limit stops decoding at 1 KiB.
         let bomb = gzip(&vec![0u8; 64 << 20]);
         let err = decode(Some(&header("gzip")), bomb, 1024, &mut |_| Ok(())).unwrap_err();
-        assert!(matches!(err, ApiError::PayloadTooLarge { limit: 1024 }), "{err:?}");
+        assert!(matches!(err, ApiError::BodyTooLarge { limit: 1024 }), "{err:?}");
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! What a client is told when a request fails: [`ApiError`] and its one table
+//! What a client is told when a request fails: [`ApiError`], its one table
 //! ([`ApiError::status`]) from failure to HTTP status, error code and
-//! `Retry-After`.
+//! `Retry-After`, and the one writer of error bodies
+//! ([`ApiError::into_response`]).
 //!
 //! The rule the table encodes: 4xx means "your request is wrong, do not
 //! retry it as is"; 503 with `Retry-After` means "not stored, retry later";
 //! 502 means "not stored, the gateway is misconfigured"; 429 with
-//! `Retry-After` (the SDKs' endpoints only) means "throttled, retry later".
+//! `Retry-After` (the SDKs' doors only, whose SDKs all back off on it and
+//! whose own collectors send it) means "throttled, retry later".
 //!
-//! A sink failure is answered as its row of the one failure table says
-//! (`sink/failure.rs`), per [`Family`] of doors: the gateway's own API says
-//! 503 for every transient failure, while the analytics SDKs' doors say 429
-//! for throttling, which every one of those SDKs backs off on.
+//! A sink failure is answered here too, per [`Family`] of doors: the
+//! gateway's own API says 503 for every transient failure, while the
+//! analytics SDKs' doors say 429 for throttling. What the failure *is*
+//! (transient, refused, grave) is the sink layer's table
+//! (`sink/failure.rs`); what it *means to a client* is this one.
 //! 4xx bodies say what was wrong; 5xx bodies are generic, and the detail is
 //! logged here, once. Every error body has `error` and `code` (the same
 //! value) and `message`.
@@ -24,10 +27,18 @@ use hyper::{Response, StatusCode};
 
 use crate::partition_key::InvalidPartitionKey;
 use crate::sink::SinkError;
-pub use crate::sink::failure::Family;
 
 /// Seconds a client is asked to wait before retrying a 503.
 const RETRY_AFTER_SECS: u64 = 1;
+
+/// A family of doors, each with its own answer to a sink failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `/import` and `/import/batch`.
+    Api,
+    /// The analytics SDKs' protocols.
+    Sdk,
+}
 
 /// A request that did not end with a stored record.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +115,8 @@ pub enum ApiError {
         family: Family,
         /// The (gravest) failure.
         error: SinkError,
+        /// How many of the request's records failed this way (for the log).
+        records: usize,
     },
     /// Too much in flight already: shed at once rather than queue.
     #[error("the gateway is at capacity ({0}); the record was not stored, retry later")]
@@ -187,6 +200,7 @@ impl From<SinkError> for ApiError {
         ApiError::Sink {
             family: Family::Api,
             error,
+            records: 1,
         }
     }
 }
@@ -220,17 +234,27 @@ impl ApiError {
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
-            ApiError::Sink { family, error } => error.status(*family),
+            ApiError::Sink { family, error, .. } => match (error, family) {
+                (SinkError::Overloaded(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
+                (SinkError::Throttled(_), Family::Api) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
+                (SinkError::Throttled(_), Family::Sdk) => (StatusCode::TOO_MANY_REQUESTS, "throttled", true),
+                (SinkError::Unavailable(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+                (SinkError::Rejected(_), _) => (StatusCode::BAD_REQUEST, "record_rejected", false),
+                (SinkError::Misconfigured(_), _) => (StatusCode::BAD_GATEWAY, "upstream_misconfigured", false),
+            },
         }
     }
 
     /// Whether the request was shed for load (counted apart in metrics).
     pub fn is_shed(&self) -> bool {
-        match self {
-            ApiError::Overloaded(_) => true,
-            ApiError::Sink { error, .. } => error.meaning().sheds,
-            _ => false,
-        }
+        matches!(
+            self,
+            ApiError::Overloaded(_)
+                | ApiError::Sink {
+                    error: SinkError::Overloaded(_),
+                    ..
+                }
+        )
     }
 
     /// The first offending record of a batch, for the error body.
@@ -246,17 +270,37 @@ impl ApiError {
     /// The message the client is answered with.
     pub fn message(&self) -> String {
         match self {
-            ApiError::Sink { error, .. } => error.message(),
+            ApiError::Sink { error, .. } => sink_message(error),
             other => other.to_string(),
         }
     }
 
-    /// The JSON error response, logging 5xx details once, with the request's id.
+    /// Logs a sink failure once, where it is answered, at the level its
+    /// kind deserves: the client's or the load's doing is debug, the
+    /// stream's transient doing warn, what an operator must mend error.
+    pub(crate) fn log(&self, request_id: &str) {
+        let ApiError::Sink { error, records, .. } = self else {
+            return;
+        };
+        let (kind, error, records) = (error.label(), error.detail(), *records);
+        match self {
+            ApiError::Sink {
+                error: SinkError::Overloaded(_) | SinkError::Rejected(_),
+                ..
+            } => tracing::debug!(%request_id, kind, records, error, "records not stored"),
+            ApiError::Sink {
+                error: SinkError::Misconfigured(_),
+                ..
+            } => tracing::error!(%request_id, kind, records, error, "records not stored: gateway misconfigured"),
+            _ => tracing::warn!(%request_id, kind, records, error, "records not stored"),
+        }
+    }
+
+    /// The JSON error response, logging sink failures once, with the
+    /// request's id.
     pub fn into_response(self, request_id: &str) -> Response<Full<Bytes>> {
         let (status, code, retry) = self.status();
-        if let ApiError::Sink { error, .. } = &self {
-            error.log(request_id, 1);
-        }
+        self.log(request_id);
         let message = self.message();
         let rejected = match &self {
             ApiError::NoValidEvents { rejected } => Some(rejected.as_slice()),
@@ -295,6 +339,19 @@ impl ApiError {
         }
         response
     }
+}
+
+/// What a client is told about a record the sink did not store. 5xx
+/// messages are generic (the detail is logged); a refused record says why.
+pub(crate) fn sink_message(error: &SinkError) -> String {
+    let generic = match error {
+        SinkError::Overloaded(_) => "the gateway is at capacity; the record was not stored, retry later",
+        SinkError::Throttled(_) => "the stream is over its write capacity; the record was not stored, retry later",
+        SinkError::Unavailable(_) => "the stream could not be reached; the record was not stored, retry later",
+        SinkError::Misconfigured(_) => "the gateway cannot write to its stream; the record was not stored",
+        SinkError::Rejected(detail) => return format!("the stream refused the record: {detail}"),
+    };
+    generic.to_owned()
 }
 
 /// Adds `Retry-After` (seconds, as RFC 9110 defines it).
@@ -343,18 +400,47 @@ mod tests {
         }
     }
 
+    fn on(family: Family, error: &SinkError) -> (StatusCode, &'static str, bool) {
+        let records = 1;
+        let error = error.clone();
+        ApiError::Sink { family, error, records }.status()
+    }
+
+    fn every_kind() -> [SinkError; 5] {
+        [
+            SinkError::Overloaded("x".into()),
+            SinkError::Throttled("x".into()),
+            SinkError::Unavailable("x".into()),
+            SinkError::Rejected("x".into()),
+            SinkError::Misconfigured("x".into()),
+        ]
+    }
+
     #[test]
     fn the_sdk_family_says_429_for_throttling_and_agrees_on_the_rest() {
         let throttled = SinkError::Throttled("x".into());
-        assert_eq!(throttled.status(Family::Sdk).0, StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(throttled.status(Family::Api).0, StatusCode::SERVICE_UNAVAILABLE);
-        for err in [
-            SinkError::Unavailable("x".into()),
-            SinkError::Overloaded("x".into()),
-            SinkError::Misconfigured("x".into()),
-            SinkError::Rejected("x".into()),
-        ] {
-            assert_eq!(err.status(Family::Sdk), err.status(Family::Api), "{err:?}");
+        assert_eq!(on(Family::Sdk, &throttled).0, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(on(Family::Api, &throttled).0, StatusCode::SERVICE_UNAVAILABLE);
+        for err in every_kind()
+            .into_iter()
+            .filter(|e| !matches!(e, SinkError::Throttled(_)))
+        {
+            assert_eq!(on(Family::Sdk, &err), on(Family::Api, &err), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn transient_failures_are_503_or_429_with_retry_after_and_the_rest_are_not() {
+        for err in every_kind() {
+            let (api, _, retry) = on(Family::Api, &err);
+            assert_eq!(retry, err.is_transient(), "{err:?}");
+            assert_eq!(api == StatusCode::SERVICE_UNAVAILABLE, err.is_transient(), "{err:?}");
+            let (sdk, _, _) = on(Family::Sdk, &err);
+            if matches!(err, SinkError::Throttled(_)) {
+                assert_eq!(sdk, StatusCode::TOO_MANY_REQUESTS);
+            } else {
+                assert_eq!(sdk, api, "{err:?}");
+            }
         }
     }
 

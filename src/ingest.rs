@@ -19,9 +19,9 @@ use hyper::{Request, http::request::Parts};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Duration;
 
-use crate::app::App;
 use crate::body::{BodyHints, RequestBody, discard, read_limited};
 use crate::encoding;
+use crate::endpoints::Doors;
 use crate::error::ApiError;
 use crate::intake::reserve;
 use crate::partition_key;
@@ -31,30 +31,30 @@ use crate::partition_key;
 /// body, the records and enriched copies made from it, and the upstream
 /// call's encoding (base64 JSON for Kinesis). docs/faults.md "Memory" has the
 /// figures measured with it (bench `manifest-*` runs).
-pub const HELD_PER_BODY_BYTE: usize = 4;
+pub(crate) const HELD_PER_BODY_BYTE: usize = 4;
 /// Bytes a request holds per byte of the records it writes, beside its
 /// body: the records themselves, the sink's copy of them and the upstream
 /// call's encoding (base64 in JSON for Kinesis, about 1.4 bytes per byte,
 /// in a buffer that doubles as it grows). Measured, with the next constant,
 /// by `tests/memory.rs` for every door and shape of events.
-pub const HELD_PER_RECORD_BYTE: usize = 7;
+pub(crate) const HELD_PER_RECORD_BYTE: usize = 7;
 /// Bytes a request holds per record whatever its size: the record's own
 /// place in the request and the writer's queue, its outcome and receipt,
 /// the sink's entry for it in the call and in the stream's answer, and its
 /// part of the client's answer. About 1 KiB, measured (`tests/memory.rs`):
 /// for a tiny event it is most of what the event costs.
-pub const HELD_PER_RECORD: usize = 1024;
+pub(crate) const HELD_PER_RECORD: usize = 1024;
 /// The most a request's records may hold per byte of the body they came
 /// from: an event is stored as sent, or re-serialised when the gateway
 /// removes a field it sets itself, which can write a short number long
 /// (`9e15` as `9000000000000000.0`).
-pub const MAX_RECORD_BYTES_PER_BODY_BYTE: usize = 4;
+pub(crate) const MAX_RECORD_BYTES_PER_BODY_BYTE: usize = 4;
 /// What the gateway adds to one record at most, in bytes, beside the
 /// event's own bytes: a partition key (at most 256 characters, 1 KiB of
 /// UTF-8) and the SDK doors' fields (an id, the receive time, a send time of
 /// at most 64 bytes, the client's address, `_gateway` with a source key of
 /// at most 256 bytes).
-pub const MAX_ADDED_PER_RECORD: usize = 2048;
+pub(crate) const MAX_ADDED_PER_RECORD: usize = 2048;
 
 /// Bodies up to this many declared bytes are drained after an early refusal;
 /// larger ones cost more to read than a reconnect.
@@ -64,7 +64,7 @@ const DRAIN_WAIT: Duration = Duration::from_secs(1);
 
 /// A request whose body was read and decoded.
 #[derive(Debug)]
-pub struct Ingested<'a> {
+pub(crate) struct Ingested<'a> {
     /// The request head.
     pub head: Parts,
     /// The decoded body; empty only when the endpoint allows it.
@@ -78,7 +78,7 @@ pub struct Ingested<'a> {
 /// What a request holds of the in-flight budget; it only grows, until the
 /// request is answered.
 #[derive(Debug)]
-pub struct Held<'a> {
+pub(crate) struct Held<'a> {
     budget: &'a Semaphore,
     permit: RefCell<SemaphorePermit<'a>>,
 }
@@ -92,7 +92,7 @@ impl<'a> Held<'a> {
     }
 
     /// Holds `bytes` more, or 503 (shed) when the budget has no room.
-    pub fn more(&self, bytes: usize) -> Result<(), ApiError> {
+    pub(crate) fn more(&self, bytes: usize) -> Result<(), ApiError> {
         if bytes > 0 {
             let more = reserve(self.budget, bytes)?;
             self.permit.borrow_mut().merge(more);
@@ -109,7 +109,7 @@ impl<'a> Held<'a> {
 
 impl<'a> Ingested<'a> {
     /// The request headers.
-    pub fn headers(&self) -> &HeaderMap {
+    pub(crate) fn headers(&self) -> &HeaderMap {
         &self.head.headers
     }
 
@@ -124,7 +124,12 @@ impl<'a> Ingested<'a> {
     /// [`MAX_RECORD_BYTES_PER_BODY_BYTE`] times it plus
     /// [`MAX_ADDED_PER_RECORD`] per record are refused with 413, which is
     /// the bound the README states ("Hostile input").
-    pub fn hold_records(&mut self, source_bytes: usize, records: usize, record_bytes: usize) -> Result<(), ApiError> {
+    pub(crate) fn hold_records(
+        &mut self,
+        source_bytes: usize,
+        records: usize,
+        record_bytes: usize,
+    ) -> Result<(), ApiError> {
         let max = source_bytes
             .saturating_mul(MAX_RECORD_BYTES_PER_BODY_BYTE)
             .saturating_add(records.saturating_mul(MAX_ADDED_PER_RECORD));
@@ -145,14 +150,14 @@ impl<'a> Ingested<'a> {
     /// What the request holds of the budget, for a door that unwraps its
     /// body further and must hold the result first (PostHog's gzip and
     /// base64 forms).
-    pub fn held(&self) -> &Held<'a> {
+    pub(crate) fn held(&self) -> &Held<'a> {
         &self.held
     }
 }
 
 /// An endpoint's own limits on its body.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// The largest body, raw and decoded, in bytes.
     pub max_body: usize,
     /// Whether the header's partition key counts against `max_body` (a
@@ -167,16 +172,17 @@ pub struct Limits {
 
 impl Limits {
     /// A 413 that names the limit that applied: the record limit where the
-    /// body is one record, else the endpoint's body limit.
+    /// body is one record (the one place a body's limit is renamed), else
+    /// the endpoint's body limit, as reading and decoding say.
     fn name_limit(&self, err: ApiError) -> ApiError {
         match err {
-            ApiError::PayloadTooLarge { limit } if !self.key_counts => ApiError::BodyTooLarge { limit },
+            ApiError::BodyTooLarge { limit } if self.key_counts => ApiError::PayloadTooLarge { limit },
             other => other,
         }
     }
 
     /// An endpoint whose body is events: headers authorise, empty is an error.
-    pub fn events(max_body: usize) -> Self {
+    pub(crate) fn events(max_body: usize) -> Self {
         Limits {
             max_body,
             key_counts: false,
@@ -187,7 +193,7 @@ impl Limits {
 }
 
 /// Runs the shared step for a request within the endpoint's `limits`.
-pub async fn ingest<B>(app: &App, request: Request<B>, limits: Limits) -> Result<Ingested<'_>, ApiError>
+pub(crate) async fn ingest<B>(doors: &Doors, request: Request<B>, limits: Limits) -> Result<Ingested<'_>, ApiError>
 where
     B: RequestBody,
 {
@@ -195,7 +201,7 @@ where
     let hints = BodyHints {
         expects_continue: expects_continue(&head.headers),
     };
-    let admitted = admit(app, &head.headers, limits, body.size_hint().exact());
+    let admitted = admit(doors, &head.headers, limits, body.size_hint().exact());
     let Admitted {
         slot,
         bytes,
@@ -211,18 +217,18 @@ where
             return Err(err);
         }
     };
-    let raw = read_limited(body, limit, app.intake().body_read_timeout(), hints)
+    let raw = read_limited(body, limit, doors.intake().body_read_timeout(), hints)
         .await
         .map_err(|e| limits.name_limit(e))?;
-    let held = Held::new(app.intake().budget(), bytes);
-    let body = decode(app, &head.headers, raw, limit, &held).map_err(|e| limits.name_limit(e))?;
+    let held = Held::new(doors.intake().budget(), bytes);
+    let body = decode(doors, &head.headers, raw, limit, &held).map_err(|e| limits.name_limit(e))?;
     if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
     }
     // What the request will hold, not only its body: reserve the rest now,
     // or shed it before it costs memory.
     held.at_least(body.len().saturating_mul(HELD_PER_BODY_BYTE))?;
-    app.metrics().body_received(body.len());
+    doors.metrics().body_received(body.len());
     Ok(Ingested {
         head,
         body,
@@ -236,12 +242,12 @@ where
 /// the decoder's own memory (its window) in the in-flight budget while it
 /// runs, and its output as it grows: a request that would take more than
 /// the budget has is shed before the memory is taken.
-fn decode(app: &App, headers: &HeaderMap, raw: Bytes, limit: usize, held: &Held<'_>) -> Result<Bytes, ApiError> {
+fn decode(doors: &Doors, headers: &HeaderMap, raw: Bytes, limit: usize, held: &Held<'_>) -> Result<Bytes, ApiError> {
     let encoding = headers.get(CONTENT_ENCODING);
     let working = encoding::working_memory(encoding, &raw, limit)?;
     let _decoder = match working {
         0 => None,
-        n => Some(reserve(app.intake().budget(), n)?),
+        n => Some(reserve(doors.intake().budget(), n)?),
     };
     encoding::decode(encoding, raw, limit, &mut |bytes| held.more(bytes))
 }
@@ -260,17 +266,17 @@ struct Admitted<'a> {
 /// bytes reserved from the in-flight budget before anything is read (the
 /// declared length, or the whole limit for a chunked body).
 fn admit<'a>(
-    app: &'a App,
+    doors: &'a Doors,
     headers: &HeaderMap,
     limits: Limits,
     declared: Option<u64>,
 ) -> Result<Admitted<'a>, ApiError> {
-    let slot = app.intake().slot()?;
+    let slot = doors.intake().slot()?;
     if limits.header_auth {
-        app.access().authorize(headers)?;
+        doors.access().authorize(headers)?;
     }
     let header = headers.get(partition_key::HEADER).map(|v| v.as_bytes());
-    let partition_key = partition_key::from_header(header, app.max_key_chars())?;
+    let partition_key = partition_key::from_header(header, doors.record_rules().max_key_chars)?;
     let limit = match (&partition_key, limits.key_counts) {
         // The partition key's bytes count against the record limit too.
         (Some(key), true) => limits.max_body.saturating_sub(key.len()),
@@ -286,7 +292,7 @@ fn admit<'a>(
         Some(len) => (len as usize).min(limit + 1),
         None => limit,
     };
-    let bytes = reserve(app.intake().budget(), reserve_bytes)?;
+    let bytes = reserve(doors.intake().budget(), reserve_bytes)?;
     Ok(Admitted {
         slot,
         bytes,

@@ -51,7 +51,7 @@ impl Intake {
 }
 
 /// `bytes` of the in-flight budget, or 503 at once when they are not free.
-pub fn reserve(budget: &Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
+pub(crate) fn reserve(budget: &Semaphore, bytes: usize) -> Result<SemaphorePermit<'_>, ApiError> {
     u32::try_from(bytes)
         .ok()
         .and_then(|n| budget.try_acquire_many(n).ok())

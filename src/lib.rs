@@ -35,26 +35,27 @@
 //! - [`sink`]: the [`sink::Sink`] seam and where records go: [`sink::kinesis`]
 //!   (the product) or [`sink::file`].
 #![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
 
-pub mod access;
-pub mod api;
+pub(crate) mod access;
+pub(crate) mod api;
 pub mod app;
 pub mod body;
-pub mod concurrency;
+pub(crate) mod concurrency;
 pub mod config;
 pub mod encoding;
 pub mod endpoints;
 pub mod error;
-pub mod ingest;
-pub mod intake;
-pub mod live;
-pub mod metrics;
-pub mod nesting;
+pub(crate) mod ingest;
+pub(crate) mod intake;
+pub(crate) mod live;
+pub(crate) mod metrics;
+pub(crate) mod nesting;
 pub mod partition_key;
-pub mod readiness;
-pub mod routes;
+pub(crate) mod readiness;
+pub(crate) mod routes;
 pub mod server;
 pub mod sink;
-pub mod spill;
-pub mod store;
-pub mod writer;
+pub(crate) mod spill;
+pub(crate) mod store;
+pub(crate) mod writer;

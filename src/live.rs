@@ -29,11 +29,11 @@ use crate::config::LiveConfig;
 use crate::sink::Record;
 
 /// Frames one viewer's queue holds; a viewer this far behind is dropped.
-pub const QUEUE_FRAMES: usize = 512;
+pub(crate) const QUEUE_FRAMES: usize = 512;
 /// Payload bytes shown per event; longer payloads are cut (and say so).
-pub const PREVIEW_BYTES: usize = 2048;
+pub(crate) const PREVIEW_BYTES: usize = 2048;
 /// Viewers at once; one more is refused (503) rather than slowing the rest.
-pub const MAX_VIEWERS: usize = 16;
+pub(crate) const MAX_VIEWERS: usize = 16;
 /// Source keys counted apart in the rates; the rest are counted as `other`.
 const MAX_COUNTED_KEYS: usize = 200;
 
@@ -390,7 +390,7 @@ fn count(counts: &mut Counts, arrival: &Arrival<'_>, masked: Option<&str>, event
 /// How a source key is shown: never in full. Its first four characters
 /// when it is long enough that they say little, then a short digest, so
 /// two keys can be told apart and a known key can be found.
-pub fn mask(key: &str) -> String {
+pub(crate) fn mask(key: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
     let short: String = digest[..3].iter().map(|b| format!("{b:02x}")).collect();
     let head: String = if key.chars().count() >= 12 {
@@ -402,14 +402,14 @@ pub fn mask(key: &str) -> String {
 }
 
 /// Milliseconds since the Unix epoch.
-pub fn unix_millis() -> u64 {
+pub(crate) fn unix_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// One server-sent event: `event: kind`, `data: json`.
-pub fn frame(kind: &str, body: &impl Serialize) -> Bytes {
+pub(crate) fn frame(kind: &str, body: &impl Serialize) -> Bytes {
     let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     Bytes::from(format!("event: {kind}\ndata: {json}\n\n"))
 }

@@ -18,7 +18,7 @@ use prometheus_client::registry::Registry;
 use crate::sink::SinkError;
 
 /// The `Content-Type` of [`Metrics::render`]'s output.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// A label value: always one of a fixed set of `&'static str`s (the module
 /// doc says why). Equal labels are nearly always the same static string, so
@@ -556,11 +556,11 @@ impl SpillMetrics {
 /// Holds a gauge one higher for as long as it lives, so a request or call
 /// that is cancelled still brings the gauge back down.
 #[derive(Debug)]
-pub struct GaugeGuard<'a>(&'a Gauge);
+pub(crate) struct GaugeGuard<'a>(&'a Gauge);
 
 impl<'a> GaugeGuard<'a> {
     /// Increments `gauge` until the guard is dropped.
-    pub fn inc(gauge: &'a Gauge) -> Self {
+    pub(crate) fn inc(gauge: &'a Gauge) -> Self {
         gauge.inc();
         GaugeGuard(gauge)
     }
@@ -573,7 +573,7 @@ impl Drop for GaugeGuard<'_> {
 }
 
 /// The method label: a usual verb, or `other`.
-pub fn method_label(method: &hyper::Method) -> &'static str {
+pub(crate) fn method_label(method: &hyper::Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",

@@ -10,11 +10,11 @@
 //! as raw bytes and does not look.
 
 /// The default deepest nesting accepted: every common consumer reads it.
-pub const DEFAULT_MAX_DEPTH: usize = 64;
+pub(crate) const DEFAULT_MAX_DEPTH: usize = 64;
 
 /// Whether `text` (valid JSON) nests objects and arrays more than `max`
 /// deep: `{}` is 1 deep, `{"a":[1]}` is 2.
-pub fn too_deep(text: &[u8], max: usize) -> bool {
+pub(crate) fn too_deep(text: &[u8], max: usize) -> bool {
     // A text cannot nest deeper than it has openers, and counting them is
     // a loop the compiler vectorises: most events stop here.
     let openers = text.iter().filter(|&&b| b == b'{' || b == b'[').count();

@@ -25,7 +25,7 @@ pub struct Verdict {
 
 /// Readiness state shared by all requests.
 #[derive(Debug)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     ttl: Duration,
     origin: Instant,
     shutting_down: AtomicBool,
@@ -37,7 +37,7 @@ pub struct Readiness {
 
 impl Readiness {
     /// Answers may be reused for `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Readiness {
             ttl,
             origin: Instant::now(),
@@ -48,29 +48,29 @@ impl Readiness {
     }
 
     /// From now on, every probe answers "not ready".
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
     }
 
     /// Whether shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
     }
 
     /// A record was stored: the destination works.
-    pub fn record_stored(&self) {
+    pub(crate) fn record_stored(&self) {
         let ms = self.origin.elapsed().as_millis() as u64 + 1;
         self.last_stored.store(ms, Ordering::Relaxed);
     }
 
     /// A record failed for a reason that says the destination is not working.
-    pub fn record_failed(&self) {
+    pub(crate) fn record_failed(&self) {
         self.last_stored.store(0, Ordering::Relaxed);
     }
 
     /// The probe answer. `on_destination` sees every fresh `describe` result, so
     /// the caller can pick up the stream's limits.
-    pub async fn check(&self, sink: &dyn Sink, on_destination: impl FnOnce(&Destination)) -> Verdict {
+    pub(crate) async fn check(&self, sink: &dyn Sink, on_destination: impl FnOnce(&Destination)) -> Verdict {
         if self.is_shutting_down() {
             return Verdict {
                 ready: false,

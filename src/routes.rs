@@ -1,7 +1,9 @@
 //! The route table: every path the public port serves, defined once, with
-//! its methods, metric label, and whether it speaks CORS and needs an API key.
-//! `api.rs` dispatches on it, `metrics.rs` labels by it, and the CORS and
-//! auth checks read it, so a new endpoint is one row here plus its handler.
+//! its methods, metric label, and whether it speaks CORS. `api.rs`
+//! dispatches on it, `metrics.rs` labels by it, and the CORS checks read it,
+//! so a new endpoint is one row here plus its handler. API keys are checked
+//! by the doors that take events (`ingest.rs`, and each SDK protocol once
+//! its key is read), not here: an SDK's key may be in its body.
 //!
 //! A path is exact, but for two things the SDKs need: a row may also match
 //! with one trailing `/` (PostHog's SDKs add it), and a `{name}` segment
@@ -21,7 +23,7 @@ use crate::endpoints::sdk::{Document, Protocol};
 
 /// What a route does; `api.rs` maps each to its handler.
 #[derive(Debug, Clone, Copy)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     /// `POST /import`: the body is one record.
     Import,
     /// `POST /import/batch`: the body is many records.
@@ -44,7 +46,7 @@ pub enum Endpoint {
 
 /// One row of the table.
 #[derive(Debug)]
-pub struct Route {
+pub(crate) struct Route {
     /// The exact path.
     pub path: &'static str,
     /// The handler.
@@ -55,20 +57,18 @@ pub struct Route {
     pub allow: &'static str,
     /// Whether and how browsers may call it: `OPTIONS` preflights and CORS headers.
     pub cors: Cors,
-    /// Whether `API_KEYS` guard it.
-    pub auth: bool,
     /// Whether it is also served with one trailing `/`.
     pub slash: bool,
 }
 
 impl Route {
     /// Whether the route belongs on the admin port when `METRICS_ADDR` is set.
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         matches!(self.endpoint, Endpoint::Metrics | Endpoint::Live(_))
     }
 
     /// The metric label: the path itself (a fixed, known string).
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         self.path
     }
 
@@ -107,7 +107,6 @@ const fn own(path: &'static str, endpoint: Endpoint, methods: &'static [Method],
         methods,
         allow,
         cors: if events { Cors::Api } else { Cors::Off },
-        auth: events,
         slash: false,
     }
 }
@@ -121,7 +120,6 @@ const fn sdk(path: &'static str, endpoint: Endpoint, methods: &'static [Method],
         methods,
         allow,
         cors: Cors::Sdk,
-        auth: true,
         slash: true,
     }
 }
@@ -142,7 +140,7 @@ const fn post(path: &'static str, document: &'static dyn Document) -> Route {
 }
 
 /// Every route of the public port.
-pub static ROUTES: &[Route] = &[
+pub(crate) static ROUTES: &[Route] = &[
     own("/import", Endpoint::Import, EVENTS, "POST, OPTIONS"),
     own("/import/batch", Endpoint::ImportBatch, EVENTS, "POST, OPTIONS"),
     own("/healthz", Endpoint::Health, READ, "GET, HEAD"),
@@ -188,18 +186,18 @@ pub static ROUTES: &[Route] = &[
 ];
 
 /// The route for `path`, if any.
-pub fn find(path: &str) -> Option<&'static Route> {
+pub(crate) fn find(path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|route| route.matches(path))
-}
-
-/// The metric label of `path`: its route's, or `other`.
-pub fn label(path: &str) -> &'static str {
-    find(path).map_or("other", Route::label)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The metric label of `path`: its route's, or `other`.
+    fn label(path: &str) -> &'static str {
+        find(path).map_or("other", Route::label)
+    }
 
     #[test]
     fn every_path_is_listed_once_and_labels_are_bounded() {

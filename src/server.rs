@@ -77,7 +77,7 @@ pub async fn run(listener: TcpListener, app: Arc<App>, shutdown: impl Future<Out
         let service_app = app.clone();
         // The peer's address, for records only when `CLIENT_IP` asks for it:
         // the first extension costs every request a map allocation.
-        let wants_peer = app.sdk().client_ip != ClientIp::Off;
+        let wants_peer = app.doors().sdk().client_ip != ClientIp::Off;
         let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             if wants_peer {
                 request.extensions_mut().insert(crate::endpoints::Peer(peer));

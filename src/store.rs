@@ -13,6 +13,11 @@
 //!
 //! A sink never spills: [`Kept::Spilled`] is this layer's word, not the
 //! sink seam's.
+//!
+//! What the doors get back is [`Outcomes`]: each record's outcome and one
+//! [`Summary`] of them (how many are in the stream, spilled, refused, the
+//! gravest failure, the first location), so each door family writes its
+//! answer from the same fold.
 
 use std::sync::Arc;
 
@@ -21,37 +26,38 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use crate::readiness::{Readiness, Verdict};
+use crate::sink::failure::gravest;
 use crate::sink::{Receipt, Record, SinkError};
 use crate::writer::Writer;
 
 /// Where a record is kept once its outcome is known.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Kept {
+pub(crate) enum Kept {
     /// In the stream, with the destination's receipt.
-    Stored(Receipt),
+    InStream(Receipt),
     /// Durable in the spill, not yet in the stream: on its way.
     Spilled,
 }
 
 impl Kept {
     /// Where the record went: a shard, a topic partition, or `spill`.
-    pub fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> &str {
         match self {
-            Kept::Stored(receipt) => receipt.location(),
+            Kept::InStream(receipt) => receipt.location(),
             Kept::Spilled => "spill",
         }
     }
 
     /// Whether the record is in the spill rather than the stream.
-    pub fn is_spilled(&self) -> bool {
+    pub(crate) fn is_spilled(&self) -> bool {
         matches!(self, Kept::Spilled)
     }
 
     /// The answer's status for a request whose records are kept like this:
     /// 200 in the stream, 202 (accepted, on its way) in the spill.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
-            Kept::Stored(_) => StatusCode::OK,
+            Kept::InStream(_) => StatusCode::OK,
             Kept::Spilled => StatusCode::ACCEPTED,
         }
     }
@@ -61,7 +67,7 @@ impl Serialize for Kept {
     /// The receipt's own fields, or `{"Spilled": true}`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Kept::Stored(receipt) => receipt.serialize(serializer),
+            Kept::InStream(receipt) => receipt.serialize(serializer),
             Kept::Spilled => {
                 use serde::ser::SerializeMap;
                 let mut map = serializer.serialize_map(Some(1))?;
@@ -73,11 +79,58 @@ impl Serialize for Kept {
 }
 
 /// One outcome per record, in the order the records were handed over.
-pub type Kepts = Vec<Result<Kept, SinkError>>;
+pub(crate) type Kepts = Vec<Result<Kept, SinkError>>;
+
+/// A request's outcomes: each record's, in order, and their [`Summary`].
+#[derive(Debug)]
+pub(crate) struct Outcomes {
+    /// One per record, in the order the records were handed over.
+    pub(crate) each: Kepts,
+    /// Their fold.
+    pub(crate) summary: Summary,
+}
+
+/// The one fold of a request's outcomes that every answer is written from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Summary {
+    /// Records in the stream.
+    pub(crate) in_stream: usize,
+    /// Records durable in the spill, not yet in the stream.
+    pub(crate) spilled: usize,
+    /// Records that failed, in any way.
+    pub(crate) failed: usize,
+    /// The gravest failure (the first of the gravest kind) and how many
+    /// records failed that way.
+    pub(crate) gravest: Option<(SinkError, usize)>,
+    /// The first kept record's index.
+    first_kept: Option<usize>,
+}
+
+impl Outcomes {
+    /// Folds `each` once.
+    pub(crate) fn new(each: Kepts) -> Self {
+        let spilled = each.iter().filter(|o| o.as_ref().is_ok_and(Kept::is_spilled)).count();
+        let kept = each.iter().filter(|o| o.is_ok()).count();
+        let summary = Summary {
+            in_stream: kept - spilled,
+            spilled,
+            failed: each.len() - kept,
+            gravest: gravest(&each).map(|(error, same)| (error.clone(), same)),
+            first_kept: each.iter().position(Result::is_ok),
+        };
+        Outcomes { each, summary }
+    }
+
+    /// Where the first kept record went: a shard, a partition, `spill`.
+    pub(crate) fn location(&self) -> Option<&str> {
+        let kept = self.each.get(self.summary.first_kept?)?;
+        kept.as_ref().ok().map(Kept::location)
+    }
+}
 
 /// Where the doors put records.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug {
+pub(crate) trait Store: Send + Sync + std::fmt::Debug {
     /// Keeps `records` and answers one outcome per record, in order.
     async fn put(&self, records: Vec<Record>) -> Kepts;
 
@@ -91,14 +144,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 /// The writer in front of the sink, as a store: every outcome is the
 /// stream's, and readiness learns from each.
 #[derive(Debug)]
-pub struct StreamStore {
+pub(crate) struct StreamStore {
     writer: Writer,
     readiness: Arc<Readiness>,
 }
 
 impl StreamStore {
     /// Records go through `writer`; what they meet updates `readiness`.
-    pub fn new(writer: Writer, readiness: Arc<Readiness>) -> Self {
+    pub(crate) fn new(writer: Writer, readiness: Arc<Readiness>) -> Self {
         StreamStore { writer, readiness }
     }
 }
@@ -112,6 +165,6 @@ impl Store for StreamStore {
         } else if outcomes.iter().any(|o| o.as_ref().is_err_and(SinkError::makes_unready)) {
             self.readiness.record_failed();
         }
-        outcomes.into_iter().map(|o| o.map(Kept::Stored)).collect()
+        outcomes.into_iter().map(|o| o.map(Kept::InStream)).collect()
     }
 }

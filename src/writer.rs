@@ -57,7 +57,7 @@ const RETRY_CAP: Duration = Duration::from_secs(1);
 /// Writes records to the sink; cheap to clone and share, the dispatcher
 /// task (when batching) runs until every clone is dropped.
 #[derive(Debug, Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     sink: Arc<dyn Sink>,
     metrics: Arc<Metrics>,
     deadlines: Deadlines,
@@ -81,7 +81,7 @@ struct Waiter {
 impl Writer {
     /// A writer for `sink`; starts the dispatcher when batching is on, so it
     /// must run inside a tokio runtime.
-    pub fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
+    pub(crate) fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
         let deadlines = sink.deadlines();
         let (queue, dispatcher) = if config.enabled {
             let (queue, waiting) = mpsc::channel(config.queue_capacity.get());
@@ -115,14 +115,14 @@ impl Writer {
     }
 
     /// The sink behind this writer.
-    pub fn sink(&self) -> &Arc<dyn Sink> {
+    pub(crate) fn sink(&self) -> &Arc<dyn Sink> {
         &self.sink
     }
 
     /// Stores `records` and returns one outcome per record, in order. When
     /// the queue cannot take them all, none is queued and every outcome is
     /// [`SinkError::Overloaded`].
-    pub async fn put(&self, records: Vec<Record>) -> Outcomes {
+    pub(crate) async fn put(&self, records: Vec<Record>) -> Outcomes {
         let deadline = Instant::now() + self.deadlines.record_timeout;
         match &self.queue {
             Some(queue) => self.put_batched(queue, records, deadline).await,
@@ -141,7 +141,7 @@ impl Writer {
     /// may split a chunk across concurrent calls, and a part that fails
     /// would be resent after the rest had landed. With batching off it is
     /// [`Writer::put`].
-    pub async fn put_in_order(&self, records: Vec<Record>) -> Outcomes {
+    pub(crate) async fn put_in_order(&self, records: Vec<Record>) -> Outcomes {
         let Some(dispatcher) = &self.dispatcher else {
             return self.put(records).await;
         };

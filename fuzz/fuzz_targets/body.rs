@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let timeout = std::time::Duration::from_secs(5);
     match runtime.block_on(read_limited(body, limit, timeout, BodyHints::default())) {
         Ok(read) => assert_eq!(&read[..], &expected[..]),
-        Err(ApiError::PayloadTooLarge { .. }) => assert!(expected.len() > limit),
+        Err(ApiError::BodyTooLarge { .. }) => assert!(expected.len() > limit),
         Err(other) => panic!("unexpected error {other:?}"),
     }
 });

@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let encoding = HeaderValue::from_static(ENCODINGS[selector as usize % ENCODINGS.len()]);
     match decode(Some(&encoding), Bytes::copy_from_slice(body), LIMIT, &mut |_| Ok(())) {
         Ok(decoded) => assert!(decoded.len() <= LIMIT || encoding == "identity"),
-        Err(ApiError::PayloadTooLarge { .. } | ApiError::BadEncoding(_) | ApiError::UnsupportedEncoding(_)) => {}
+        Err(ApiError::BodyTooLarge { .. } | ApiError::BadEncoding(_) | ApiError::UnsupportedEncoding(_)) => {}
         Err(other) => panic!("unexpected error {other:?}"),
     }
 });

@@ -8,6 +8,7 @@ use clickstream_gateway::endpoints::sdk::posthog::PostHog;
 use clickstream_gateway::endpoints::sdk::segment::Segment;
 use clickstream_gateway::endpoints::sdk::snowplow::Snowplow;
 use clickstream_gateway::endpoints::sdk::{Context, Events, Incoming, Protocol};
+use clickstream_gateway::sink::RecordRules;
 use libfuzzer_sys::fuzz_target;
 
 const MAX_RECORD: usize = 4096;
@@ -29,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
         ..Incoming::body(body, &headers)
     };
     let context = Context::plain(protocol.name());
-    let decoded = protocol.decode(&request, &context, 50, Events::new(MAX_RECORD, 256));
+    let decoded = protocol.decode(&request, &context, 50, Events::new(RecordRules { max_bytes: MAX_RECORD, max_key_chars: 256 }));
     let Ok(decoded) = decoded else { return };
     let events = decoded.events;
     for record in events.records() {

@@ -22,7 +22,7 @@ pub struct SpillConfig {
 /// Lanes unless `SPILL_LANES` says otherwise: 8, so a backlog drains at
 /// eight round trips' worth of chunks at once (`bench/drain.py`) while
 /// each lane still holds an eighth of `SPILL_MAX_BYTES`.
-pub const DEFAULT_LANES: usize = 8;
+pub(super) const DEFAULT_LANES: usize = 8;
 
 impl SpillConfig {
     /// The default spill in `dir`: 1 GiB, `DEFAULT_LANES` lanes, replay uncapped.

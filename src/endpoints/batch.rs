@@ -11,37 +11,31 @@
 //!   belongs to no record).
 //!
 //! Validation is all or nothing, before anything is written. The answer is
-//! 200 only when every record is stored; otherwise the status is that of the
-//! gravest failure (502 misconfigured, else 503 + `Retry-After` when any
-//! failure is transient, else 400), and the body still lists every record, so
-//! a client can resend only the failed ones.
+//! [`answer::batch`]'s: 200 only when every record is stored, else the
+//! status of the gravest failure, with every record's outcome listed.
 
 use bytes::Bytes;
 use hyper::header::CONTENT_TYPE;
-use hyper::{HeaderMap, Request, StatusCode};
-use serde::Serialize;
+use hyper::{HeaderMap, Request};
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{presented_key, records};
-use crate::app::App;
+use super::{Doors, answer, presented_key};
 use crate::body::RequestBody;
 use crate::endpoints::Reply;
-use crate::error::{ApiError, Family, add_retry_after, json_response};
+use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
 use crate::live::Arrival;
 use crate::nesting;
 use crate::sink::Record;
-use crate::sink::failure::gravest;
-use crate::store::{Kept, Kepts};
 
 /// Stores every event of the body and answers with one entry per record.
-pub async fn handle<B>(app: &App, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
+pub(crate) async fn handle<B>(doors: &Doors, request: Request<B>, request_id: &str) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
-    let mut ingested = ingest(app, request, Limits::events(app.import().batch_max_bytes)).await?;
-    let max_records = app.import().batch_max_records;
+    let mut ingested = ingest(doors, request, Limits::events(doors.import().batch_max_bytes)).await?;
+    let max_records = doors.import().batch_max_records;
     let events = match Format::of(ingested.headers()) {
         Format::Ndjson => split_ndjson(&ingested.body, max_records)?,
         Format::JsonArray => split_json_array(&ingested.body, max_records)?,
@@ -49,23 +43,22 @@ where
     if events.is_empty() {
         return Err(ApiError::EmptyBatch);
     }
-    let max = app.import().max_depth;
+    let max = doors.import().max_depth;
     if let Some(index) = events.iter().position(|event| nesting::too_deep(event, max)) {
         return Err(ApiError::TooDeep { index, max });
     }
     let bytes = ingested.body.len();
-    let batch = records(app, events, ingested.partition_key.as_deref()).map_err(|o| ApiError::RecordTooLarge {
-        index: o.index,
-        limit: o.limit,
-    })?;
-    let count = batch.len();
-    ingested.hold_records(bytes, count, batch.iter().map(Record::size).sum())?;
-    if app.live().watched() {
-        let key = presented_key(ingested.headers());
-        app.live().arrived(Arrival::import("/import/batch", key), &batch);
-    }
-    let outcomes = app.put(batch).await;
-    Ok(answer(outcomes, request_id, count, bytes))
+    let batch = doors
+        .records(events, ingested.partition_key.as_deref())
+        .map_err(|o| ApiError::RecordTooLarge {
+            index: o.index,
+            limit: o.limit,
+        })?;
+    ingested.hold_records(bytes, batch.len(), batch.iter().map(Record::size).sum())?;
+    let headers = &ingested.head.headers;
+    let arrival = || Arrival::import("/import/batch", presented_key(headers));
+    let outcomes = doors.put(arrival, batch).await;
+    Ok(answer::batch(outcomes, request_id, bytes, doors.access_log()))
 }
 
 /// The body's format, from its `Content-Type`.
@@ -92,7 +85,7 @@ impl Format {
 }
 
 /// Each element of a JSON array, as a view of `body`'s own bytes.
-pub fn split_json_array(body: &Bytes, max_records: usize) -> Result<Vec<Bytes>, ApiError> {
+pub(crate) fn split_json_array(body: &Bytes, max_records: usize) -> Result<Vec<Bytes>, ApiError> {
     let starts_as_array = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
     if !starts_as_array {
         return Err(ApiError::InvalidBatch {
@@ -130,7 +123,7 @@ pub fn split_json_array(body: &Bytes, max_records: usize) -> Result<Vec<Bytes>, 
 }
 
 /// Each non-blank line, without its line end, as a view of `body`'s bytes.
-pub fn split_ndjson(body: &Bytes, max_records: usize) -> Result<Vec<Bytes>, ApiError> {
+pub(crate) fn split_ndjson(body: &Bytes, max_records: usize) -> Result<Vec<Bytes>, ApiError> {
     let mut lines = Vec::new();
     for (number, line) in body.split(|b| *b == b'\n').enumerate() {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -185,100 +178,9 @@ impl<'de> Visitor<'de> for Elements<'_, 'de> {
     }
 }
 
-/// The answer, in the shape of `PutRecords` output.
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct BatchAnswer {
-    failed_record_count: usize,
-    /// Records in the durable spill, not yet in the stream (only when any).
-    #[serde(skip_serializing_if = "is_zero")]
-    spilled_record_count: usize,
-    records: Vec<Entry>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-#[derive(Serialize)]
-#[serde(untagged)]
-enum Entry {
-    Stored(Kept),
-    Failed {
-        #[serde(rename = "ErrorCode")]
-        error_code: &'static str,
-        #[serde(rename = "ErrorMessage")]
-        error_message: String,
-    },
-}
-
-/// The status of records all kept: the highest their store gives (202 for
-/// one on its way from the spill, else 200).
-fn outcomes_status(entries: &[Entry]) -> StatusCode {
-    entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Stored(kept) => Some(kept.status()),
-            Entry::Failed { .. } => None,
-        })
-        .max()
-        .unwrap_or(StatusCode::OK)
-}
-
-/// 200 when every record is stored, 202 when every record is stored or
-/// durable in the spill (`SPILL_DIR`) and some are spilled; else the status
-/// of the gravest failure, with every record's outcome in the body.
-fn answer(outcomes: Kepts, request_id: &str, count: usize, bytes: usize) -> Reply {
-    let failed = outcomes.iter().filter(|o| o.is_err()).count();
-    let gravest = gravest(&outcomes).map(|(err, same)| {
-        err.log(request_id, same);
-        err.clone()
-    });
-    let location = outcomes
-        .iter()
-        .find_map(|o| o.as_ref().ok())
-        .map(|kept| kept.location().to_owned());
-    let spilled = outcomes
-        .iter()
-        .filter(|o| o.as_ref().is_ok_and(Kept::is_spilled))
-        .count();
-    let body = BatchAnswer {
-        failed_record_count: failed,
-        spilled_record_count: spilled,
-        records: outcomes
-            .into_iter()
-            .map(|outcome| match outcome {
-                Ok(receipt) => Entry::Stored(receipt),
-                Err(err) => Entry::Failed {
-                    error_code: err.label(),
-                    error_message: err.message(),
-                },
-            })
-            .collect(),
-    };
-    // 202 when any record is only in the spill, as the store says.
-    let stored = outcomes_status(&body.records);
-    let (status, error, retry) = gravest
-        .as_ref()
-        .map_or((stored, "", false), |err| err.status(Family::Api));
-    let mut response = json_response(status, &body);
-    if retry {
-        add_retry_after(response.headers_mut());
-    }
-    Reply {
-        records: count,
-        bytes,
-        location,
-        error,
-        shed: gravest.is_some_and(|err| err.meaning().sheds),
-        ..Reply::plain(response)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::{Receipt, SinkError};
 
     fn json(body: &'static str) -> Result<Vec<String>, ApiError> {
         split_json_array(&Bytes::from_static(body.as_bytes()), 5)
@@ -332,36 +234,5 @@ mod tests {
         );
         let err = ndjson(b"1\n2\n3\n4\n5\n6\n").unwrap_err();
         assert!(matches!(err, ApiError::TooManyRecords { max: 5 }), "{err:?}");
-    }
-
-    #[test]
-    fn the_status_is_the_gravest_failure() {
-        let ok = || Ok(Kept::Stored(Receipt::new("s").with("Position", "1")));
-        let reply = answer(vec![ok(), ok()], "t", 2, 0);
-        assert_eq!(reply.response.status(), StatusCode::OK);
-        let partial = answer(vec![ok(), Err(SinkError::Throttled("x".into()))], "t", 2, 0);
-        assert_eq!(partial.response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(partial.response.headers()["retry-after"], "1");
-        let mixed = answer(
-            vec![
-                Err(SinkError::Rejected("r".into())),
-                Err(SinkError::Misconfigured("m".into())),
-            ],
-            "t",
-            2,
-            0,
-        );
-        assert_eq!(mixed.response.status(), StatusCode::BAD_GATEWAY);
-        let refused = answer(vec![ok(), Err(SinkError::Rejected("r".into()))], "t", 2, 0);
-        assert_eq!(refused.response.status(), StatusCode::BAD_REQUEST);
-        let spilled = answer(vec![ok(), Ok(Kept::Spilled)], "t", 2, 0);
-        assert_eq!(spilled.response.status(), StatusCode::ACCEPTED);
-        let partial = answer(
-            vec![Ok(Kept::Spilled), Err(SinkError::Throttled("x".into()))],
-            "t",
-            2,
-            0,
-        );
-        assert_eq!(partial.response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -15,7 +15,7 @@ use crate::sink::Record;
 /// Starts every frame: "CGS1" (clickstream gateway spill, version 1).
 const MAGIC: [u8; 4] = *b"CGS1";
 /// Magic, length and checksum.
-pub const HEADER: usize = 12;
+pub(super) const HEADER: usize = 12;
 /// Appended-at time and key length, before the key.
 const PAYLOAD_HEADER: usize = 10;
 /// No record is this large (sinks take at most a few MiB): a longer length
@@ -23,7 +23,7 @@ const PAYLOAD_HEADER: usize = 10;
 const MAX_PAYLOAD: usize = 64 << 20;
 
 /// Appends `record`'s frame, appended at `at_ms` (Unix ms), to `out`.
-pub fn encode(record: &Record, at_ms: u64, out: &mut Vec<u8>) {
+pub(super) fn encode(record: &Record, at_ms: u64, out: &mut Vec<u8>) {
     let key = record.partition_key.as_bytes();
     // Keys are at most a few hundred bytes (the sinks' limits); a longer one
     // is cut rather than written with a wrong length.
@@ -42,7 +42,7 @@ pub fn encode(record: &Record, at_ms: u64, out: &mut Vec<u8>) {
 }
 
 /// The bytes `record`'s frame takes.
-pub fn size(record: &Record) -> usize {
+pub(super) fn size(record: &Record) -> usize {
     HEADER + PAYLOAD_HEADER + record.partition_key.len().min(u16::MAX as usize) + record.data.len()
 }
 
@@ -52,7 +52,7 @@ fn checksum(length: &[u8], payload: &[u8]) -> u32 {
 
 /// A record read back from a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Spilled {
+pub(super) struct Spilled {
     /// The record, as it was appended.
     pub record: Record,
     /// When it was appended, Unix ms.
@@ -61,7 +61,7 @@ pub struct Spilled {
 
 /// What [`parse`] found in a run of bytes.
 #[derive(Debug, Default)]
-pub struct Parsed {
+pub(super) struct Parsed {
     /// Whole, intact records, in order.
     pub records: Vec<Spilled>,
     /// Corrupt or torn stretches skipped (each may have held several records).
@@ -74,7 +74,7 @@ pub struct Parsed {
 /// segment and a partial frame at its end is a torn write, skipped and
 /// counted; otherwise reading stops before it, to be read with more bytes.
 /// Stops after `max_records` records.
-pub fn parse(bytes: &Bytes, complete: bool, max_records: usize) -> Parsed {
+pub(super) fn parse(bytes: &Bytes, complete: bool, max_records: usize) -> Parsed {
     let mut parsed = Parsed::default();
     let mut at = 0;
     // Whether the bytes since the last good frame are already counted.

@@ -32,7 +32,7 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// The lanes, and any older layout being drained first.
 #[derive(Debug)]
-pub struct Lanes {
+pub(crate) struct Lanes {
     lanes: Vec<Spill>,
     older: Vec<Spill>,
     gate: watch::Receiver<bool>,
@@ -42,7 +42,7 @@ impl Lanes {
     /// Opens the lanes of `config` (and any older layout) under its
     /// directory, starting their appenders and replays through `writer`.
     /// Must run inside a tokio runtime.
-    pub fn open(config: &SpillConfig, writer: &Writer, metrics: &Arc<Metrics>) -> Result<Self, OpenError> {
+    pub(crate) fn open(config: &SpillConfig, writer: &Writer, metrics: &Arc<Metrics>) -> Result<Self, OpenError> {
         let failed = |dir: &Path, source| OpenError {
             dir: dir.display().to_string(),
             source,
@@ -100,28 +100,28 @@ impl Lanes {
     }
 
     /// The lane of `record`: a hash of its partition key.
-    pub fn lane_of(&self, record: &Record) -> usize {
+    pub(crate) fn lane_of(&self, record: &Record) -> usize {
         crc32c::crc32c(record.partition_key.as_bytes()) as usize % self.lanes.len()
     }
 
     /// Whether records of `lane` must go behind spilled ones: the lane holds
     /// records, or an older layout has not drained yet.
-    pub fn waits(&self, lane: usize) -> bool {
+    pub(crate) fn waits(&self, lane: usize) -> bool {
         !*self.gate.borrow() || self.lanes[lane].holds_records()
     }
 
     /// Lane `lane`.
-    pub fn lane(&self, lane: usize) -> &Spill {
+    pub(crate) fn lane(&self, lane: usize) -> &Spill {
         &self.lanes[lane]
     }
 
     /// Records waiting in every lane.
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.all().map(Spill::pending).sum()
     }
 
     /// Why some lane cannot take records now, if one cannot.
-    pub fn trouble(&self) -> Option<String> {
+    pub(crate) fn trouble(&self) -> Option<String> {
         self.lanes.iter().enumerate().find_map(|(i, lane)| {
             lane.trouble().map(|why| match self.lanes.len() {
                 1 => why,
@@ -131,7 +131,7 @@ impl Lanes {
     }
 
     /// Whether a lane that holds records cannot take more: its keys are refused.
-    pub fn refuses_waiting_keys(&self) -> Option<String> {
+    pub(crate) fn refuses_waiting_keys(&self) -> Option<String> {
         self.lanes
             .iter()
             .enumerate()

@@ -24,7 +24,7 @@ const READ_WINDOW: usize = 8 << 20;
 
 /// A place in the log: a segment and a byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Position {
+pub(super) struct Position {
     /// The segment's number.
     pub segment: u64,
     /// Bytes into it.
@@ -33,7 +33,7 @@ pub struct Position {
 
 /// What the appender and the reader share, changed together under one lock.
 #[derive(Debug, Default)]
-pub struct State {
+pub(super) struct State {
     /// Records appended and not yet replayed.
     pub pending: u64,
     /// Bytes of segment files on disk.
@@ -55,7 +55,7 @@ pub struct State {
 
 /// The shared state, behind its lock.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub(super) struct Shared {
     state: Mutex<State>,
     /// Woken whenever replay stores a chunk.
     pub replayed: tokio::sync::Notify,
@@ -63,14 +63,14 @@ pub struct Shared {
 
 impl Shared {
     /// The state; a panic elsewhere leaves only numbers behind, so keep going.
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Why an append was not made durable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AppendError {
+pub(crate) enum AppendError {
     /// `SPILL_MAX_BYTES` would be exceeded.
     #[error("the spill is full")]
     Full,
@@ -80,7 +80,7 @@ pub enum AppendError {
 }
 
 /// One request's records, framed, waiting for the next group commit.
-pub struct Append {
+pub(super) struct Append {
     /// The frames, back to back.
     pub frames: Vec<u8>,
     /// How many records they hold.
@@ -96,7 +96,7 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
 }
 
 /// Segment numbers in `dir`, ascending.
-pub fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+pub(super) fn segments(dir: &Path) -> io::Result<Vec<u64>> {
     let mut ids: Vec<u64> = fs::read_dir(dir)?
         .filter_map(|entry| entry.ok())
         .filter_map(|entry| {
@@ -114,7 +114,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// The appender: owns the open segment; run on its own thread.
-pub struct Appender {
+pub(super) struct Appender {
     dir: PathBuf,
     max_bytes: u64,
     segment_bytes: u64,
@@ -127,7 +127,7 @@ pub struct Appender {
 
 impl Appender {
     /// An appender whose first segment is `first_id`.
-    pub fn new(
+    pub(super) fn new(
         dir: PathBuf,
         max_bytes: u64,
         segment_bytes: u64,
@@ -149,7 +149,7 @@ impl Appender {
 
     /// Appends until every sender is gone: each turn takes every append
     /// waiting, writes them with one `write` and one `fsync`, then answers all.
-    pub fn run(mut self, appends: std::sync::mpsc::Receiver<Append>) {
+    pub(super) fn run(mut self, appends: std::sync::mpsc::Receiver<Append>) {
         while let Ok(first) = appends.recv() {
             let mut group = vec![first];
             group.extend(appends.try_iter());
@@ -262,7 +262,7 @@ impl Appender {
 
 /// What the reader read: records to replay and how far they go.
 #[derive(Debug, Default)]
-pub struct Chunk {
+pub(super) struct Chunk {
     /// Intact records, oldest first.
     pub records: Vec<Spilled>,
     /// Corrupt or torn stretches skipped.
@@ -274,7 +274,7 @@ pub struct Chunk {
 }
 
 /// The replay side: reads from the ledger's position up to what is durable.
-pub struct Reader {
+pub(super) struct Reader {
     dir: PathBuf,
     position: Position,
     shared: Arc<Shared>,
@@ -283,7 +283,12 @@ pub struct Reader {
 
 impl Reader {
     /// A reader starting at `position`.
-    pub fn new(dir: PathBuf, position: Position, shared: Arc<Shared>, durable: watch::Receiver<Position>) -> Self {
+    pub(super) fn new(
+        dir: PathBuf,
+        position: Position,
+        shared: Arc<Shared>,
+        durable: watch::Receiver<Position>,
+    ) -> Self {
         Reader {
             dir,
             position,
@@ -293,17 +298,17 @@ impl Reader {
     }
 
     /// Where the reader is.
-    pub fn position(&self) -> Position {
+    pub(super) fn position(&self) -> Position {
         self.position
     }
 
     /// Waits until more may be durable.
-    pub async fn wait(&mut self) {
+    pub(super) async fn wait(&mut self) {
         let _ = self.durable.changed().await;
     }
 
     /// Reads up to `max_records` records after the position (blocking I/O).
-    pub fn read(&mut self, max_records: usize) -> io::Result<Chunk> {
+    pub(super) fn read(&mut self, max_records: usize) -> io::Result<Chunk> {
         let durable = *self.durable.borrow_and_update();
         let sealed = self.position.segment < durable.segment;
         let path = segment_path(&self.dir, self.position.segment);
@@ -380,7 +385,7 @@ impl Reader {
     }
 
     /// The records up to `next` are stored: remember it across restarts.
-    pub fn commit(&mut self, next: Position) -> io::Result<()> {
+    pub(super) fn commit(&mut self, next: Position) -> io::Result<()> {
         if next.segment == self.position.segment {
             let mut state = self.shared.lock();
             state.pending_bytes = state
@@ -404,7 +409,7 @@ fn save_ledger(dir: &Path, position: Position) -> io::Result<()> {
 }
 
 /// The ledger's position, when there is a readable one.
-pub fn load_ledger(dir: &Path) -> Option<Position> {
+pub(super) fn load_ledger(dir: &Path) -> Option<Position> {
     let text = fs::read_to_string(dir.join(LEDGER)).ok()?;
     let (segment, offset) = text.trim().split_once(' ')?;
     Some(Position {
@@ -415,7 +420,7 @@ pub fn load_ledger(dir: &Path) -> Option<Position> {
 
 /// What a previous process left: where replay starts, what is pending.
 #[derive(Debug, Default)]
-pub struct Recovered {
+pub(super) struct Recovered {
     /// Where the reader starts.
     pub position: Position,
     /// Intact records from there on.
@@ -454,7 +459,7 @@ fn ledger_agrees(dir: &Path, ledger: Position, ids: &[u64]) -> io::Result<bool> 
 /// counted when replay meets it, not here). A ledger that cannot be read
 /// or disagrees with the segments is not trusted: replay starts at the
 /// first segment (at least once beats lost) and `ledger_corrupt` says so.
-pub fn recover(dir: &Path) -> io::Result<Recovered> {
+pub(super) fn recover(dir: &Path) -> io::Result<Recovered> {
     let ids = segments(dir)?;
     let mut recovered = Recovered {
         next_segment: ids.last().map_or(1, |last| last + 1),

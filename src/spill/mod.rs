@@ -44,10 +44,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{oneshot, watch};
 
-pub use self::lanes::Lanes;
-pub use self::log::AppendError;
+pub(crate) use self::lanes::Lanes;
+pub(crate) use self::log::AppendError;
 use self::log::{Append, Appender, Position, Reader, Shared};
-pub use self::store::SpillStore;
+pub(crate) use self::store::SpillStore;
 use crate::metrics::{LaneLabels, Metrics};
 use crate::sink::Record;
 use crate::writer::Writer;
@@ -55,7 +55,7 @@ use crate::writer::Writer;
 /// The spill: cheap to share; the appender thread and the replay task run
 /// until it is dropped.
 #[derive(Debug)]
-pub struct Spill {
+pub(crate) struct Spill {
     appends: mpsc::Sender<Append>,
     shared: Arc<Shared>,
     max_bytes: u64,
@@ -67,7 +67,7 @@ pub struct Spill {
 /// rate, its gauges, and the gate its replay waits for (an older layout
 /// replays first, `lanes.rs`).
 #[derive(Debug)]
-pub struct LaneSpec {
+pub(crate) struct LaneSpec {
     /// The lane's directory.
     pub dir: PathBuf,
     /// Its share of `SPILL_MAX_BYTES`.
@@ -92,7 +92,7 @@ pub struct OpenError {
 /// replay keeps storing is about to drain: new records of its keys wait for
 /// that (in memory, [`Spill::handed_off`]) instead of going in behind, or it
 /// would never drain under steady traffic.
-pub const HANDOFF: u64 = 500;
+pub(crate) const HANDOFF: u64 = 500;
 
 /// A file written, synced and removed at start-up: a directory the process
 /// cannot write (read-only, another user's) stops start-up instead of
@@ -103,7 +103,7 @@ impl Spill {
     /// Opens `config.dir`, recovers what a previous process left, and starts
     /// the appender thread and the replay task (through `writer`). Must run
     /// inside a tokio runtime.
-    pub fn open(config: LaneSpec, writer: Writer, metrics: Arc<Metrics>) -> Result<Self, OpenError> {
+    pub(crate) fn open(config: LaneSpec, writer: Writer, metrics: Arc<Metrics>) -> Result<Self, OpenError> {
         let failed = |source| OpenError {
             dir: config.dir.display().to_string(),
             source,
@@ -190,12 +190,12 @@ impl Spill {
     }
 
     /// Whether records wait in the spill: new records must go behind them.
-    pub fn holds_records(&self) -> bool {
+    pub(crate) fn holds_records(&self) -> bool {
         self.shared.lock().pending > 0
     }
 
     /// Why the spill cannot take records now, if it cannot.
-    pub fn trouble(&self) -> Option<String> {
+    pub(crate) fn trouble(&self) -> Option<String> {
         let state = self.shared.lock();
         if let Some(err) = &state.failing {
             return Some(format!("the spill's writes fail: {err}"));
@@ -209,7 +209,7 @@ impl Spill {
     /// (the stream takes them): otherwise `false` at once. Callers that wait
     /// append nothing meanwhile, so the lane's last chunk is the end of it,
     /// and their records then go straight to the stream behind it.
-    pub async fn handed_off(&self, within: std::time::Duration) -> bool {
+    pub(crate) async fn handed_off(&self, within: std::time::Duration) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let woken = self.shared.replayed.notified();
@@ -233,13 +233,13 @@ impl Spill {
     }
 
     /// Records in the spill, not yet replayed.
-    pub fn pending(&self) -> u64 {
+    pub(crate) fn pending(&self) -> u64 {
         self.shared.lock().pending
     }
 
     /// Hands `records` to the appender; [`Submitted::wait`] returns once
     /// they are durable. Several lanes' appends run at once this way.
-    pub fn submit(&self, records: &[Record]) -> Submitted<'_> {
+    pub(crate) fn submit(&self, records: &[Record]) -> Submitted<'_> {
         let at_ms = now_ms();
         let mut frames = Vec::with_capacity(records.iter().map(frame::size).sum());
         for record in records {
@@ -263,7 +263,7 @@ impl Spill {
 
 /// An append handed to the appender, not yet known durable.
 #[derive(Debug)]
-pub struct Submitted<'a> {
+pub(crate) struct Submitted<'a> {
     spill: &'a Spill,
     answer: Option<oneshot::Receiver<Result<(), AppendError>>>,
     records: u64,
@@ -271,7 +271,7 @@ pub struct Submitted<'a> {
 
 impl Submitted<'_> {
     /// Waits until the records are durable (or refused), and counts them.
-    pub async fn wait(self, metrics: &Metrics) -> Result<(), AppendError> {
+    pub(crate) async fn wait(self, metrics: &Metrics) -> Result<(), AppendError> {
         let stopped = || AppendError::Io("the spill appender has stopped".into());
         let outcome = match self.answer {
             Some(answer) => answer.await.unwrap_or_else(|_| Err(stopped())),
@@ -314,7 +314,7 @@ fn keep_serving_past_file_size_limits() -> std::io::Result<()> {
 
 /// The bytes one record of `data_bytes` with a key of `key_chars`
 /// characters takes in the spill, at most.
-pub fn frame_size(data_bytes: usize, key_chars: usize) -> usize {
+pub(crate) fn frame_size(data_bytes: usize, key_chars: usize) -> usize {
     frame::size(&Record {
         data: bytes::Bytes::new(),
         partition_key: String::new(),
@@ -343,7 +343,7 @@ fn now_ms() -> u64 {
 /// age under its label, and the totals over every lane (`spill_records`,
 /// `spill_bytes`, `spill_oldest_record_age_seconds`) summed from the slots.
 #[derive(Debug)]
-pub struct Board {
+pub(crate) struct Board {
     metrics: Arc<Metrics>,
     /// Per slot: records, disk bytes, oldest record's Unix ms (0: none).
     slots: Vec<[AtomicU64; 3]>,
@@ -351,7 +351,7 @@ pub struct Board {
 
 impl Board {
     /// A board of `slots` lanes.
-    pub fn new(metrics: Arc<Metrics>, slots: usize) -> Arc<Self> {
+    pub(crate) fn new(metrics: Arc<Metrics>, slots: usize) -> Arc<Self> {
         Arc::new(Board {
             metrics,
             slots: (0..slots).map(|_| Default::default()).collect(),
@@ -359,7 +359,7 @@ impl Board {
     }
 
     /// Lane `slot`'s gauges, labelled `label`.
-    pub fn lane(self: &Arc<Self>, slot: usize, label: String) -> Arc<Gauges> {
+    pub(crate) fn lane(self: &Arc<Self>, slot: usize, label: String) -> Arc<Gauges> {
         Arc::new(Gauges {
             board: self.clone(),
             slot,
@@ -370,7 +370,7 @@ impl Board {
 
 /// One lane's gauges.
 #[derive(Debug)]
-pub struct Gauges {
+pub(crate) struct Gauges {
     board: Arc<Board>,
     slot: usize,
     label: LaneLabels,

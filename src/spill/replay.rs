@@ -35,7 +35,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(5);
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// The replay task's parts.
-pub struct Replay {
+pub(super) struct Replay {
     /// `None` only while a read runs on the blocking pool.
     pub reader: Option<Reader>,
     pub writer: Writer,
@@ -47,7 +47,7 @@ pub struct Replay {
 
 impl Replay {
     /// Replays until the writer stops.
-    pub async fn run(mut self) {
+    pub(super) async fn run(mut self) {
         loop {
             let chunk = match self.read().await {
                 Ok(chunk) => chunk,

@@ -37,7 +37,7 @@ const HANDOFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A store that spills what `inner` could not keep.
 #[derive(Debug)]
-pub struct SpillStore {
+pub(crate) struct SpillStore {
     inner: Arc<dyn Store>,
     spill: Lanes,
     metrics: Arc<Metrics>,
@@ -45,7 +45,7 @@ pub struct SpillStore {
 
 impl SpillStore {
     /// Wraps `inner` with the spill's lanes.
-    pub fn new(inner: Arc<dyn Store>, spill: Lanes, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Store>, spill: Lanes, metrics: Arc<Metrics>) -> Self {
         SpillStore { inner, spill, metrics }
     }
 

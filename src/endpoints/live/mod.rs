@@ -59,7 +59,7 @@ img-src 'self' data:; form-action 'self'; base-uri 'none'; frame-ancestors 'none
 
 /// Every live path: the page, its stream, its script and its style.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LivePath {
+pub(crate) enum LivePath {
     /// `GET /live` (and `POST /live`, the sign-in).
     Page,
     /// `GET /live/events`.
@@ -71,7 +71,7 @@ pub enum LivePath {
 }
 
 /// Answers a request for a live path.
-pub async fn handle<B>(app: &Arc<App>, path: LivePath, request: Request<B>) -> Result<Reply, ApiError>
+pub(crate) async fn handle<B>(app: &Arc<App>, path: LivePath, request: Request<B>) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
@@ -197,7 +197,7 @@ fn events(app: &Arc<App>, query: &str) -> Result<Response<Body>, ApiError> {
     let stream = EventStream {
         frames: joined.frames,
         _viewer: Viewer {
-            hub: app.live_hub(),
+            hub: app.live().clone(),
             id: joined.id,
         },
     };

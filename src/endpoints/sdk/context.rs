@@ -14,7 +14,7 @@ use crate::endpoints::Peer;
 
 /// The field every record gets, so a consumer can tell where it came from
 /// without HTTP logs: `"_gateway": {"protocol": ..., "key": ...}`.
-pub const GATEWAY_FIELD: &str = "_gateway";
+pub(crate) const GATEWAY_FIELD: &str = "_gateway";
 
 #[derive(Serialize)]
 struct GatewayMeta<'a> {
@@ -66,7 +66,7 @@ impl Context {
 }
 
 /// `at` as RFC 3339 UTC, to the microsecond at most (`2026-11-23T10:00:00.5Z`).
-pub fn timestamp(at: SystemTime) -> String {
+pub(crate) fn timestamp(at: SystemTime) -> String {
     let at = time::OffsetDateTime::from(at);
     let micros = at.nanosecond() / 1_000 * 1_000;
     at.replace_nanosecond(micros)

@@ -14,11 +14,11 @@ use crate::sink::{Record, RecordRules};
 
 /// One event of a request: its text, and the fields the endpoint reads
 /// from it or why they could not be read.
-pub type Viewed<'a, V> = (&'a str, Result<V, Rejection>);
+pub(crate) type Viewed<'a, V> = (&'a str, Result<V, Rejection>);
 
 /// A body that is one event, read through its view in one pass
 /// ([`view_array`] for each event of an array).
-pub fn view_one<'a, V: Deserialize<'a>>(body: &'a [u8]) -> Result<Viewed<'a, V>, serde_json::Error> {
+pub(crate) fn view_one<'a, V: Deserialize<'a>>(body: &'a [u8]) -> Result<Viewed<'a, V>, serde_json::Error> {
     let mut walk = Walk::new(body)?;
     let viewed = view_next(&mut walk, 0)?;
     walk.end()?;
@@ -51,14 +51,14 @@ fn view_next<'a, V: Deserialize<'a>>(walk: &mut Walk<'a>, index: usize) -> Resul
 /// The events of one JSON array, each read through its view where it is
 /// found ([`view_next`]).
 #[derive(Debug)]
-pub struct ViewedArray<'a, V> {
+pub(crate) struct ViewedArray<'a, V> {
     events: Vec<Viewed<'a, V>>,
     total: usize,
 }
 
 impl<'a, V> ViewedArray<'a, V> {
     /// The events, when there are some and at most `max`.
-    pub fn within(self, max: usize) -> Result<Vec<Viewed<'a, V>>, ApiError> {
+    pub(crate) fn within(self, max: usize) -> Result<Vec<Viewed<'a, V>>, ApiError> {
         match self.total {
             0 => Err(ApiError::EmptyBatch),
             n if n > max => Err(ApiError::TooManyRecords { max }),
@@ -70,7 +70,7 @@ impl<'a, V> ViewedArray<'a, V> {
 /// The array that is the next value of `walk`, its events read in one pass.
 /// Events past `max` are only checked and counted: a body of millions of
 /// tiny elements holds no more than `max` views.
-pub fn view_array<'a, V: Deserialize<'a>>(
+pub(crate) fn view_array<'a, V: Deserialize<'a>>(
     walk: &mut Walk<'a>,
     max: usize,
 ) -> Result<ViewedArray<'a, V>, serde_json::Error> {
@@ -120,17 +120,13 @@ pub struct Events {
 }
 
 impl Events {
-    /// None yet, each record to be at most `max_record` bytes, its key at
-    /// most `max_key_chars` characters (the sink's limits).
-    pub fn new(max_record: usize, max_key_chars: usize) -> Self {
+    /// None yet, each record to fit `rules` (the sink's limits).
+    pub fn new(rules: RecordRules) -> Self {
         Events {
             records: Vec::new(),
             positions: Vec::new(),
             rejected: Vec::new(),
-            rules: RecordRules {
-                max_bytes: max_record,
-                max_key_chars,
-            },
+            rules,
             max_depth: crate::nesting::DEFAULT_MAX_DEPTH,
             unwrapped: 0,
         }
@@ -259,7 +255,10 @@ mod tests {
 
     #[test]
     fn an_event_of_exactly_the_record_limit_is_kept_and_one_byte_more_rejected() {
-        let mut events = Events::new(100, 256);
+        let mut events = Events::new(RecordRules {
+            max_bytes: 100,
+            max_key_chars: 256,
+        });
         events.accept(0, vec![b'x'; 96], "user");
         events.accept(1, vec![b'x'; 97], "user");
         let long_key = "k".repeat(300);

@@ -50,7 +50,7 @@ impl Object {
 
 /// `raw` (a JSON object) written again without the fields in `names`, for
 /// the rare event that already carries a field the gateway sets.
-pub fn without(raw: &[u8], names: &[&str]) -> Result<Vec<u8>, serde_json::Error> {
+pub(crate) fn without(raw: &[u8], names: &[&str]) -> Result<Vec<u8>, serde_json::Error> {
     let mut object: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(raw)?;
     for name in names {
         object.remove(*name);
@@ -60,7 +60,7 @@ pub fn without(raw: &[u8], names: &[&str]) -> Result<Vec<u8>, serde_json::Error>
 
 /// Whether a field is in an event, whatever its value (`null` included).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Present(pub bool);
+pub(crate) struct Present(pub bool);
 
 impl<'de> Deserialize<'de> for Present {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for Present {
 /// A user or event id: a string, or a number as the SDKs allow, as text.
 /// An empty string is no id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Id<'a>(pub Cow<'a, str>);
+pub(crate) struct Id<'a>(pub Cow<'a, str>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -103,13 +103,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for Id<'a> {
 
 impl Id<'_> {
     /// The id, unless it is empty.
-    pub fn text(&self) -> Option<&str> {
+    pub(crate) fn text(&self) -> Option<&str> {
         Some(self.0.as_ref()).filter(|s| !s.is_empty())
     }
 }
 
 /// The text of an id field, if it is there and not empty.
-pub fn id_text<'a>(id: &'a Option<Id<'_>>) -> Option<&'a str> {
+pub(crate) fn id_text<'a>(id: &'a Option<Id<'_>>) -> Option<&'a str> {
     id.as_ref().and_then(Id::text)
 }
 
@@ -120,21 +120,21 @@ pub fn id_text<'a>(id: &'a Option<Id<'_>>) -> Option<&'a str> {
 /// outside SHA-256. serde_json parses, and so validates, every value; this
 /// only steps over the punctuation between them.
 #[derive(Debug)]
-pub struct Walk<'a> {
+pub(crate) struct Walk<'a> {
     text: &'a str,
     pos: usize,
 }
 
 impl<'a> Walk<'a> {
     /// Starts at the beginning of `body`, which must be UTF-8 (as JSON is).
-    pub fn new(body: &'a [u8]) -> Result<Self, serde_json::Error> {
+    pub(crate) fn new(body: &'a [u8]) -> Result<Self, serde_json::Error> {
         let text = std::str::from_utf8(body)
             .map_err(|e| serde_json::Error::custom(format!("invalid UTF-8 at byte {}", e.valid_up_to())))?;
         Ok(Walk { text, pos: 0 })
     }
 
     /// The next byte after any whitespace, which is skipped; not consumed.
-    pub fn peek(&mut self) -> Option<u8> {
+    pub(crate) fn peek(&mut self) -> Option<u8> {
         let rest = &self.text.as_bytes()[self.pos..];
         let blank = rest
             .iter()
@@ -146,7 +146,7 @@ impl<'a> Walk<'a> {
 
     /// The next value as `T`, and its text. On an error nothing is consumed,
     /// so the caller may read the same value again as another type.
-    pub fn value<T: Deserialize<'a>>(&mut self) -> Result<(T, &'a str), serde_json::Error> {
+    pub(crate) fn value<T: Deserialize<'a>>(&mut self) -> Result<(T, &'a str), serde_json::Error> {
         self.peek();
         let rest = &self.text[self.pos..];
         let mut stream = serde_json::Deserializer::from_str(rest).into_iter::<T>();
@@ -162,7 +162,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Steps through an object: `field` gets each name and must read its value.
-    pub fn object(
+    pub(crate) fn object(
         &mut self,
         mut field: impl FnMut(&mut Self, Cow<'a, str>) -> Result<(), serde_json::Error>,
     ) -> Result<(), serde_json::Error> {
@@ -187,7 +187,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Steps through an array: `element` must read each element.
-    pub fn array(
+    pub(crate) fn array(
         &mut self,
         mut element: impl FnMut(&mut Self) -> Result<(), serde_json::Error>,
     ) -> Result<(), serde_json::Error> {
@@ -205,7 +205,7 @@ impl<'a> Walk<'a> {
 
     /// Reads the value of field `name` into `slot`, unless the object had
     /// the field already: as serde's derive does, a field appears once.
-    pub fn once<T: Deserialize<'a>>(
+    pub(crate) fn once<T: Deserialize<'a>>(
         &mut self,
         slot: &mut Option<T>,
         name: &'static str,
@@ -218,7 +218,7 @@ impl<'a> Walk<'a> {
     }
 
     /// Fails unless only whitespace is left.
-    pub fn end(&mut self) -> Result<(), serde_json::Error> {
+    pub(crate) fn end(&mut self) -> Result<(), serde_json::Error> {
         match self.peek() {
             None => Ok(()),
             Some(_) => Err(self.expected("the end of the text")),

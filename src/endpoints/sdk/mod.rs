@@ -7,10 +7,10 @@
 //! A protocol says only what differs: its body limit, how it turns a body
 //! into records and finds its source key, and its 200. What they share lives
 //! here once: [`context`] (enrichment), [`json`] (splicing fields into the
-//! event's own text), [`events`] (records and per-event rejections) and
-//! [`store`] (writing, and the one failure the SDK is told about). A fifth
-//! protocol is one file implementing [`Protocol`] plus its route rows in
-//! `routes.rs`.
+//! event's own text) and [`events`] (records and per-event rejections);
+//! the answer, and the one failure the SDK is told about, is the SDK
+//! family's (`endpoints/answer.rs`). A fifth protocol is one file
+//! implementing [`Protocol`] plus its route rows in `routes.rs`.
 //!
 //! Each event becomes one record: its own bytes as the SDK sent them, with
 //! the fields its protocol's collector adds appended before the closing `}`,
@@ -21,14 +21,13 @@
 //! batch again, so delivery is at least once and consumers dedupe on the
 //! event's own id (`messageId`, `uuid`, `eid`).
 
-pub mod context;
-pub mod events;
-pub mod json;
+pub(crate) mod context;
+pub(crate) mod events;
+pub(crate) mod json;
 pub mod posthog;
-pub mod rudderstack;
+pub(crate) mod rudderstack;
 pub mod segment;
 pub mod snowplow;
-pub mod store;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -39,10 +38,9 @@ pub use context::Context;
 pub use events::{Events, Rejection};
 
 use crate::access::Access;
-use crate::app::App;
 use crate::body::RequestBody;
 use crate::config::SdkConfig;
-use crate::endpoints::Reply;
+use crate::endpoints::{Doors, Reply, answer};
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
 use crate::live::Arrival;
@@ -56,12 +54,6 @@ pub const MAX_SOURCE_KEY_BYTES: usize = 256;
 /// bytes: it is copied into every event that has none. An RFC 3339
 /// timestamp is at most 35.
 pub const MAX_SENT_AT_BYTES: usize = 64;
-/// What the gateway adds to one event at most, in bytes: its own fields
-/// (`messageId`/`uuid`, `receivedAt`/`now`, `type`, `ip`, `_gateway` with a
-/// key of at most [`MAX_SOURCE_KEY_BYTES`], a send time of at most
-/// [`MAX_SENT_AT_BYTES`]) and a partition key of at most 256 characters.
-pub const MAX_ADDED_PER_EVENT: usize = crate::ingest::MAX_ADDED_PER_RECORD;
-
 /// `Err` when `value` of `field`, copied into every record, is over `max` bytes.
 pub fn copied_field(field: &'static str, value: Option<&str>, max: usize) -> Result<(), ApiError> {
     match value {
@@ -212,8 +204,8 @@ pub trait Protocol: std::fmt::Debug + Sync {
 
 /// Stores a request's events in `protocol`: ingest, decode, authorise,
 /// store, answer.
-pub async fn handle<B>(
-    app: &App,
+pub(crate) async fn handle<B>(
+    doors: &Doors,
     protocol: &dyn Protocol,
     door: &'static str,
     request: Request<B>,
@@ -221,76 +213,77 @@ pub async fn handle<B>(
 where
     B: RequestBody,
 {
-    let max_body = protocol.max_body(app.sdk());
+    let max_body = protocol.max_body(doors.sdk());
     let limits = Limits {
         // The key may be in the body: checked after decoding.
         header_auth: false,
         allow_empty: protocol.event_in_query(),
         ..Limits::events(max_body)
     };
-    let mut ingested = ingest(app, request, limits).await?;
+    let mut ingested = ingest(doors, request, limits).await?;
     let (Decoded { events, key }, query_len) = {
         let head = &ingested.head;
         let held = ingested.held();
         let hold = |bytes| held.more(bytes);
         let incoming = Incoming::new(head, &ingested.body, max_body, &hold);
-        let context = Context::new(protocol.name(), app.sdk().client_ip, head);
-        let events = Events::new(app.max_record_bytes(), app.max_key_chars()).max_depth(app.import().max_depth);
-        let decoded = protocol.decode(&incoming, &context, app.sdk().max_events, events)?;
-        decoded.key.authorize(app.access(), &head.headers)?;
+        let context = Context::new(protocol.name(), doors.sdk().client_ip, head);
+        let events = Events::new(doors.record_rules()).max_depth(doors.import().max_depth);
+        let decoded = protocol.decode(&incoming, &context, doors.sdk().max_events, events)?;
+        decoded.key.authorize(doors.access(), &head.headers)?;
         (decoded, incoming.query.len())
     };
     // What the records hold beside the body; an unwrapped PostHog form or
     // gzip counts as the body it unwrapped to.
     let bytes = ingested.body.len().max(query_len);
     ingested.hold_records(bytes.max(events.unwrapped_bytes()), events.len(), events.bytes())?;
-    if app.live().watched() {
-        let arrival = Arrival {
-            door,
-            protocol: protocol.name(),
-            key: key.shown(),
-        };
-        app.live().arrived(arrival, &events.records);
+    let Events {
+        records,
+        positions,
+        rejected,
+        ..
+    } = events;
+    if records.is_empty() {
+        return Err(answer::sdk_nothing_kept(doors, protocol, rejected));
     }
-    let stored = store::store(app, protocol.name(), events).await?;
-    Ok(Reply::stored(
-        protocol.success(&stored.rejected),
-        stored.records,
-        bytes,
-        stored.location,
-    ))
+    let arrival = || Arrival {
+        door,
+        protocol: protocol.name(),
+        key: key.shown(),
+    };
+    let outcomes = doors.put(arrival, records).await;
+    answer::sdk(doors, protocol, outcomes, positions, rejected, bytes)
 }
 
 /// A document an SDK loads from its collector: settings, a source
 /// configuration, feature flags. Never events.
-pub trait Document: std::fmt::Debug + Sync {
+pub(crate) trait Document: std::fmt::Debug + Sync {
     /// The body to read (and drop) first, when the SDK sends one.
     fn body_limit(&self) -> Option<usize> {
         None
     }
 
     /// The answer.
-    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError>;
+    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError>;
 }
 
 /// Answers a request for `document`.
-pub async fn serve<B>(app: &App, document: &dyn Document, request: Request<B>) -> Result<Reply, ApiError>
+pub(crate) async fn serve<B>(doors: &Doors, document: &dyn Document, request: Request<B>) -> Result<Reply, ApiError>
 where
     B: RequestBody,
 {
     let Some(limit) = document.body_limit() else {
         let (head, _) = request.into_parts();
         let incoming = Incoming::new(&head, &[], 0, &|_| Ok(()));
-        return Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None));
+        return Ok(Reply::plain(document.answer(doors, &incoming)?));
     };
     let limits = Limits {
         header_auth: false,
         allow_empty: true,
         ..Limits::events(limit)
     };
-    let ingested = ingest(app, request, limits).await?;
+    let ingested = ingest(doors, request, limits).await?;
     let incoming = Incoming::new(&ingested.head, &ingested.body, limit, &|_| Ok(()));
-    Ok(Reply::stored(document.answer(app, &incoming)?, 0, 0, None))
+    Ok(Reply::plain(document.answer(doors, &incoming)?))
 }
 
 /// Who may keep a copy of a document.

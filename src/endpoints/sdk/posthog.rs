@@ -43,9 +43,9 @@ use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     document, json_document,
 };
-use crate::app::App;
 use crate::config::SdkConfig;
 use crate::encoding;
+use crate::endpoints::Doors;
 use crate::error::{ApiError, json_response};
 
 /// Fields the gateway sets whatever the event says.
@@ -221,11 +221,7 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
             body,
             request.max_body,
             &mut hold,
-        )
-        .map_err(|e| match e {
-            ApiError::PayloadTooLarge { limit } => ApiError::BodyTooLarge { limit },
-            other => other,
-        })?;
+        )?;
     }
     Ok(body)
 }
@@ -394,9 +390,9 @@ pub struct RemoteConfig {
 }
 
 impl Document for RemoteConfig {
-    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let token = request.path.split('/').nth(2).unwrap_or_default();
-        app.access().authorize_key(Some(token), request.headers)?;
+        doors.access().authorize_key(Some(token), request.headers)?;
         let config = remote_config(token);
         if !self.script {
             return Ok(json_document(&config, Caching::Public));
@@ -431,13 +427,13 @@ impl Document for Flags {
         Some(FLAGS_MAX_BYTES)
     }
 
-    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let body = unwrap_body(request)?;
         let parsed: Option<FlagsRequest> = serde_json::from_slice(&body).ok();
         let token = parsed
             .as_ref()
             .and_then(|r| r.token.as_deref().or(r.api_key.as_deref()));
-        app.access().authorize_key(token, request.headers)?;
+        doors.access().authorize_key(token, request.headers)?;
         let mut answer = remote_config(token.unwrap_or_default());
         let extra = json!({
             "flags": {},

@@ -15,17 +15,17 @@ use serde_json::json;
 
 use super::segment::basic_user;
 use super::{Caching, Document, Incoming, json_document};
-use crate::app::App;
+use crate::endpoints::Doors;
 use crate::error::ApiError;
 
 /// `GET /sourceConfig/`: an enabled source with no destinations.
 #[derive(Debug)]
-pub struct SourceConfig;
+pub(crate) struct SourceConfig;
 
 impl Document for SourceConfig {
-    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = basic_user(request.headers).or_else(|| request.query_param("writeKey"));
-        app.access().authorize_key(write_key.as_deref(), request.headers)?;
+        doors.access().authorize_key(write_key.as_deref(), request.headers)?;
         let write_key = write_key.unwrap_or_default();
         let config = json!({
             "isHosted": false,

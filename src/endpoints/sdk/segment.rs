@@ -35,8 +35,8 @@ use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     json_document,
 };
-use crate::app::App;
 use crate::config::SdkConfig;
+use crate::endpoints::Doors;
 use crate::error::{ApiError, json_response};
 
 /// The event types of the tracking API.
@@ -298,10 +298,10 @@ struct Success<'a> {
 pub struct Settings;
 
 impl Document for Settings {
-    fn answer(&self, app: &App, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = request.path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
-        app.access().authorize_key(Some(write_key), request.headers)?;
-        let (protocol, api_host, caching) = match &app.sdk().public_url {
+        doors.access().authorize_key(Some(write_key), request.headers)?;
+        let (protocol, api_host, caching) = match &doors.sdk().public_url {
             Some(url) => (
                 url.scheme(),
                 format!("{}/v1", url.authority_and_path()),
@@ -365,8 +365,8 @@ impl Document for Telemetry {
         Some(TELEMETRY_MAX_BYTES)
     }
 
-    fn answer(&self, app: &App, _request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
-        app.metrics().sdk_telemetry_discarded();
+    fn answer(&self, doors: &Doors, _request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+        doors.metrics().sdk_telemetry_discarded();
         Ok(Segment::BATCH.success(&[]))
     }
 }

@@ -266,7 +266,15 @@ mod tests {
     #[test]
     fn odd_queries_make_one_event_or_a_400() {
         let context = Context::plain("snowplow");
-        let decoded = decode_query("e=pv&e=se&%FF=%00&eid=x", &context, Events::new(1000, 256)).unwrap();
+        let decoded = decode_query(
+            "e=pv&e=se&%FF=%00&eid=x",
+            &context,
+            Events::new(crate::sink::RecordRules {
+                max_bytes: 1000,
+                max_key_chars: 256,
+            }),
+        )
+        .unwrap();
         assert_eq!(decoded.events.records().len(), 1, "a repeated parameter: the last wins");
         let text = String::from_utf8(decoded.events.records()[0].data.to_vec()).unwrap();
         assert!(
@@ -274,7 +282,14 @@ mod tests {
             "{text}"
         );
         for query in ["", "&&", "="] {
-            let decoded = decode_query(query, &context, Events::new(1000, 256));
+            let decoded = decode_query(
+                query,
+                &context,
+                Events::new(crate::sink::RecordRules {
+                    max_bytes: 1000,
+                    max_key_chars: 256,
+                }),
+            );
             assert!(
                 decoded.is_err() || decoded.unwrap().events.records().is_empty(),
                 "{query:?}"

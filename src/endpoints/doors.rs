@@ -1,0 +1,161 @@
+//! What the doors that take events use of the gateway, and nothing else:
+//! the intake's caps, API keys and CORS, the store, the rules every record
+//! must fit, the live view, and each door family's settings.
+//!
+//! [`crate::app::App`] builds it once and owns everything else (the writer,
+//! readiness, the sink's start-up check, metrics rendering), as mini-redis's
+//! `Handler` holds only the `Db` and connection it uses. A door writes in
+//! one way only, [`Doors::put`], which tells the live view what arrived and
+//! folds the outcomes into one [`Outcomes`] summary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+
+use crate::access::Access;
+use crate::config::{Config, ImportConfig, SdkConfig};
+use crate::intake::Intake;
+use crate::live::{Arrival, Hub};
+use crate::metrics::Metrics;
+use crate::partition_key;
+use crate::sink::{Record, RecordRules};
+use crate::store::{Outcomes, Store};
+
+/// The doors' narrow context.
+#[derive(Debug)]
+pub(crate) struct Doors {
+    intake: Intake,
+    access: Access,
+    store: Arc<dyn Store>,
+    /// The record limit as the destination last said (shared with `App`,
+    /// which learns it at start-up and from readiness checks).
+    max_record_bytes: Arc<AtomicUsize>,
+    max_key_chars: usize,
+    live: Arc<Hub>,
+    import: ImportConfig,
+    sdk: SdkConfig,
+    metrics: Arc<Metrics>,
+    access_log: bool,
+}
+
+/// A record over the stream's limit: which one, and the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Oversized {
+    /// The offending record (0-based).
+    pub(crate) index: usize,
+    /// The record limit (data + partition key), in bytes.
+    pub(crate) limit: usize,
+}
+
+impl Doors {
+    /// The doors' context from `config` (its intake, access, live view and
+    /// door settings) and what start-up built: the store, the record limit
+    /// `App` keeps current, the sink's longest key, the metrics.
+    pub(crate) fn new(
+        config: &Config,
+        store: Arc<dyn Store>,
+        max_record_bytes: Arc<AtomicUsize>,
+        max_key_chars: usize,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Doors {
+            intake: Intake::new(&config.http),
+            access: Access::new(&config.access),
+            store,
+            max_record_bytes,
+            max_key_chars,
+            live: Arc::new(Hub::new(config.live.clone())),
+            import: config.import.clone(),
+            sdk: config.sdk.clone(),
+            metrics,
+            access_log: config.access_log,
+        }
+    }
+
+    /// The in-flight caps and body deadline every door's intake shares.
+    pub(crate) fn intake(&self) -> &Intake {
+        &self.intake
+    }
+
+    /// API keys and CORS.
+    pub(crate) fn access(&self) -> &Access {
+        &self.access
+    }
+
+    /// The live view's hub (the doors tell it of arrivals only through
+    /// [`Doors::put`]).
+    pub(crate) fn live(&self) -> &Arc<Hub> {
+        &self.live
+    }
+
+    /// Limits and partition keys of the gateway's own doors.
+    pub(crate) fn import(&self) -> &ImportConfig {
+        &self.import
+    }
+
+    /// Limits and client-IP policy of the analytics SDKs' doors.
+    pub(crate) fn sdk(&self) -> &SdkConfig {
+        &self.sdk
+    }
+
+    /// Counters the doors keep (bodies received, SDK events).
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Whether one line is logged per request (only it reads a request's
+    /// location: no copy per request otherwise).
+    pub(crate) fn access_log(&self) -> bool {
+        self.access_log
+    }
+
+    /// What every record must fit now: the sink's limits, the record size
+    /// as the destination last said.
+    pub(crate) fn record_rules(&self) -> RecordRules {
+        RecordRules {
+            max_bytes: self.max_record_bytes.load(Ordering::Relaxed),
+            max_key_chars: self.max_key_chars,
+        }
+    }
+
+    /// A record from event `data`, with its partition key (the header's,
+    /// else `PARTITION_KEY_FIELDS`, else random), built and checked by
+    /// [`RecordRules`]; `Err` with the record limit when it is over.
+    pub(crate) fn record(&self, data: Bytes, header_key: Option<&str>) -> Result<Record, usize> {
+        let rules = self.record_rules();
+        let partition_key = match header_key {
+            Some(key) => key.to_owned(),
+            None => self
+                .import
+                .key_fields
+                .key_of(&data, rules.max_key_chars)
+                .unwrap_or_else(partition_key::random),
+        };
+        rules.record(data, partition_key).map_err(|_| rules.max_bytes)
+    }
+
+    /// Records from a request's events, each made by [`Doors::record`]. All
+    /// or nothing: the first record over the limit fails the request before
+    /// anything is written.
+    pub(crate) fn records(&self, events: Vec<Bytes>, header_key: Option<&str>) -> Result<Vec<Record>, Oversized> {
+        events
+            .into_iter()
+            .enumerate()
+            .map(|(index, data)| {
+                self.record(data, header_key)
+                    .map_err(|limit| Oversized { index, limit })
+            })
+            .collect()
+    }
+
+    /// The one way a door writes: tells the live view what arrived (when
+    /// anyone watches; `arrival` is not even built otherwise), keeps the
+    /// records, and folds their outcomes.
+    pub(crate) async fn put<'a>(&self, arrival: impl FnOnce() -> Arrival<'a>, records: Vec<Record>) -> Outcomes {
+        if self.live.watched() {
+            self.live.arrived(arrival(), &records);
+        }
+        Outcomes::new(self.store.put(records).await)
+    }
+}

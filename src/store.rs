@@ -14,7 +14,7 @@
 //! A sink never spills: [`Kept::Spilled`] is this layer's word, not the
 //! sink seam's.
 //!
-//! What the doors get back is [`Outcomes`]: each record's outcome and one
+//! What the doors get back is [`Report`]: each record's outcome and one
 //! [`Summary`] of them (how many are in the stream, spilled, refused, the
 //! gravest failure, the first location), so each door family writes its
 //! answer from the same fold.
@@ -83,7 +83,7 @@ pub(crate) type Kepts = Vec<Result<Kept, SinkError>>;
 
 /// A request's outcomes: each record's, in order, and their [`Summary`].
 #[derive(Debug)]
-pub(crate) struct Outcomes {
+pub(crate) struct Report {
     /// One per record, in the order the records were handed over.
     pub(crate) each: Kepts,
     /// Their fold.
@@ -106,7 +106,7 @@ pub(crate) struct Summary {
     first_kept: Option<usize>,
 }
 
-impl Outcomes {
+impl Report {
     /// Folds `each` once.
     pub(crate) fn new(each: Kepts) -> Self {
         let spilled = each.iter().filter(|o| o.as_ref().is_ok_and(Kept::is_spilled)).count();
@@ -118,7 +118,7 @@ impl Outcomes {
             gravest: gravest(&each).map(|(error, same)| (error.clone(), same)),
             first_kept: each.iter().position(Result::is_ok),
         };
-        Outcomes { each, summary }
+        Report { each, summary }
     }
 
     /// Where the first kept record went: a shard, a partition, `spill`.

@@ -1,4 +1,4 @@
-//! One answer per door family, each written from a request's [`Outcomes`]
+//! One answer per door family, each written from a request's [`Report`]
 //! (the store's one fold of them, `store.rs`):
 //!
 //! - [`import`] (`/import`): the record's receipt, 200 in the stream or 202
@@ -26,28 +26,28 @@ use super::doors::Doors;
 use super::sdk::{Protocol, Rejection};
 use crate::error::{ApiError, Family, add_retry_after, json_response, sink_message};
 use crate::sink::SinkError;
-use crate::store::{Kept, Outcomes};
+use crate::store::{Kept, Report};
 
 /// The request's failure when any record failed: its gravest, answered as
 /// `family` answers it.
-fn failure(outcomes: &mut Outcomes, family: Family) -> Option<ApiError> {
-    let (error, records) = outcomes.summary.gravest.take()?;
+fn failure(report: &mut Report, family: Family) -> Option<ApiError> {
+    let (error, records) = report.summary.gravest.take()?;
     Some(ApiError::Sink { family, error, records })
 }
 
 /// Where the first kept record went, for the access log only (no copy per
 /// request otherwise).
-fn location(outcomes: &Outcomes, wanted: bool) -> Option<String> {
-    wanted.then(|| outcomes.location().map(str::to_owned)).flatten()
+fn location(report: &Report, wanted: bool) -> Option<String> {
+    wanted.then(|| report.location().map(str::to_owned)).flatten()
 }
 
 /// `/import`: one record's receipt, or its failure.
-pub(crate) fn import(doors: &Doors, mut outcomes: Outcomes, bytes: usize) -> Result<Reply, ApiError> {
-    if let Some(failure) = failure(&mut outcomes, Family::Api) {
+pub(crate) fn import(doors: &Doors, mut report: Report, bytes: usize) -> Result<Reply, ApiError> {
+    if let Some(failure) = failure(&mut report, Family::Api) {
         return Err(failure);
     }
-    let location = location(&outcomes, doors.access_log());
-    let kept = outcomes
+    let location = location(&report, doors.access_log());
+    let kept = report
         .each
         .into_iter()
         .find_map(Result::ok)
@@ -103,10 +103,10 @@ impl From<Result<Kept, SinkError>> for Entry {
 /// `/import/batch`: 200 when every record is in the stream, 202 when every
 /// record is kept and some are in the spill (`SPILL_DIR`); else the status
 /// of the gravest failure, with every record's outcome in the body.
-pub(crate) fn batch(mut outcomes: Outcomes, request_id: &str, bytes: usize, wants_location: bool) -> Reply {
-    let location = location(&outcomes, wants_location);
-    let failure = failure(&mut outcomes, Family::Api);
-    let Outcomes { each, summary } = outcomes;
+pub(crate) fn batch(mut report: Report, request_id: &str, bytes: usize, wants_location: bool) -> Reply {
+    let location = location(&report, wants_location);
+    let failure = failure(&mut report, Family::Api);
+    let Report { each, summary } = report;
     let count = each.len();
     let body = BatchAnswer {
         failed_record_count: summary.failed,
@@ -151,24 +151,24 @@ pub(crate) fn sdk_nothing_kept(doors: &Doors, protocol: &dyn Protocol, rejected:
 pub(crate) fn sdk(
     doors: &Doors,
     protocol: &dyn Protocol,
-    mut outcomes: Outcomes,
+    mut report: Report,
     positions: Vec<usize>,
     mut rejected: Vec<Rejection>,
     bytes: usize,
 ) -> Result<Reply, ApiError> {
     // A record the stream refused is its event's fault, not the request's;
     // it is the least grave kind, so the gravest is another whenever any is.
-    let refused_only = outcomes
+    let refused_only = report
         .summary
         .gravest
         .as_ref()
         .is_none_or(|(error, _)| error.is_record_refused());
-    if !refused_only && let Some(failure) = failure(&mut outcomes, Family::Sdk) {
+    if !refused_only && let Some(failure) = failure(&mut report, Family::Sdk) {
         return Err(failure);
     }
-    let location = location(&outcomes, doors.access_log());
-    let kept = outcomes.summary.in_stream + outcomes.summary.spilled;
-    for (outcome, index) in outcomes.each.into_iter().zip(positions) {
+    let location = location(&report, doors.access_log());
+    let kept = report.summary.in_stream + report.summary.spilled;
+    for (outcome, index) in report.each.into_iter().zip(positions) {
         if let Err(err) = outcome {
             rejected.push(Rejection {
                 index,
@@ -199,7 +199,7 @@ mod tests {
     use crate::sink::Receipt;
 
     fn answer(each: Vec<Result<Kept, SinkError>>) -> Reply {
-        batch(Outcomes::new(each), "t", 0, false)
+        batch(Report::new(each), "t", 0, false)
     }
 
     #[test]

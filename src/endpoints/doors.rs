@@ -6,7 +6,7 @@
 //! readiness, the sink's start-up check, metrics rendering), as mini-redis's
 //! `Handler` holds only the `Db` and connection it uses. A door writes in
 //! one way only, [`Doors::put`], which tells the live view what arrived and
-//! folds the outcomes into one [`Outcomes`] summary.
+//! folds the outcomes into one [`Report`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,7 @@ use crate::live::{Arrival, Hub};
 use crate::metrics::Metrics;
 use crate::partition_key;
 use crate::sink::{Record, RecordRules};
-use crate::store::{Outcomes, Store};
+use crate::store::{Report, Store};
 
 /// The doors' narrow context.
 #[derive(Debug)]
@@ -152,10 +152,10 @@ impl Doors {
     /// The one way a door writes: tells the live view what arrived (when
     /// anyone watches; `arrival` is not even built otherwise), keeps the
     /// records, and folds their outcomes.
-    pub(crate) async fn put<'a>(&self, arrival: impl FnOnce() -> Arrival<'a>, records: Vec<Record>) -> Outcomes {
+    pub(crate) async fn put<'a>(&self, arrival: impl FnOnce() -> Arrival<'a>, records: Vec<Record>) -> Report {
         if self.live.watched() {
             self.live.arrived(arrival(), &records);
         }
-        Outcomes::new(self.store.put(records).await)
+        Report::new(self.store.put(records).await)
     }
 }

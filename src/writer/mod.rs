@@ -1,0 +1,209 @@
+//! The writer: every record on its way to the sink goes through here, so
+//! batching, per-record retries and deadlines live in one place.
+//!
+//! One concept per file:
+//! - here: the [`Writer`] handle, and admission: a request's records enter
+//!   the queue all together or not at all ([`Writer::put`]);
+//! - `dispatch.rs`: the dispatcher, which gathers waiting records into
+//!   calls within the adaptive limit on calls in flight, and drops records
+//!   that would be answered late;
+//! - `call.rs`: one call, then retries of the entries that failed alone,
+//!   with jittered exponential backoff;
+//! - `sequence.rs`: ordered sequences for the spill's replay
+//!   ([`Writer::put_in_order`]), in calls of their own;
+//! - `direct.rs`: the unbatched path (`BATCH_ENABLED=false`).
+//!
+//! With batching on (the default), concurrent records share one
+//! [`Sink::put_batch`] call and each still gets its own outcome. There is no
+//! linger timer. When no call is in flight, the first waiting record goes out
+//! at once with every other record already waiting, up to the call's limits
+//! (`BATCH_MAX_RECORDS`, `BATCH_MAX_BYTES`): at low load latency equals one
+//! call. While one of its calls is in flight, arriving records gather for
+//! the next call, which starts when a call finishes; a further call starts
+//! alongside only when a full batch is already waiting and the limit on
+//! calls in flight allows ([`crate::concurrency`]: adaptive, from 1 to
+//! `BATCH_MAX_CONCURRENT_CALLS`, driven by the stream's latency and
+//! back-pressure). So calls per record fall as load rises, concurrency grows
+//! only when one call at a time cannot keep up, and a stream that slows down
+//! gets fewer calls at once. A request with more records than one call
+//! takes is split across calls.
+//!
+//! Deadlines: a record gets [`Deadlines::record_timeout`] from arrival to
+//! its answer. One whose deadline passes while queued is refused, never sent
+//! late, and neither is one that the stream's recent round trip says would
+//! be answered after it; a call still in flight at the latest deadline of
+//! its records is abandoned, and a waiting request is answered at its
+//! deadline whatever the call is doing. Nothing here resends a call that may
+//! still succeed: a call is tried again only when the stream answered it
+//! with an error.
+
+mod call;
+mod direct;
+mod dispatch;
+mod sequence;
+#[cfg(test)]
+mod tests;
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::concurrency::Limit;
+use crate::config::BatchConfig;
+use crate::metrics::Metrics;
+use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
+
+/// Calls in flight the adaptive limit starts with.
+const INITIAL_CALLS: usize = 16;
+
+/// Writes records to the sink; cheap to clone and share, the dispatcher
+/// task (when batching) runs until every clone is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Writer {
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    deadlines: Deadlines,
+    /// The dispatcher's queue, when batching is on.
+    queue: Option<mpsc::Sender<Pending>>,
+    /// The dispatcher itself, for calls of their own ([`Writer::put_in_order`]).
+    dispatcher: Option<Arc<Dispatcher>>,
+}
+
+/// A record waiting for its call, and where its outcome goes.
+struct Pending {
+    record: Record,
+    waiter: Waiter,
+}
+
+/// Where one record's outcome goes, and by when.
+struct Waiter {
+    deadline: Instant,
+    reply: oneshot::Sender<Result<Receipt, SinkError>>,
+}
+
+/// Forms batches from waiting records and starts a call for each, within
+/// the adaptive limit on calls in flight (`dispatch.rs`); makes the calls
+/// (`call.rs`) and the calls of ordered sequences (`sequence.rs`).
+#[derive(Debug)]
+struct Dispatcher {
+    sink: Arc<dyn Sink>,
+    metrics: Arc<Metrics>,
+    config: BatchConfig,
+    max_attempts: u32,
+    limit: Mutex<Limit>,
+    /// Wakes the dispatcher when a call ends (`notify_one`: a permit is
+    /// kept when it is not waiting, and nothing is locked on the way).
+    finished: Notify,
+    /// Wakes every sequence ([`Writer::put_in_order`]) waiting for a slot,
+    /// when a call ends; notified only while `sequences_waiting` is not
+    /// zero, so `/import`'s path pays nothing for it.
+    freed: Notify,
+    sequences_waiting: AtomicUsize,
+    /// Calls of sequences ([`Writer::put_in_order`]) in flight. Records
+    /// gather for the next call only while one of the dispatcher's own calls
+    /// runs (the limit's calls in flight beyond these), or a spill's replay
+    /// keeping a call in flight at all times would hold live records until
+    /// their deadline. Only sequences write it: `/import`'s path reads it.
+    sequence_calls: AtomicUsize,
+}
+
+impl Writer {
+    /// A writer for `sink`; starts the dispatcher when batching is on, so it
+    /// must run inside a tokio runtime.
+    pub(crate) fn new(sink: Arc<dyn Sink>, metrics: Arc<Metrics>, config: BatchConfig) -> Self {
+        let deadlines = sink.deadlines();
+        let (queue, dispatcher) = if config.enabled {
+            let (queue, waiting) = mpsc::channel(config.queue_capacity.get());
+            let dispatcher = Arc::new(Dispatcher {
+                sink: sink.clone(),
+                metrics: metrics.clone(),
+                config,
+                max_attempts: deadlines.max_attempts,
+                limit: Mutex::new(Limit::new(
+                    config.concurrency,
+                    INITIAL_CALLS,
+                    config.max_concurrent_calls.get(),
+                )),
+                finished: Notify::new(),
+                freed: Notify::new(),
+                sequences_waiting: AtomicUsize::new(0),
+                sequence_calls: AtomicUsize::new(0),
+            });
+            tokio::spawn(dispatcher.clone().run(waiting));
+            (Some(queue), Some(dispatcher))
+        } else {
+            (None, None)
+        };
+        Writer {
+            sink,
+            metrics,
+            deadlines,
+            queue,
+            dispatcher,
+        }
+    }
+
+    /// The sink behind this writer.
+    pub(crate) fn sink(&self) -> &Arc<dyn Sink> {
+        &self.sink
+    }
+
+    /// Stores `records` and returns one outcome per record, in order. When
+    /// the queue cannot take them all, none is queued and every outcome is
+    /// [`SinkError::Overloaded`].
+    pub(crate) async fn put(&self, records: Vec<Record>) -> Outcomes {
+        let deadline = Instant::now() + self.deadlines.record_timeout;
+        match &self.queue {
+            Some(queue) => self.put_batched(queue, records, deadline).await,
+            None => self.put_direct(records, deadline).await,
+        }
+    }
+
+    /// Admission: all of `records` enter the queue, or none does.
+    async fn put_batched(&self, queue: &mpsc::Sender<Pending>, records: Vec<Record>, deadline: Instant) -> Outcomes {
+        let count = records.len();
+        let permits = match queue.try_reserve_many(count) {
+            Ok(permits) => permits,
+            Err(mpsc::error::TrySendError::Full(())) => {
+                return vec![Err(SinkError::Overloaded("the write queue is full".into())); count];
+            }
+            Err(mpsc::error::TrySendError::Closed(())) => {
+                return vec![Err(SinkError::Unavailable("the writer has stopped".into())); count];
+            }
+        };
+        // No timer per record: the dispatcher answers every record by its
+        // batch's deadline (a call is cut off at the latest of its records'
+        // deadlines, which arrived together), or as soon as it knows the
+        // record would be late.
+        let mut outcomes = Vec::with_capacity(count);
+        for (permit, record) in permits.zip(records) {
+            let (reply, outcome) = oneshot::channel();
+            permit.send(Pending {
+                record,
+                waiter: Waiter { deadline, reply },
+            });
+            outcomes.push(outcome);
+        }
+        if count == 1 {
+            let outcome = outcomes.pop().expect("one record, one outcome");
+            return vec![outcome.await.unwrap_or_else(|_| dropped())];
+        }
+        let mut answers = Vec::with_capacity(count);
+        for outcome in outcomes {
+            answers.push(outcome.await.unwrap_or_else(|_| dropped()));
+        }
+        answers
+    }
+}
+
+/// The outcome of a record whose waiter was dropped unanswered.
+fn dropped() -> Result<Receipt, SinkError> {
+    Err(SinkError::Unavailable("the writer dropped the record".into()))
+}
+
+/// The outcome of a call abandoned at its records' deadline.
+fn in_flight_past_deadline() -> SinkError {
+    SinkError::Unavailable("the call was still in flight at the record deadline".into())
+}

@@ -19,7 +19,7 @@ use crate::live::Hub;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
 use crate::sink::{self, Destination, Sink, SinkError, SinkLimits};
-use crate::spill::{Lanes, SpillStore};
+use crate::spill::{Spill, SpillStore};
 use crate::store::{Store, StreamStore};
 use crate::writer::Writer;
 
@@ -79,7 +79,7 @@ impl App {
         let stream: Arc<dyn Store> = Arc::new(StreamStore::new(writer.clone(), readiness.clone()));
         let store: Arc<dyn Store> = match &config.spill {
             Some(spill) => {
-                let spill = Lanes::open(spill, &writer, &metrics)?;
+                let spill = Spill::open(spill, &writer, &metrics)?;
                 Arc::new(SpillStore::new(stream, spill, metrics.clone()))
             }
             None => stream,

@@ -19,8 +19,11 @@ use std::time::Duration;
 
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 
-use super::Gauges;
-use super::log::{Chunk, Reader, Shared};
+use tokio::sync::{oneshot, watch};
+
+use super::gauges::Gauges;
+use super::reader::{Chunk, Reader};
+use super::state::Shared;
 use crate::metrics::Metrics;
 use crate::sink::Record;
 use crate::writer::Writer;
@@ -37,17 +40,34 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// The replay task's parts.
 pub(super) struct Replay {
     /// `None` only while a read runs on the blocking pool.
-    pub reader: Option<Reader>,
-    pub writer: Writer,
-    pub shared: Arc<Shared>,
-    pub metrics: Arc<Metrics>,
-    pub gauges: Arc<Gauges>,
-    pub per_second: u32,
+    pub(super) reader: Option<Reader>,
+    pub(super) writer: Writer,
+    pub(super) shared: Arc<Shared>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) gauges: Arc<Gauges>,
+    pub(super) per_second: u32,
 }
 
 impl Replay {
+    /// Starts the task once `gate` opens (an older layout's records go
+    /// first, `migration.rs`); it stops when the sender it answers is
+    /// dropped, with its lane.
+    pub(super) fn start(self, mut gate: watch::Receiver<bool>) -> oneshot::Sender<()> {
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = async {
+                    let _ = gate.wait_for(|open| *open).await;
+                    self.run().await;
+                } => {}
+                _ = stopped => {}
+            }
+        });
+        stop
+    }
+
     /// Replays until the writer stops.
-    pub(super) async fn run(mut self) {
+    async fn run(mut self) {
         loop {
             let chunk = match self.read().await {
                 Ok(chunk) => chunk,
@@ -79,7 +99,7 @@ impl Replay {
                 continue;
             }
             let started = Instant::now();
-            self.shared.lock().oldest_ms = Some(chunk.records[0].at_ms);
+            self.shared.replaying(chunk.records[0].at_ms);
             self.gauges.refresh(&self.shared);
             let records: Vec<Record> = chunk.records.iter().map(|s| s.record.clone()).collect();
             let count = records.len();
@@ -138,12 +158,7 @@ impl Replay {
             // The records are stored; only a restart would replay them again.
             tracing::error!(error = %err, "cannot save the spill ledger");
         }
-        {
-            let mut state = self.shared.lock();
-            state.pending = state.pending.saturating_sub(count as u64);
-            state.replayed_ms = super::now_ms();
-        }
-        self.shared.replayed.notify_waiters();
+        self.shared.replayed(count as u64, super::now_ms());
         self.metrics.spill.replayed.inc_by(count as u64);
         self.gauges.refresh(&self.shared);
     }
@@ -158,18 +173,8 @@ impl Replay {
 
     /// Nothing left to read: the spill is empty unless appends are racing in.
     fn idle(&self) {
-        {
-            let mut state = self.shared.lock();
-            if state.durable == self.reader().position() {
-                if state.pending != 0 {
-                    tracing::warn!(
-                        pending = state.pending,
-                        "spill count drifted (records lost to corruption); resetting"
-                    );
-                    state.pending = 0;
-                }
-                state.oldest_ms = None;
-            }
+        if let Some(pending) = self.shared.idle_at(self.reader().position()) {
+            tracing::warn!(pending, "spill count drifted (records lost to corruption); resetting");
         }
         self.gauges.refresh(&self.shared);
     }

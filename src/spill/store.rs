@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{AppendError, Lanes};
+use super::{AppendError, Spill};
 use crate::metrics::Metrics;
 use crate::readiness::Verdict;
 use crate::sink::{Record, SinkError};
@@ -39,13 +39,13 @@ const HANDOFF_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 #[derive(Debug)]
 pub(crate) struct SpillStore {
     inner: Arc<dyn Store>,
-    spill: Lanes,
+    spill: Spill,
     metrics: Arc<Metrics>,
 }
 
 impl SpillStore {
     /// Wraps `inner` with the spill's lanes.
-    pub(crate) fn new(inner: Arc<dyn Store>, spill: Lanes, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Store>, spill: Spill, metrics: Arc<Metrics>) -> Self {
         SpillStore { inner, spill, metrics }
     }
 
@@ -92,7 +92,7 @@ impl Store for SpillStore {
     async fn put(&self, records: Vec<Record>) -> Kepts {
         let lanes: Vec<usize> = records.iter().map(|r| self.spill.lane_of(r)).collect();
         // A lane about to drain is waited for, not appended to (see
-        // `Spill::handed_off`): its keys then go straight to the stream.
+        // `Lane::handed_off`): its keys then go straight to the stream.
         let mut waited = Vec::new();
         for &lane in &lanes {
             if !waited.contains(&lane) && self.spill.waits(lane) {

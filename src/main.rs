@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clickstream_gateway::app::App;
-use clickstream_gateway::config::{Config, LogFormat, SinkConfig};
+use clickstream_gateway::config::{Config, LogFormat};
 use tokio::net::TcpListener;
 use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
@@ -123,32 +123,7 @@ fn log_start(config: &Config, app: &App, listen: std::net::SocketAddr, threads: 
         shutdown_timeout = ?http.shutdown_timeout,
         "listening"
     );
-    match &config.sink {
-        SinkConfig::Kinesis(k) => tracing::info!(
-            operation_timeout = ?k.operation_timeout,
-            attempt_timeout = ?k.attempt_timeout,
-            max_attempts = k.max_attempts.get(),
-            retry_mode = ?k.retry_mode,
-            "kinesis client"
-        ),
-        SinkConfig::Kafka(k) => tracing::info!(
-            bootstrap_servers = %k.bootstrap_servers,
-            delivery_timeout = ?k.delivery_timeout,
-            max_message_bytes = k.max_message_bytes,
-            properties = ?k.properties.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
-            "kafka producer"
-        ),
-        SinkConfig::PubSub(p) => tracing::info!(
-            topic = %p.topic,
-            emulator = p.emulator_host.as_deref().unwrap_or(""),
-            timeout = ?p.timeout,
-            "pubsub publisher"
-        ),
-        SinkConfig::File { path } => tracing::warn!(
-            path = %path.display(),
-            "records are written to a local file, NOT to Kinesis; set KINESIS_STREAM_NAME to use a stream"
-        ),
-    }
+    config.sink.log();
     tracing::info!(
         max_concurrent_calls = config.batch.max_concurrent_calls.get(),
         concurrency = ?config.batch.concurrency,

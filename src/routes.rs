@@ -218,6 +218,16 @@ mod tests {
     }
 
     #[test]
+    fn every_protocol_s_body_limit_is_a_listed_variable() {
+        let limits = crate::config::BodyLimits::default();
+        for route in ROUTES {
+            if let Endpoint::Events(protocol) = route.endpoint {
+                assert!(limits.get(protocol.body_limit()) > 0, "{}", route.path);
+            }
+        }
+    }
+
+    #[test]
     fn sdk_paths_match_with_a_slash_and_with_their_key() {
         assert_eq!(label("/batch/"), "/batch");
         assert_eq!(label("/i/v0/e/"), "/i/v0/e");

@@ -10,9 +10,10 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use clickstream_gateway::config::{Config, KafkaConfig};
+use clickstream_gateway::config::Config;
 use clickstream_gateway::sink::Sink;
 use clickstream_gateway::sink::kafka::KafkaSink;
+use clickstream_gateway::sink::kafka::{KafkaConfig, KafkaProperty};
 use common::http;
 use common::{TestServer, test_config};
 use hyper::StatusCode;
@@ -45,7 +46,7 @@ fn kafka_config(bootstrap: &str, topic: &str) -> KafkaConfig {
     ])
     .expect("a valid kafka configuration");
     match sink {
-        clickstream_gateway::config::SinkConfig::Kafka(kafka) => kafka,
+        clickstream_gateway::sink::SinkConfig::Kafka(kafka) => kafka,
         other => panic!("{other:?}"),
     }
 }
@@ -390,7 +391,7 @@ async fn a_missing_topic_is_misconfiguration() {
 #[test]
 fn an_invalid_property_names_its_variable() {
     let mut kafka = kafka_config("127.0.0.1:1", TOPIC);
-    kafka.properties.push(clickstream_gateway::config::KafkaProperty {
+    kafka.properties.push(KafkaProperty {
         variable: "KAFKA_PROPERTY_COMPRESSION_TYPE".into(),
         name: "compression.type".into(),
         value: "zip".into(),
@@ -398,7 +399,7 @@ fn an_invalid_property_names_its_variable() {
     let err = KafkaSink::new(&kafka).unwrap_err().to_string();
     assert!(err.contains("KAFKA_PROPERTY_COMPRESSION_TYPE"), "{err}");
     let mut kafka = kafka_config("127.0.0.1:1", TOPIC);
-    kafka.properties.push(clickstream_gateway::config::KafkaProperty {
+    kafka.properties.push(KafkaProperty {
         variable: "KAFKA_PROPERTY_NO_SUCH_THING".into(),
         name: "no.such.thing".into(),
         value: "1".into(),

@@ -19,7 +19,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use clickstream_gateway::app::App;
-use clickstream_gateway::config::{Config, PubSubConfig, SpillConfig};
+use clickstream_gateway::config::{Config, SpillConfig};
+use clickstream_gateway::sink::pubsub::PubSubConfig;
 use clickstream_gateway::sink::pubsub::PubSubSink;
 use common::{TestServer, eventually, http, test_config};
 use hyper::StatusCode;

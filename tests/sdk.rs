@@ -498,7 +498,7 @@ async fn client_ip_is_added_only_when_configured() {
 async fn limits_give_413_and_nothing_is_stored() {
     let emulator = Emulator::start().await;
     let mut config = test_config();
-    config.sdk.segment_max_bytes = 1000;
+    config.sdk.body_limits.set("SEGMENT_MAX_BODY_BYTES", 1000);
     config.sdk.max_events = 3;
     let (server, stream) = gateway(&emulator, &config).await;
     let event = r#"{"type":"track","event":"e","userId":"u"}"#;

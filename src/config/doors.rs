@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use super::variables::{VARIABLES, Variable};
 use super::{ConfigError, Vars};
 use crate::partition_key::KeyFields;
 
@@ -40,16 +41,69 @@ pub struct SdkConfig {
     /// documents the SDKs load (Segment's settings). Without it, those are
     /// built from the request's `Host` and only browsers may cache them.
     pub public_url: Option<PublicUrl>,
-    /// Decoded body bytes of a Segment / RudderStack request (`SEGMENT_MAX_BODY_BYTES`).
-    pub segment_max_bytes: usize,
-    /// Decoded body bytes of a PostHog request (`POSTHOG_MAX_BODY_BYTES`).
-    pub posthog_max_bytes: usize,
-    /// Decoded body bytes of a Snowplow request (`SNOWPLOW_MAX_BODY_BYTES`).
-    pub snowplow_max_bytes: usize,
+    /// Decoded body bytes of one request, per protocol (`*_MAX_BODY_BYTES`).
+    pub body_limits: BodyLimits,
     /// Events one request may carry (`SDK_MAX_EVENTS`).
     pub max_events: usize,
     /// Where a record's client IP address comes from, if anywhere (`CLIENT_IP`).
     pub client_ip: ClientIp,
+}
+
+/// The analytics SDK protocols' body limits, raw and decoded. Each
+/// protocol names the variable that sets its own (`Protocol::body_limit`,
+/// beside the protocol), and that variable's default is the one list's
+/// (`variables.rs`): a protocol adds a limit with one variable and no field
+/// here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyLimits(Vec<(&'static str, usize)>);
+
+/// The most any body limit may be set to.
+const MAX_BODY_LIMIT: usize = 256 << 20;
+
+impl BodyLimits {
+    /// The variables that set a protocol's body limit, in the one list.
+    fn variables() -> impl Iterator<Item = &'static Variable> {
+        VARIABLES.iter().filter(|v| v.name.ends_with("_MAX_BODY_BYTES"))
+    }
+
+    /// The limit `variable` sets. Every protocol's variable is in the list
+    /// (a test in `routes.rs` walks every protocol's).
+    pub fn get(&self, variable: &str) -> usize {
+        self.0
+            .iter()
+            .find(|(name, _)| *name == variable)
+            .map(|(_, bytes)| *bytes)
+            .unwrap_or_else(|| panic!("{variable} is not in the list of variables"))
+    }
+
+    /// Sets the limit `variable` sets (for tests and embedders).
+    pub fn set(&mut self, variable: &str, bytes: usize) {
+        if let Some(limit) = self.0.iter_mut().find(|(name, _)| *name == variable) {
+            limit.1 = bytes;
+        }
+    }
+
+    fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+        let d = BodyLimits::default();
+        let limits =
+            d.0.iter()
+                .map(|&(name, default)| Ok((name, vars.at_most(name, default, MAX_BODY_LIMIT)?.get())))
+                .collect::<Result<_, ConfigError>>()?;
+        Ok(BodyLimits(limits))
+    }
+}
+
+impl Default for BodyLimits {
+    fn default() -> Self {
+        BodyLimits(
+            BodyLimits::variables()
+                .map(|v| {
+                    let default = v.default.and_then(|d| d.parse().ok());
+                    (v.name, default.expect("a body limit's default in the list is a number"))
+                })
+                .collect(),
+        )
+    }
 }
 
 /// An absolute `http` or `https` URL with no query, fragment or user
@@ -152,9 +206,7 @@ impl Default for SdkConfig {
     fn default() -> Self {
         SdkConfig {
             public_url: None,
-            segment_max_bytes: 8 << 20,
-            posthog_max_bytes: 20 << 20,
-            snowplow_max_bytes: 1 << 20,
+            body_limits: BodyLimits::default(),
             max_events: 10_000,
             client_ip: ClientIp::Off,
         }
@@ -167,15 +219,7 @@ impl SdkConfig {
         let d = SdkConfig::default();
         Ok(SdkConfig {
             public_url: vars.optional("PUBLIC_URL")?,
-            segment_max_bytes: vars
-                .at_most("SEGMENT_MAX_BODY_BYTES", d.segment_max_bytes, 256 << 20)?
-                .get(),
-            posthog_max_bytes: vars
-                .at_most("POSTHOG_MAX_BODY_BYTES", d.posthog_max_bytes, 256 << 20)?
-                .get(),
-            snowplow_max_bytes: vars
-                .at_most("SNOWPLOW_MAX_BODY_BYTES", d.snowplow_max_bytes, 256 << 20)?
-                .get(),
+            body_limits: BodyLimits::read(vars)?,
             max_events: vars.at_most("SDK_MAX_EVENTS", d.max_events, 100_000)?.get(),
             client_ip: vars.one_of(
                 "CLIENT_IP",

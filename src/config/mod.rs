@@ -1,6 +1,6 @@
 //! Gateway configuration: one typed struct, read from environment variables,
 //! one file per subsystem, each with its `Default`: [`http`] (timeouts, the
-//! in-flight caps), [`sink`] (`SINK`, Kinesis, Kafka, the file), [`doors`]
+//! in-flight caps), [`doors`]
 //! (keys, CORS, the doors' limits), [`batch`] (upstream calls), [`spill`],
 //! [`live`] (the live view).
 //! The list of every variable with its default is [`VARIABLES`] (`variables.rs`):
@@ -18,25 +18,27 @@
 
 mod batch;
 mod doors;
+pub(crate) mod error;
 mod http;
 mod live;
-mod sink;
 mod spill;
 mod variables;
-mod vars;
+pub(crate) mod vars;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
 pub use batch::BatchConfig;
-pub use doors::{AccessConfig, ClientIp, ImportConfig, PublicUrl, SdkConfig};
+pub use doors::{AccessConfig, BodyLimits, ClientIp, ImportConfig, PublicUrl, SdkConfig};
+pub use error::{ConfigError, KAFKA_PROPERTY_PREFIX, is_secret};
 pub use http::HttpConfig;
 pub use live::{LiveConfig, MIN_TOKEN_CHARS};
-pub use sink::{KAFKA_PROPERTY_PREFIX, KafkaConfig, KafkaProperty, KinesisConfig, PubSubConfig, RetryMode, SinkConfig};
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
 use vars::Vars;
+
+use crate::sink::SinkConfig;
 
 /// Everything the gateway needs to start, with defaults applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,53 +85,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, for log shippers.
     Json,
-}
-
-/// A variable whose value cannot be used. Its message shows the value,
-/// unless the variable holds a credential ([`is_secret`]): then only its name.
-#[derive(thiserror::Error, PartialEq, Eq)]
-#[error("invalid configuration: {name}={shown}: {reason}", shown = self.shown_value())]
-pub struct ConfigError {
-    /// The variable's name.
-    pub name: &'static str,
-    /// The value found (empty when the variable is missing).
-    pub value: String,
-    /// Why it was refused.
-    pub reason: String,
-}
-
-impl ConfigError {
-    /// The value as logs may show it: quoted, or `<redacted>` for a credential.
-    fn shown_value(&self) -> String {
-        if is_secret(self.name) || is_secret(&self.value) {
-            "<redacted>".into()
-        } else {
-            format!("{:?}", self.value)
-        }
-    }
-}
-
-impl std::fmt::Debug for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigError")
-            .field("name", &self.name)
-            .field("value", &self.shown_value())
-            .field("reason", &self.reason)
-            .finish()
-    }
-}
-
-/// Whether a variable (or property) named `name` may hold a credential, so
-/// its value is never written to a log or an error: any `KAFKA_PROPERTY_*`
-/// (librdkafka has dozens of secret properties, and a misspelled one is
-/// still a secret), and any name with password, secret, key, token or
-/// credential in it.
-pub fn is_secret(name: &str) -> bool {
-    let name = name.to_ascii_lowercase();
-    name.starts_with(&KAFKA_PROPERTY_PREFIX.to_ascii_lowercase())
-        || ["passw", "secret", "key", "token", "credential"]
-            .iter()
-            .any(|word| name.contains(word))
 }
 
 impl Config {
@@ -263,7 +218,7 @@ mod tests {
         assert_eq!(kinesis.operation_timeout, Duration::from_secs(9));
         assert_eq!(kinesis.attempt_timeout, None, "no attempt is cut off and resent");
         assert_eq!(kinesis.max_attempts.get(), 3);
-        assert_eq!(kinesis.retry_mode, RetryMode::Standard);
+        assert_eq!(kinesis.retry_mode, crate::sink::kinesis::RetryMode::Standard);
     }
 
     #[test]

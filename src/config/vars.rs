@@ -4,18 +4,18 @@ use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::ConfigError;
+use super::error::ConfigError;
 use crate::partition_key::KeyFields;
 
 /// Typed access to the lookup function; an empty value counts as unset.
-pub(super) struct Vars<'a, F>(pub(super) &'a F);
+pub(crate) struct Vars<'a, F>(pub(crate) &'a F);
 
 impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
-    pub(super) fn get(&self, name: &str) -> Option<String> {
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
-    pub(super) fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    pub(crate) fn parse<T>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
@@ -23,7 +23,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         Ok(self.optional(name)?.unwrap_or(default))
     }
 
-    pub(super) fn optional<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    pub(crate) fn optional<T>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
     where
         T: FromStr,
         T::Err: std::fmt::Display,
@@ -39,7 +39,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A value that must be set, because `when`.
-    pub(super) fn required(&self, name: &'static str, when: &str) -> Result<String, ConfigError> {
+    pub(crate) fn required(&self, name: &'static str, when: &str) -> Result<String, ConfigError> {
         self.get(name).ok_or_else(|| ConfigError {
             name,
             value: String::new(),
@@ -48,7 +48,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A positive number of milliseconds, when set.
-    pub(super) fn optional_millis(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+    pub(crate) fn optional_millis(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(_) => self.millis(name, 1).map(Some),
@@ -56,7 +56,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A positive number of milliseconds.
-    pub(super) fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
+    pub(crate) fn millis(&self, name: &'static str, default_ms: u64) -> Result<Duration, ConfigError> {
         let ms: u64 = self.parse(name, default_ms)?;
         if ms == 0 {
             return Err(ConfigError {
@@ -69,7 +69,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A comma-separated list, blanks dropped.
-    pub(super) fn list(&self, name: &str) -> Vec<String> {
+    pub(crate) fn list(&self, name: &str) -> Vec<String> {
         self.get(name)
             .map(|v| {
                 v.split(',')
@@ -82,7 +82,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A comma-separated list of JSON Pointers (RFC 6901: each starts with `/`).
-    pub(super) fn pointers(&self, name: &'static str) -> Result<KeyFields, ConfigError> {
+    pub(crate) fn pointers(&self, name: &'static str) -> Result<KeyFields, ConfigError> {
         let pointers = self.list(name);
         if let Some(bad) = pointers.iter().find(|p| !p.starts_with('/')) {
             return Err(ConfigError {
@@ -95,7 +95,7 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A count from 1 to `max`.
-    pub(super) fn at_most(&self, name: &'static str, default: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
+    pub(crate) fn at_most(&self, name: &'static str, default: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
         let n: usize = self.parse(name, default)?;
         match NonZeroUsize::new(n) {
             Some(n) if n.get() <= max => Ok(n),
@@ -108,14 +108,14 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     /// A count from 1 to `max` when set; unset is `None`.
-    pub(super) fn optional_at_most(&self, name: &'static str, max: usize) -> Result<Option<NonZeroUsize>, ConfigError> {
+    pub(crate) fn optional_at_most(&self, name: &'static str, max: usize) -> Result<Option<NonZeroUsize>, ConfigError> {
         match self.get(name) {
             None => Ok(None),
             Some(_) => self.at_most(name, 1, max).map(Some),
         }
     }
 
-    pub(super) fn one_of<T: Copy>(
+    pub(crate) fn one_of<T: Copy>(
         &self,
         name: &'static str,
         choices: &[(&str, T)],

@@ -18,13 +18,14 @@
 //! log level) is `error.rs`'s one table, and every error body is written by
 //! [`ApiError::into_response`].
 
-use hyper::StatusCode;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::Reply;
 use super::doors::Doors;
-use super::sdk::{Protocol, Rejection};
-use crate::error::{ApiError, Family, add_retry_after, json_response, sink_message};
+use crate::error::{ApiError, Family, Rejection, add_retry_after, json_response, sink_message};
 use crate::sink::SinkError;
 use crate::store::{Kept, Report};
 
@@ -137,25 +138,41 @@ pub(crate) fn batch(mut report: Report, request_id: &str, bytes: usize, wants_lo
 }
 
 /// An SDK request whose every event was rejected before anything was
-/// written: 400 listing each, counted.
-pub(crate) fn sdk_nothing_kept(doors: &Doors, protocol: &dyn Protocol, rejected: Vec<Rejection>) -> ApiError {
+/// written: 400 listing each, counted under `protocol`.
+pub(crate) fn sdk_nothing_kept(doors: &Doors, protocol: &'static str, rejected: Vec<Rejection>) -> ApiError {
     for rejection in &rejected {
-        doors.metrics().sdk_event_rejected(protocol.name(), rejection.code);
+        doors.metrics().sdk_event_rejected(protocol, rejection.code);
     }
     ApiError::NoValidEvents { rejected }
 }
 
-/// An SDK request's answer once its accepted events (at `positions` in the
-/// request) were written: the protocol's 200 listing the `rejected` ones,
-/// or the gravest failure.
-pub(crate) fn sdk(
-    doors: &Doors,
-    protocol: &dyn Protocol,
-    mut report: Report,
-    positions: Vec<usize>,
-    mut rejected: Vec<Rejection>,
-    bytes: usize,
-) -> Result<Reply, ApiError> {
+/// What an SDK request's answer is written from, beside its [`Report`].
+pub(crate) struct SdkRequest<F> {
+    /// The protocol's name, for metrics.
+    pub(crate) protocol: &'static str,
+    /// Each written record's event index in the request.
+    pub(crate) positions: Vec<usize>,
+    /// The events rejected before anything was written.
+    pub(crate) rejected: Vec<Rejection>,
+    /// Decoded body bytes.
+    pub(crate) bytes: usize,
+    /// The protocol's 200, listing the rejected events.
+    pub(crate) success: F,
+}
+
+/// An SDK request's answer once its accepted events were written: the
+/// protocol's 200 listing the rejected ones, or the gravest failure.
+pub(crate) fn sdk<F>(doors: &Doors, mut report: Report, request: SdkRequest<F>) -> Result<Reply, ApiError>
+where
+    F: FnOnce(&[Rejection]) -> Response<Full<Bytes>>,
+{
+    let SdkRequest {
+        protocol,
+        positions,
+        mut rejected,
+        bytes,
+        success,
+    } = request;
     // A record the stream refused is its event's fault, not the request's;
     // it is the least grave kind, so the gravest is another whenever any is.
     let refused_only = report
@@ -182,14 +199,14 @@ pub(crate) fn sdk(
         return Err(sdk_nothing_kept(doors, protocol, rejected));
     }
     for rejection in &rejected {
-        doors.metrics().sdk_event_rejected(protocol.name(), rejection.code);
+        doors.metrics().sdk_event_rejected(protocol, rejection.code);
     }
-    doors.metrics().sdk_events_stored(protocol.name(), kept);
+    doors.metrics().sdk_events_stored(protocol, kept);
     Ok(Reply {
         records: kept,
         bytes,
         location,
-        ..Reply::plain(protocol.success(&rejected))
+        ..Reply::plain(success(&rejected))
     })
 }
 

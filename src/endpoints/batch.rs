@@ -57,8 +57,8 @@ where
     ingested.hold_records(bytes, batch.len(), batch.iter().map(Record::size).sum())?;
     let headers = &ingested.head.headers;
     let arrival = || Arrival::import("/import/batch", presented_key(headers));
-    let outcomes = doors.put(arrival, batch).await;
-    Ok(answer::batch(outcomes, request_id, bytes, doors.access_log()))
+    let report = doors.put(arrival, batch).await;
+    Ok(answer::batch(report, request_id, bytes, doors.access_log()))
 }
 
 /// The body's format, from its `Content-Type`.

@@ -28,6 +28,6 @@ where
         .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
     let headers = &ingested.head.headers;
     let arrival = || Arrival::import("/import", presented_key(headers));
-    let outcomes = doors.put(arrival, vec![record]).await;
-    answer::import(doors, outcomes, bytes)
+    let report = doors.put(arrival, vec![record]).await;
+    answer::import(doors, report, bytes)
 }

@@ -38,7 +38,110 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
-use crate::config::KafkaConfig;
+use crate::config::error::{ConfigError, KAFKA_PROPERTY_PREFIX};
+use crate::config::vars::Vars;
+
+// Settings (`SINK=kafka`): read here, beside the sink.
+
+/// Kafka topic and producer settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    /// `KAFKA_BOOTSTRAP_SERVERS`: `host:port[,host:port]`.
+    pub bootstrap_servers: String,
+    /// `KAFKA_TOPIC`.
+    pub topic: String,
+    /// Time librdkafka has to deliver a record, retries included
+    /// (`KAFKA_DELIVERY_TIMEOUT_MS`, librdkafka's `message.timeout.ms`).
+    pub delivery_timeout: Duration,
+    /// The largest message the producer sends (`KAFKA_MAX_MESSAGE_BYTES`,
+    /// librdkafka's `message.max.bytes`); a topic's own smaller
+    /// `max.message.bytes` wins when the broker says.
+    pub max_message_bytes: usize,
+    /// Any other librdkafka property, from `KAFKA_PROPERTY_*`: the name
+    /// lower-cased with `_` as `.`, and the variable it came from.
+    pub properties: Vec<KafkaProperty>,
+}
+
+/// One librdkafka property set from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaProperty {
+    /// The variable, for error messages (`KAFKA_PROPERTY_SASL_MECHANISM`).
+    pub variable: String,
+    /// The librdkafka name (`sasl.mechanism`).
+    pub name: String,
+    /// The value.
+    pub value: String,
+}
+
+impl KafkaConfig {
+    /// Reads the Kafka variables (`SINK=kafka`; `properties`: every
+    /// `KAFKA_PROPERTY_*` pair).
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+        properties: Vec<(String, String)>,
+    ) -> Result<Self, ConfigError> {
+        Ok(KafkaConfig {
+            bootstrap_servers: vars.required("KAFKA_BOOTSTRAP_SERVERS", "SINK=kafka")?,
+            topic: vars.required("KAFKA_TOPIC", "SINK=kafka")?,
+            delivery_timeout: vars.millis("KAFKA_DELIVERY_TIMEOUT_MS", 5_000)?,
+            max_message_bytes: vars.at_most("KAFKA_MAX_MESSAGE_BYTES", 1 << 20, 1_000_000_000)?.get(),
+            properties: kafka_properties(properties)?,
+        })
+    }
+
+    /// The start-up log line (property names only: their values may be
+    /// credentials).
+    pub(super) fn log(&self) {
+        tracing::info!(
+            bootstrap_servers = %self.bootstrap_servers,
+            delivery_timeout = ?self.delivery_timeout,
+            max_message_bytes = self.max_message_bytes,
+            properties = ?self.properties.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(),
+            "kafka producer"
+        );
+    }
+}
+
+/// `KAFKA_PROPERTY_SASL_MECHANISM=PLAIN` as `sasl.mechanism=PLAIN`. A
+/// property the gateway sets itself (`bootstrap.servers`, ...) must come
+/// from its own variable; librdkafka checks the rest when the producer is
+/// built.
+fn kafka_properties(pairs: Vec<(String, String)>) -> Result<Vec<KafkaProperty>, ConfigError> {
+    const OWN: &[(&str, &str)] = &[
+        ("bootstrap.servers", "KAFKA_BOOTSTRAP_SERVERS"),
+        ("message.timeout.ms", "KAFKA_DELIVERY_TIMEOUT_MS"),
+        ("delivery.timeout.ms", "KAFKA_DELIVERY_TIMEOUT_MS"),
+        ("message.max.bytes", "KAFKA_MAX_MESSAGE_BYTES"),
+    ];
+    pairs
+        .into_iter()
+        .filter(|(_, value)| !value.trim().is_empty())
+        .map(|(variable, value)| {
+            let name = variable[KAFKA_PROPERTY_PREFIX.len()..]
+                .to_ascii_lowercase()
+                .replace('_', ".");
+            if name.is_empty() {
+                return Err(ConfigError {
+                    name: "KAFKA_PROPERTY_*",
+                    value: variable,
+                    reason: "name a librdkafka property, e.g. KAFKA_PROPERTY_SASL_MECHANISM".into(),
+                });
+            }
+            if let Some((_, own)) = OWN.iter().find(|(property, _)| *property == name) {
+                return Err(ConfigError {
+                    name: "KAFKA_PROPERTY_*",
+                    value: variable,
+                    reason: format!("{name} is set by {own}"),
+                });
+            }
+            Ok(KafkaProperty {
+                variable,
+                name,
+                value: value.trim().to_owned(),
+            })
+        })
+        .collect()
+}
 
 /// Bytes a message needs beyond its key and value inside a record batch
 /// (batch header, record framing, varints): kept free under the limit.

@@ -5,6 +5,7 @@
 //! by the Kinesis error code ([`failure_for_code`], the one place codes are
 //! read). Limits, partition keys and what a client is told are decided above.
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,10 +29,89 @@ pub const LIMITS: SinkLimits = SinkLimits {
     max_batch_records: 500,
     max_batch_bytes: 10 * 1024 * 1024,
 };
-use crate::config::{KinesisConfig, RetryMode};
+use crate::config::error::ConfigError;
+use crate::config::vars::Vars;
 
 /// How long a `DescribeStreamSummary` may take when no attempt timeout is set.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+// Settings (`SINK=kinesis`): read here, beside the sink.
+
+/// Kinesis stream and SDK client settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KinesisConfig {
+    /// `KINESIS_STREAM_NAME`.
+    pub stream_name: String,
+    /// Upper bound for one SDK operation, retries included (`KINESIS_OPERATION_TIMEOUT_MS`).
+    pub operation_timeout: Duration,
+    /// Upper bound for one HTTP attempt (`KINESIS_ATTEMPT_TIMEOUT_MS`); unset
+    /// by default, because an attempt cut off while Kinesis is still storing
+    /// it is sent again, and its records are then stored twice.
+    pub attempt_timeout: Option<Duration>,
+    /// TCP/TLS connect timeout (`KINESIS_CONNECT_TIMEOUT_MS`).
+    pub connect_timeout: Duration,
+    /// Attempts per operation, the first included (`KINESIS_MAX_ATTEMPTS`).
+    pub max_attempts: NonZeroU32,
+    /// SDK retry strategy (`KINESIS_RETRY_MODE`).
+    pub retry_mode: RetryMode,
+}
+
+/// The SDK's retry strategies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryMode {
+    /// Exponential backoff with jitter and a client-side retry quota.
+    Standard,
+    /// Standard plus client-side rate limiting when throttled.
+    Adaptive,
+}
+
+impl KinesisConfig {
+    /// The defaults for stream `stream_name`.
+    pub fn for_stream(stream_name: impl Into<String>) -> Self {
+        KinesisConfig {
+            stream_name: stream_name.into(),
+            operation_timeout: Duration::from_secs(9),
+            attempt_timeout: None,
+            connect_timeout: Duration::from_secs(1),
+            max_attempts: NonZeroU32::new(3).expect("3 > 0"),
+            retry_mode: RetryMode::Standard,
+        }
+    }
+}
+
+impl KinesisConfig {
+    /// Reads the Kinesis variables (`SINK=kinesis`) for `stream_name`.
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(
+        vars: &Vars<'_, F>,
+        stream_name: String,
+    ) -> Result<Self, ConfigError> {
+        let d = KinesisConfig::for_stream(stream_name);
+        let millis = |d: Duration| d.as_millis() as u64;
+        Ok(KinesisConfig {
+            operation_timeout: vars.millis("KINESIS_OPERATION_TIMEOUT_MS", millis(d.operation_timeout))?,
+            attempt_timeout: vars.optional_millis("KINESIS_ATTEMPT_TIMEOUT_MS")?,
+            connect_timeout: vars.millis("KINESIS_CONNECT_TIMEOUT_MS", millis(d.connect_timeout))?,
+            max_attempts: vars.parse("KINESIS_MAX_ATTEMPTS", d.max_attempts)?,
+            retry_mode: vars.one_of(
+                "KINESIS_RETRY_MODE",
+                &[("standard", RetryMode::Standard), ("adaptive", RetryMode::Adaptive)],
+                d.retry_mode,
+            )?,
+            ..d
+        })
+    }
+
+    /// The start-up log line.
+    pub(super) fn log(&self) {
+        tracing::info!(
+            operation_timeout = ?self.operation_timeout,
+            attempt_timeout = ?self.attempt_timeout,
+            max_attempts = self.max_attempts.get(),
+            retry_mode = ?self.retry_mode,
+            "kinesis client"
+        );
+    }
+}
 
 /// Writes records to one Kinesis data stream.
 #[derive(Debug, Clone)]

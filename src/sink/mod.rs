@@ -4,29 +4,31 @@
 //! with one outcome per record: a [`Receipt`] (the destination's own
 //! acknowledgement) or a [`SinkError`] that says what kind of failure it was.
 //! Sinks are mechanism only: batching, retries and deadlines live in
-//! `writer.rs`, and what each kind of failure means (status, retry, spill,
-//! readiness) is the one table in [`failure`].
+//! `writer/`, what each kind of failure is (retry, spill, readiness) is the
+//! one table in [`failure`], and what it means to a client is `error.rs`'s.
 //!
 //! Four sinks exist: [`kinesis::KinesisSink`], [`kafka::KafkaSink`] (any
 //! Kafka-compatible service), [`pubsub::PubSubSink`] (Google Cloud Pub/Sub)
-//! and [`file::FileSink`] (a developer's machine with no cloud). Each is one file implementing [`Sink`] plus one
-//! [`SinkConfig`] variant and one arm in [`build`]; what a destination takes
-//! at most ([`SinkLimits`]) and how it names a receipt are asked of it.
+//! and [`file::FileSink`] (a developer's machine with no cloud). Each is one
+//! file implementing [`Sink`], with its settings and how they are read
+//! beside it, plus one [`SinkConfig`] variant and its arms in `config.rs`
+//! (read, build, the start-up line); what a destination takes at most
+//! ([`SinkLimits`]) and how it names a receipt are asked of it.
 
+mod config;
 pub mod failure;
 pub mod file;
 pub mod kafka;
 pub mod kinesis;
 pub mod pubsub;
 
-use std::sync::Arc;
+pub use config::{SinkConfig, build};
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
-
-use crate::config::SinkConfig;
 
 /// One record to store: opaque data and the key that picks its shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -293,20 +295,4 @@ pub enum BuildError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// Builds the configured sink; AWS settings come from aws-config's default chain.
-pub async fn build(config: &SinkConfig) -> Result<Arc<dyn Sink>, BuildError> {
-    Ok(match config {
-        SinkConfig::Kinesis(kinesis) => {
-            let sdk = aws_config::load_from_env().await;
-            Arc::new(kinesis::KinesisSink::new(&sdk, kinesis))
-        }
-        SinkConfig::Kafka(kafka) => Arc::new(kafka::KafkaSink::new(kafka)?),
-        SinkConfig::PubSub(pubsub) => Arc::new(pubsub::PubSubSink::new(pubsub)?),
-        SinkConfig::File { path } => Arc::new(file::FileSink::open(path).map_err(|source| BuildError::File {
-            path: path.display().to_string(),
-            source,
-        })?),
-    })
 }

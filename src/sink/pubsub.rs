@@ -42,7 +42,68 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
-use crate::config::PubSubConfig;
+use crate::config::error::ConfigError;
+use crate::config::vars::Vars;
+
+// Settings (`SINK=pubsub`): read here, beside the sink.
+
+/// Pub/Sub topic and client settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PubSubConfig {
+    /// `projects/{project}/topics/{topic}`: `PUBSUB_TOPIC` in full, or a
+    /// bare topic name in `GOOGLE_CLOUD_PROJECT`.
+    pub topic: String,
+    /// `PUBSUB_EMULATOR_HOST`: the emulator's `host:port`, spoken to in
+    /// plain HTTP with no credentials.
+    pub emulator_host: Option<String>,
+    /// A publish's deadline, and a record's from arrival to answer (`PUBSUB_TIMEOUT_MS`).
+    pub timeout: Duration,
+}
+
+impl PubSubConfig {
+    /// Reads the Pub/Sub variables (`SINK=pubsub`).
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+        let topic = vars.required("PUBSUB_TOPIC", "SINK=pubsub")?;
+        let topic = if topic.starts_with("projects/") {
+            let parts: Vec<&str> = topic.split('/').collect();
+            let valid = parts.len() == 4 && parts[2] == "topics" && !parts[1].is_empty() && parts[3].len() >= 3;
+            if !valid {
+                return Err(ConfigError {
+                    name: "PUBSUB_TOPIC",
+                    value: topic,
+                    reason: "a full name is projects/{project}/topics/{topic} (a topic name has 3 or more characters)"
+                        .into(),
+                });
+            }
+            topic
+        } else {
+            if topic.contains('/') || topic.len() < 3 {
+                return Err(ConfigError {
+                    name: "PUBSUB_TOPIC",
+                    value: topic,
+                    reason: "a topic name (3 or more characters, no /) or projects/{project}/topics/{topic}".into(),
+                });
+            }
+            let project = vars.required("GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC is a bare topic name")?;
+            format!("projects/{project}/topics/{topic}")
+        };
+        Ok(PubSubConfig {
+            topic,
+            emulator_host: vars.get("PUBSUB_EMULATOR_HOST"),
+            timeout: vars.millis("PUBSUB_TIMEOUT_MS", 9_000)?,
+        })
+    }
+
+    /// The start-up log line.
+    pub(super) fn log(&self) {
+        tracing::info!(
+            topic = %self.topic,
+            emulator = self.emulator_host.as_deref().unwrap_or(""),
+            timeout = ?self.timeout,
+            "pubsub publisher"
+        );
+    }
+}
 
 /// Pub/Sub's limits as this REST client meets them: 1,000 messages per
 /// publish, and a request of at most 10 MB. Data travels base64-encoded in

@@ -4,7 +4,7 @@
 //! before they send anything (settings, source configuration, feature
 //! flags), each a [`Document`] served by [`serve`].
 //!
-//! A protocol says only what differs: its body limit, how it turns a body
+//! A protocol says only what differs: the variable of its body limit, how it turns a body
 //! into records and finds its source key, and its 200. What they share lives
 //! here once: [`context`] (enrichment), [`json`] (splicing fields into the
 //! event's own text) and [`events`] (records and per-event rejections);
@@ -39,7 +39,6 @@ pub use events::{Events, Rejection};
 
 use crate::access::Access;
 use crate::body::RequestBody;
-use crate::config::SdkConfig;
 use crate::endpoints::{Doors, Reply, answer};
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};
@@ -179,8 +178,10 @@ pub trait Protocol: std::fmt::Debug + Sync {
     /// The name in records (`_gateway.protocol`) and metric labels.
     fn name(&self) -> &'static str;
 
-    /// The largest body, raw and decoded, in bytes.
-    fn max_body(&self, config: &SdkConfig) -> usize;
+    /// The variable that sets the largest body, raw and decoded, in bytes
+    /// (`SEGMENT_MAX_BODY_BYTES`): its default is the one list's
+    /// (`config/variables.rs`), its value `SdkConfig::body_limits`'.
+    fn body_limit(&self) -> &'static str;
 
     /// Whether the event comes in the query string, with no body (a pixel).
     fn event_in_query(&self) -> bool {
@@ -213,7 +214,7 @@ pub(crate) async fn handle<B>(
 where
     B: RequestBody,
 {
-    let max_body = protocol.max_body(doors.sdk());
+    let max_body = doors.sdk().body_limits.get(protocol.body_limit());
     let limits = Limits {
         // The key may be in the body: checked after decoding.
         header_auth: false,
@@ -243,15 +244,22 @@ where
         ..
     } = events;
     if records.is_empty() {
-        return Err(answer::sdk_nothing_kept(doors, protocol, rejected));
+        return Err(answer::sdk_nothing_kept(doors, protocol.name(), rejected));
     }
     let arrival = || Arrival {
         door,
         protocol: protocol.name(),
         key: key.shown(),
     };
-    let outcomes = doors.put(arrival, records).await;
-    answer::sdk(doors, protocol, outcomes, positions, rejected, bytes)
+    let report = doors.put(arrival, records).await;
+    let request = answer::SdkRequest {
+        protocol: protocol.name(),
+        positions,
+        rejected,
+        bytes,
+        success: |rejected: &[Rejection]| protocol.success(rejected),
+    };
+    answer::sdk(doors, report, request)
 }
 
 /// A document an SDK loads from its collector: settings, a source

@@ -43,7 +43,6 @@ use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     document, json_document,
 };
-use crate::config::SdkConfig;
 use crate::encoding;
 use crate::endpoints::Doors;
 use crate::error::{ApiError, json_response};
@@ -167,8 +166,8 @@ impl Protocol for PostHog {
         "posthog"
     }
 
-    fn max_body(&self, config: &SdkConfig) -> usize {
-        config.posthog_max_bytes
+    fn body_limit(&self) -> &'static str {
+        "POSTHOG_MAX_BODY_BYTES"
     }
 
     fn decode(

@@ -35,7 +35,6 @@ use super::{
     Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
     json_document,
 };
-use crate::config::SdkConfig;
 use crate::endpoints::Doors;
 use crate::error::{ApiError, json_response};
 
@@ -140,8 +139,8 @@ impl Protocol for Segment {
         "segment"
     }
 
-    fn max_body(&self, config: &SdkConfig) -> usize {
-        config.segment_max_bytes
+    fn body_limit(&self) -> &'static str {
+        "SEGMENT_MAX_BODY_BYTES"
     }
 
     fn decode(

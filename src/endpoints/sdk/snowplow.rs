@@ -30,7 +30,6 @@ use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{Decoded, Incoming, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey};
-use crate::config::SdkConfig;
 use crate::error::{ApiError, json_response};
 
 /// The schema prefix of a tracker's POST body.
@@ -106,8 +105,8 @@ impl Protocol for Snowplow {
         "snowplow"
     }
 
-    fn max_body(&self, config: &SdkConfig) -> usize {
-        config.snowplow_max_bytes
+    fn body_limit(&self) -> &'static str {
+        "SNOWPLOW_MAX_BODY_BYTES"
     }
 
     fn event_in_query(&self) -> bool {

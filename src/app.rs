@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig};
 use crate::endpoints::Doors;
-use crate::intake::Intake;
+use crate::in_flight::InFlight;
 use crate::live::Hub;
 use crate::metrics::Metrics;
 use crate::readiness::{Readiness, Verdict};
@@ -138,9 +138,9 @@ impl App {
         &self.doors
     }
 
-    /// The in-flight caps and body deadline every door's intake shares.
-    pub fn intake(&self) -> &Intake {
-        self.doors.intake()
+    /// The in-flight caps and body deadline every door shares.
+    pub fn in_flight(&self) -> &InFlight {
+        self.doors.in_flight()
     }
 
     /// API keys and CORS.

@@ -23,7 +23,7 @@ use crate::body::{BodyHints, RequestBody, discard, read_limited};
 use crate::encoding;
 use crate::endpoints::Doors;
 use crate::error::ApiError;
-use crate::intake::reserve;
+use crate::in_flight::reserve;
 use crate::partition_key;
 
 /// Bytes a request holds per byte of its decoded body, counted against
@@ -217,10 +217,10 @@ where
             return Err(err);
         }
     };
-    let raw = read_limited(body, limit, doors.intake().body_read_timeout(), hints)
+    let raw = read_limited(body, limit, doors.in_flight().body_read_timeout(), hints)
         .await
         .map_err(|e| limits.name_limit(e))?;
-    let held = Held::new(doors.intake().budget(), bytes);
+    let held = Held::new(doors.in_flight().budget(), bytes);
     let body = decode(doors, &head.headers, raw, limit, &held).map_err(|e| limits.name_limit(e))?;
     if body.is_empty() && !limits.allow_empty {
         return Err(ApiError::EmptyBody);
@@ -247,7 +247,7 @@ fn decode(doors: &Doors, headers: &HeaderMap, raw: Bytes, limit: usize, held: &H
     let working = encoding::working_memory(encoding, &raw, limit)?;
     let _decoder = match working {
         0 => None,
-        n => Some(reserve(doors.intake().budget(), n)?),
+        n => Some(reserve(doors.in_flight().budget(), n)?),
     };
     encoding::decode(encoding, raw, limit, &mut |bytes| held.more(bytes))
 }
@@ -271,7 +271,7 @@ fn admit<'a>(
     limits: Limits,
     declared: Option<u64>,
 ) -> Result<Admitted<'a>, ApiError> {
-    let slot = doors.intake().slot()?;
+    let slot = doors.in_flight().slot()?;
     if limits.header_auth {
         doors.access().authorize(headers)?;
     }
@@ -292,7 +292,7 @@ fn admit<'a>(
         Some(len) => (len as usize).min(limit + 1),
         None => limit,
     };
-    let bytes = reserve(doors.intake().budget(), reserve_bytes)?;
+    let bytes = reserve(doors.in_flight().budget(), reserve_bytes)?;
     Ok(Admitted {
         slot,
         bytes,

@@ -13,7 +13,7 @@
 //!
 //! Personal data: source keys (write keys, project tokens, API keys) are
 //! never sent in full ([`mask`]), and `LIVE_PAYLOADS=false` leaves payloads
-//! out. The HTTP side (auth, the page, the stream) is `endpoints/live.rs`.
+//! out. The HTTP side (auth, the page, the stream) is `endpoints/live/`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -208,9 +208,9 @@ impl std::fmt::Debug for Hub {
 /// Why a viewer could not join.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("{MAX_VIEWERS} viewers are watching already")]
-pub struct Full;
+pub struct NoRoom;
 
-impl Full {
+impl NoRoom {
     /// The refusal's reason, for the 503.
     pub fn reason(self) -> &'static str {
         "the live view has as many viewers as it takes; close one and retry"
@@ -257,10 +257,10 @@ impl Hub {
     }
 
     /// A new viewer with `filter`.
-    pub fn join(&self, filter: Filter) -> Result<Joined, Full> {
+    pub fn join(&self, filter: Filter) -> Result<Joined, NoRoom> {
         let mut state = self.lock();
         if state.viewers.len() >= MAX_VIEWERS {
-            return Err(Full);
+            return Err(NoRoom);
         }
         let (sender, frames) = mpsc::channel(QUEUE_FRAMES);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

@@ -4,7 +4,7 @@
 //!
 //! Shutdown, once the `shutdown` future resolves: readiness turns 503, the
 //! listener is closed (new connections are refused), in-flight requests run to
-//! completion (their Kinesis calls included) while idle keep-alive
+//! completion (their calls to the stream included) while idle keep-alive
 //! connections are closed, and after `SHUTDOWN_TIMEOUT_MS` whatever is left is
 //! abandoned so the process can exit.
 //!

@@ -270,7 +270,7 @@ fn measure(server: &TestServer, out: &tokio::runtime::Runtime, raw: Arc<Vec<u8>>
         UNCOUNTED.set(true);
         let mut most = 0;
         while !watching.load(Ordering::SeqCst) {
-            most = most.max(budget - app.intake().budget().available_permits());
+            most = most.max(budget - app.in_flight().budget().available_permits());
             std::thread::sleep(Duration::from_micros(200));
         }
         most

@@ -7,7 +7,7 @@
 use clickstream_gateway::endpoints::sdk::posthog::PostHog;
 use clickstream_gateway::endpoints::sdk::segment::Segment;
 use clickstream_gateway::endpoints::sdk::snowplow::Snowplow;
-use clickstream_gateway::endpoints::sdk::{Context, Events, Incoming, Protocol};
+use clickstream_gateway::endpoints::sdk::{Context, Events, Protocol, Received};
 use clickstream_gateway::sink::RecordRules;
 use libfuzzer_sys::fuzz_target;
 
@@ -24,10 +24,10 @@ fuzz_target!(|data: &[u8]| {
     };
     let headers = hyper::HeaderMap::new();
     let query = String::from_utf8_lossy(body);
-    let request = Incoming {
+    let request = Received {
         query: &query,
         max_body: 64 * 1024,
-        ..Incoming::body(body, &headers)
+        ..Received::body(body, &headers)
     };
     let context = Context::plain(protocol.name());
     let decoded = protocol.decode(&request, &context, 50, Events::new(RecordRules { max_bytes: MAX_RECORD, max_key_chars: 256 }));

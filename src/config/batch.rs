@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, Lookup};
 use crate::concurrency;
 
 /// Coalescing of concurrent records into one upstream call (`PutRecords`).
@@ -48,7 +48,7 @@ impl Default for BatchConfig {
 impl BatchConfig {
     /// Reads the batching variables; the sink's own caps are checked at
     /// start-up (`app::check_settings`).
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = BatchConfig::default();
         let adaptive = d.concurrency == concurrency::Mode::Adaptive;
         Ok(BatchConfig {

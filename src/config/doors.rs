@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use super::variables::{VARIABLES, Variable};
-use super::{ConfigError, Vars};
+use super::{ConfigError, Lookup};
 use crate::partition_key::KeyFields;
 
 /// Who may call `/import`.
@@ -83,7 +83,7 @@ impl BodyLimits {
         }
     }
 
-    fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = BodyLimits::default();
         let limits =
             d.0.iter()
@@ -166,7 +166,7 @@ pub enum ClientIp {
 
 impl AccessConfig {
     /// Reads `API_KEYS` and `CORS_ALLOWED_ORIGINS`.
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Self {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Self {
         AccessConfig {
             api_keys: vars.list("API_KEYS"),
             cors_allowed_origins: vars.list("CORS_ALLOWED_ORIGINS"),
@@ -187,7 +187,7 @@ impl Default for ImportConfig {
 
 impl ImportConfig {
     /// Reads the gateway's own doors' variables.
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = ImportConfig::default();
         Ok(ImportConfig {
             batch_max_records: vars
@@ -215,7 +215,7 @@ impl Default for SdkConfig {
 
 impl SdkConfig {
     /// Reads the SDK doors' variables.
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = SdkConfig::default();
         Ok(SdkConfig {
             public_url: vars.optional("PUBLIC_URL")?,

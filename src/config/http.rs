@@ -3,7 +3,7 @@
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, Lookup};
 
 /// HTTP server settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ impl Default for HttpConfig {
 
 impl HttpConfig {
     /// Reads the HTTP variables, defaults from [`HttpConfig::default`].
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = HttpConfig::default();
         Ok(HttpConfig {
             header_read_timeout: vars.millis("HEADER_READ_TIMEOUT_MS", millis(d.header_read_timeout))?,

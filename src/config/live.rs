@@ -1,6 +1,6 @@
 //! The live view's settings (`ADMIN_TOKEN` and friends).
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, Lookup};
 
 /// The live view (`GET /live`): off unless `ADMIN_TOKEN` is set.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub const MIN_TOKEN_CHARS: usize = 16;
 
 impl LiveConfig {
     /// Reads the live view's variables.
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let d = LiveConfig::default();
         let admin_token = vars.get("ADMIN_TOKEN");
         if let Some(token) = &admin_token

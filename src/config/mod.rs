@@ -21,9 +21,9 @@ mod doors;
 pub(crate) mod error;
 mod http;
 mod live;
+pub(crate) mod lookup;
 mod spill;
 mod variables;
-pub(crate) mod vars;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -34,9 +34,9 @@ pub use doors::{AccessConfig, BodyLimits, ClientIp, ImportConfig, PublicUrl, Sdk
 pub use error::{ConfigError, KAFKA_PROPERTY_PREFIX, is_secret};
 pub use http::HttpConfig;
 pub use live::{LiveConfig, MIN_TOKEN_CHARS};
+use lookup::Lookup;
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
-use vars::Vars;
 
 use crate::sink::SinkConfig;
 
@@ -112,7 +112,7 @@ impl Config {
     }
 
     fn build(lookup: impl Fn(&str) -> Option<String>, properties: Vec<(String, String)>) -> Result<Self, ConfigError> {
-        let vars = Vars(&lookup);
+        let vars = Lookup(&lookup);
         let d = Config::default();
         let host: IpAddr = vars.parse("HOST", d.listen.ip())?;
         let port: u16 = vars.parse("PORT", d.listen.port())?;

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{ConfigError, Vars};
+use super::{ConfigError, Lookup};
 
 /// The durable spill's settings (`spill.rs`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,7 @@ impl SpillConfig {
     }
 
     /// Reads the spill's variables: none without `SPILL_DIR`.
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Option<Self>, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Option<Self>, ConfigError> {
         let Some(dir) = vars.get("SPILL_DIR") else {
             return Ok(None);
         };

@@ -147,7 +147,7 @@ pub(crate) fn sdk_nothing_kept(doors: &Doors, protocol: &'static str, rejected: 
 }
 
 /// What an SDK request's answer is written from, beside its [`Report`].
-pub(crate) struct SdkRequest<F> {
+pub(crate) struct SdkAccepted<F> {
     /// The protocol's name, for metrics.
     pub(crate) protocol: &'static str,
     /// Each written record's event index in the request.
@@ -162,11 +162,11 @@ pub(crate) struct SdkRequest<F> {
 
 /// An SDK request's answer once its accepted events were written: the
 /// protocol's 200 listing the rejected ones, or the gravest failure.
-pub(crate) fn sdk<F>(doors: &Doors, mut report: Report, request: SdkRequest<F>) -> Result<Reply, ApiError>
+pub(crate) fn sdk<F>(doors: &Doors, mut report: Report, request: SdkAccepted<F>) -> Result<Reply, ApiError>
 where
     F: FnOnce(&[Rejection]) -> Response<Full<Bytes>>,
 {
-    let SdkRequest {
+    let SdkAccepted {
         protocol,
         positions,
         mut rejected,

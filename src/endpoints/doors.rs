@@ -1,5 +1,5 @@
 //! What the doors that take events use of the gateway, and nothing else:
-//! the intake's caps, API keys and CORS, the store, the rules every record
+//! the in-flight caps, API keys and CORS, the store, the rules every record
 //! must fit, the live view, and each door family's settings.
 //!
 //! [`crate::app::App`] builds it once and owns everything else (the writer,
@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::access::Access;
 use crate::config::{Config, ImportConfig, SdkConfig};
-use crate::intake::Intake;
+use crate::in_flight::InFlight;
 use crate::live::{Arrival, Hub};
 use crate::metrics::Metrics;
 use crate::partition_key;
@@ -25,7 +25,7 @@ use crate::store::{Report, Store};
 /// The doors' narrow context.
 #[derive(Debug)]
 pub(crate) struct Doors {
-    intake: Intake,
+    in_flight: InFlight,
     access: Access,
     store: Arc<dyn Store>,
     /// The record limit as the destination last said (shared with `App`,
@@ -49,7 +49,7 @@ pub(crate) struct Oversized {
 }
 
 impl Doors {
-    /// The doors' context from `config` (its intake, access, live view and
+    /// The doors' context from `config` (its in-flight caps, access, live view and
     /// door settings) and what start-up built: the store, the record limit
     /// `App` keeps current, the sink's longest key, the metrics.
     pub(crate) fn new(
@@ -60,7 +60,7 @@ impl Doors {
         metrics: Arc<Metrics>,
     ) -> Self {
         Doors {
-            intake: Intake::new(&config.http),
+            in_flight: InFlight::new(&config.http),
             access: Access::new(&config.access),
             store,
             max_record_bytes,
@@ -73,9 +73,9 @@ impl Doors {
         }
     }
 
-    /// The in-flight caps and body deadline every door's intake shares.
-    pub(crate) fn intake(&self) -> &Intake {
-        &self.intake
+    /// The in-flight caps and body deadline every door shares.
+    pub(crate) fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     /// API keys and CORS.

@@ -11,7 +11,7 @@ use super::kinesis::{self, KinesisConfig};
 use super::pubsub::{self, PubSubConfig};
 use super::{BuildError, Sink, file};
 use crate::config::error::ConfigError;
-use crate::config::vars::Vars;
+use crate::config::lookup::Lookup;
 
 /// The record destination, chosen by `SINK` (default: `kinesis` when
 /// `KINESIS_STREAM_NAME` is set, else `file`).
@@ -37,7 +37,7 @@ impl SinkConfig {
     /// Reads `SINK` and the chosen sink's variables (`properties`: every
     /// `KAFKA_PROPERTY_*` pair).
     pub(crate) fn read<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<'_, F>,
+        vars: &Lookup<'_, F>,
         properties: Vec<(String, String)>,
     ) -> Result<Self, ConfigError> {
         let stream_name = vars.get("KINESIS_STREAM_NAME");

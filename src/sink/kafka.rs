@@ -39,7 +39,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
 use crate::config::error::{ConfigError, KAFKA_PROPERTY_PREFIX};
-use crate::config::vars::Vars;
+use crate::config::lookup::Lookup;
 
 // Settings (`SINK=kafka`): read here, beside the sink.
 
@@ -77,7 +77,7 @@ impl KafkaConfig {
     /// Reads the Kafka variables (`SINK=kafka`; `properties`: every
     /// `KAFKA_PROPERTY_*` pair).
     pub(super) fn read<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<'_, F>,
+        vars: &Lookup<'_, F>,
         properties: Vec<(String, String)>,
     ) -> Result<Self, ConfigError> {
         Ok(KafkaConfig {
@@ -151,8 +151,8 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// How much longer than librdkafka's delivery timeout the writer waits.
 const REPORT_MARGIN: Duration = Duration::from_secs(2);
 
-/// A producer and when it was made.
-struct Live {
+/// The producer in use, and when it was made (it is replaced when stuck).
+struct Current {
     producer: FutureProducer<Redacting>,
     born: Instant,
 }
@@ -163,7 +163,7 @@ pub struct KafkaSink {
     /// The producer's settings, kept to build a replacement.
     client: ClientConfig,
     /// The live producer; replaced when it is stuck.
-    producer: RwLock<Arc<Live>>,
+    producer: RwLock<Arc<Current>>,
     admin: AdminClient<Redacting>,
     /// What every client of this sink logs through.
     context: Redacting,
@@ -220,7 +220,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             topic: config.topic.clone(),
             client,
-            producer: RwLock::new(Arc::new(Live {
+            producer: RwLock::new(Arc::new(Current {
                 producer,
                 born: Instant::now(),
             })),
@@ -232,7 +232,7 @@ impl KafkaSink {
     }
 
     /// The live producer, replaced first if it has failed for good.
-    fn live(&self) -> Arc<Live> {
+    fn live(&self) -> Arc<Current> {
         let live = self.producer.read().unwrap_or_else(|p| p.into_inner()).clone();
         if live.producer.client().fatal_error().is_some() {
             self.replace(&live, "fatal error");
@@ -243,7 +243,7 @@ impl KafkaSink {
 
     /// Replaces `stuck` (unless another request already did) with a new
     /// producer of the same settings.
-    fn replace(&self, stuck: &Arc<Live>, why: &str) {
+    fn replace(&self, stuck: &Arc<Current>, why: &str) {
         let mut current = self.producer.write().unwrap_or_else(|p| p.into_inner());
         if !Arc::ptr_eq(&current, stuck) {
             return;
@@ -260,7 +260,7 @@ impl KafkaSink {
             Ok(fresh) => {
                 let old = std::mem::replace(
                     &mut *current,
-                    Arc::new(Live {
+                    Arc::new(Current {
                         producer: fresh,
                         born: Instant::now(),
                     }),

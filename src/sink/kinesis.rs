@@ -30,7 +30,7 @@ pub const LIMITS: SinkLimits = SinkLimits {
     max_batch_bytes: 10 * 1024 * 1024,
 };
 use crate::config::error::ConfigError;
-use crate::config::vars::Vars;
+use crate::config::lookup::Lookup;
 
 /// How long a `DescribeStreamSummary` may take when no attempt timeout is set.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -82,7 +82,7 @@ impl KinesisConfig {
 impl KinesisConfig {
     /// Reads the Kinesis variables (`SINK=kinesis`) for `stream_name`.
     pub(super) fn read<F: Fn(&str) -> Option<String>>(
-        vars: &Vars<'_, F>,
+        vars: &Lookup<'_, F>,
         stream_name: String,
     ) -> Result<Self, ConfigError> {
         let d = KinesisConfig::for_stream(stream_name);

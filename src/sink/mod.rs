@@ -219,7 +219,7 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     /// operation over [`Sink::put_one`]'s.
     fn operation(&self, batch: bool) -> &'static str;
 
-    /// A short name for logs and `/readyz`: `kinesis`, `kafka` or `file`.
+    /// A short name for logs and `/readyz`: `kinesis`, `kafka`, `pubsub` or `file`.
     fn kind(&self) -> &'static str;
 
     /// The stream, topic or file path records go to.

@@ -43,7 +43,7 @@ use tokio::sync::OnceCell;
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
 use crate::config::error::ConfigError;
-use crate::config::vars::Vars;
+use crate::config::lookup::Lookup;
 
 // Settings (`SINK=pubsub`): read here, beside the sink.
 
@@ -62,7 +62,7 @@ pub struct PubSubConfig {
 
 impl PubSubConfig {
     /// Reads the Pub/Sub variables (`SINK=pubsub`).
-    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<Self, ConfigError> {
+    pub(super) fn read<F: Fn(&str) -> Option<String>>(vars: &Lookup<'_, F>) -> Result<Self, ConfigError> {
         let topic = vars.required("PUBSUB_TOPIC", "SINK=pubsub")?;
         let topic = if topic.starts_with("projects/") {
             let parts: Vec<&str> = topic.split('/').collect();

@@ -64,7 +64,7 @@ pub fn copied_field(field: &'static str, value: Option<&str>, max: usize) -> Res
 /// What a protocol reads of a request: its head's parts and its body,
 /// already read within the limit and decoded from its `Content-Encoding`.
 #[derive(Clone, Copy)]
-pub struct Incoming<'a> {
+pub struct Received<'a> {
     /// The path (with the route's `{name}` segments filled in).
     pub path: &'a str,
     /// The query string, empty when there is none.
@@ -81,9 +81,9 @@ pub struct Incoming<'a> {
     pub hold: &'a dyn Fn(usize) -> Result<(), ApiError>,
 }
 
-impl std::fmt::Debug for Incoming<'_> {
+impl std::fmt::Debug for Received<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Incoming")
+        f.debug_struct("Received")
             .field("path", &self.path)
             .field("query", &self.query)
             .field("body", &self.body.len())
@@ -91,7 +91,7 @@ impl std::fmt::Debug for Incoming<'_> {
     }
 }
 
-impl<'a> Incoming<'a> {
+impl<'a> Received<'a> {
     /// A request's head and its (decoded) `body`, within `max_body`.
     fn new(
         head: &'a hyper::http::request::Parts,
@@ -99,7 +99,7 @@ impl<'a> Incoming<'a> {
         max_body: usize,
         hold: &'a dyn Fn(usize) -> Result<(), ApiError>,
     ) -> Self {
-        Incoming {
+        Received {
             path: head.uri.path(),
             query: head.uri.query().unwrap_or_default(),
             headers: &head.headers,
@@ -111,7 +111,7 @@ impl<'a> Incoming<'a> {
 
     /// A request with only a body, for tests and the fuzzer.
     pub fn body(body: &'a [u8], headers: &'a HeaderMap) -> Self {
-        Incoming {
+        Received {
             path: "/",
             query: "",
             headers,
@@ -193,7 +193,7 @@ pub trait Protocol: std::fmt::Debug + Sync {
     /// that is not this protocol's shape, or has too many events.
     fn decode(
         &self,
-        request: &Incoming<'_>,
+        request: &Received<'_>,
         context: &Context,
         max_events: usize,
         events: Events,
@@ -226,7 +226,7 @@ where
         let head = &ingested.head;
         let held = ingested.held();
         let hold = |bytes| held.more(bytes);
-        let incoming = Incoming::new(head, &ingested.body, max_body, &hold);
+        let incoming = Received::new(head, &ingested.body, max_body, &hold);
         let context = Context::new(protocol.name(), doors.sdk().client_ip, head);
         let events = Events::new(doors.record_rules()).max_depth(doors.import().max_depth);
         let decoded = protocol.decode(&incoming, &context, doors.sdk().max_events, events)?;
@@ -252,7 +252,7 @@ where
         key: key.shown(),
     };
     let report = doors.put(arrival, records).await;
-    let request = answer::SdkRequest {
+    let request = answer::SdkAccepted {
         protocol: protocol.name(),
         positions,
         rejected,
@@ -271,7 +271,7 @@ pub(crate) trait Document: std::fmt::Debug + Sync {
     }
 
     /// The answer.
-    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError>;
+    fn answer(&self, doors: &Doors, request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError>;
 }
 
 /// Answers a request for `document`.
@@ -281,7 +281,7 @@ where
 {
     let Some(limit) = document.body_limit() else {
         let (head, _) = request.into_parts();
-        let incoming = Incoming::new(&head, &[], 0, &|_| Ok(()));
+        let incoming = Received::new(&head, &[], 0, &|_| Ok(()));
         return Ok(Reply::plain(document.answer(doors, &incoming)?));
     };
     let limits = Limits {
@@ -290,7 +290,7 @@ where
         ..Limits::events(limit)
     };
     let ingested = ingest(doors, request, limits).await?;
-    let incoming = Incoming::new(&ingested.head, &ingested.body, limit, &|_| Ok(()));
+    let incoming = Received::new(&ingested.head, &ingested.body, limit, &|_| Ok(()));
     Ok(Reply::plain(document.answer(doors, &incoming)?))
 }
 

@@ -40,7 +40,7 @@ use super::context::{Context, GATEWAY_FIELD, timestamp};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
-    Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
+    Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     document, json_document,
 };
 use crate::encoding;
@@ -172,7 +172,7 @@ impl Protocol for PostHog {
 
     fn decode(
         &self,
-        request: &Incoming<'_>,
+        request: &Received<'_>,
         context: &Context,
         max_events: usize,
         mut events: Events,
@@ -193,7 +193,7 @@ impl Protocol for PostHog {
 
 /// The JSON inside a body: base64 in a form (`data=`), gzip (announced or
 /// not), or plain, each decoded within the body limit.
-fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
+fn unwrap_body(request: &Received<'_>) -> Result<Bytes, ApiError> {
     let mut body = Bytes::copy_from_slice(request.body);
     if is_form(request) {
         let data = form_urlencoded::parse(&body)
@@ -227,7 +227,7 @@ fn unwrap_body(request: &Incoming<'_>) -> Result<Bytes, ApiError> {
 
 /// Whether the body is a form (`data=<base64>`): announced by the query or
 /// the content type, or plainly not JSON and starting with `data=`.
-fn is_form(request: &Incoming<'_>) -> bool {
+fn is_form(request: &Received<'_>) -> bool {
     let form_type = request
         .headers
         .get(CONTENT_TYPE)
@@ -389,7 +389,7 @@ pub struct RemoteConfig {
 }
 
 impl Document for RemoteConfig {
-    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let token = request.path.split('/').nth(2).unwrap_or_default();
         doors.access().authorize_key(Some(token), request.headers)?;
         let config = remote_config(token);
@@ -426,7 +426,7 @@ impl Document for Flags {
         Some(FLAGS_MAX_BYTES)
     }
 
-    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let body = unwrap_body(request)?;
         let parsed: Option<FlagsRequest> = serde_json::from_slice(&body).ok();
         let token = parsed
@@ -568,10 +568,10 @@ mod tests {
         if let Some(content_type) = content_type {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
-        let request = Incoming {
+        let request = Received {
             query,
             max_body: 1000,
-            ..Incoming::body(body, &headers)
+            ..Received::body(body, &headers)
         };
         unwrap_body(&request).map(|b| String::from_utf8(b.to_vec()).unwrap())
     }

@@ -14,7 +14,7 @@ use hyper::Response;
 use serde_json::json;
 
 use super::segment::basic_user;
-use super::{Caching, Document, Incoming, json_document};
+use super::{Caching, Document, Received, json_document};
 use crate::endpoints::Doors;
 use crate::error::ApiError;
 
@@ -23,7 +23,7 @@ use crate::error::ApiError;
 pub(crate) struct SourceConfig;
 
 impl Document for SourceConfig {
-    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = basic_user(request.headers).or_else(|| request.query_param("writeKey"));
         doors.access().authorize_key(write_key.as_deref(), request.headers)?;
         let write_key = write_key.unwrap_or_default();

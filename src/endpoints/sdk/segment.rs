@@ -32,7 +32,7 @@ use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
 use super::{
-    Caching, Decoded, Document, Incoming, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey, copied_field,
+    Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     json_document,
 };
 use crate::endpoints::Doors;
@@ -145,7 +145,7 @@ impl Protocol for Segment {
 
     fn decode(
         &self,
-        request: &Incoming<'_>,
+        request: &Received<'_>,
         context: &Context,
         max_events: usize,
         mut events: Events,
@@ -297,7 +297,7 @@ struct Success<'a> {
 pub struct Settings;
 
 impl Document for Settings {
-    fn answer(&self, doors: &Doors, request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         let write_key = request.path.trim_end_matches('/').split('/').nth(3).unwrap_or_default();
         doors.access().authorize_key(Some(write_key), request.headers)?;
         let (protocol, api_host, caching) = match &doors.sdk().public_url {
@@ -364,7 +364,7 @@ impl Document for Telemetry {
         Some(TELEMETRY_MAX_BYTES)
     }
 
-    fn answer(&self, doors: &Doors, _request: &Incoming<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    fn answer(&self, doors: &Doors, _request: &Received<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
         doors.metrics().sdk_telemetry_discarded();
         Ok(Segment::BATCH.success(&[]))
     }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
 use super::json::{Id, Object, Present, Walk, id_text, without};
-use super::{Decoded, Incoming, MAX_SOURCE_KEY_BYTES, Protocol, SourceKey};
+use super::{Decoded, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey};
 use crate::error::{ApiError, json_response};
 
 /// The schema prefix of a tracker's POST body.
@@ -115,7 +115,7 @@ impl Protocol for Snowplow {
 
     fn decode(
         &self,
-        request: &Incoming<'_>,
+        request: &Received<'_>,
         context: &Context,
         max_events: usize,
         events: Events,

@@ -1,6 +1,6 @@
-//! The intake's shared limits: the in-flight caps every door's requests
-//! hold a place in (`MAX_IN_FLIGHT_REQUESTS`, `MAX_IN_FLIGHT_BODY_BYTES`)
-//! and the body deadline. Owned here, handed to the ingest step, so no
+//! What requests in flight share: the caps every door's requests hold a
+//! place in (`MAX_IN_FLIGHT_REQUESTS`, `MAX_IN_FLIGHT_BODY_BYTES`) and the
+//! body deadline. Owned here, used by the ingest step (`ingest.rs`), so no
 //! other layer reaches into the semaphores.
 
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -9,10 +9,10 @@ use tokio::time::Duration;
 use crate::config::HttpConfig;
 use crate::error::ApiError;
 
-/// What every door's intake shares: the in-flight caps and the body
+/// What every door shares: the in-flight caps and the body
 /// deadline, owned here so no other layer reaches into them.
 #[derive(Debug)]
-pub struct Intake {
+pub struct InFlight {
     /// One permit per event request in flight (`MAX_IN_FLIGHT_REQUESTS`).
     slots: Semaphore,
     /// One permit per byte held by requests in flight (`MAX_IN_FLIGHT_BODY_BYTES`).
@@ -21,10 +21,10 @@ pub struct Intake {
     body_read_timeout: Duration,
 }
 
-impl Intake {
+impl InFlight {
     /// The caps and deadline of `http`.
     pub fn new(http: &HttpConfig) -> Self {
-        Intake {
+        InFlight {
             slots: Semaphore::new(http.max_in_flight_requests.get()),
             budget: Semaphore::new(http.max_in_flight_body_bytes.get()),
             body_read_timeout: http.body_read_timeout,

@@ -8,9 +8,9 @@ use super::error::ConfigError;
 use crate::partition_key::KeyFields;
 
 /// Typed access to the lookup function; an empty value counts as unset.
-pub(crate) struct Vars<'a, F>(pub(crate) &'a F);
+pub(crate) struct Lookup<'a, F>(pub(crate) &'a F);
 
-impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
+impl<F: Fn(&str) -> Option<String>> Lookup<'_, F> {
     pub(crate) fn get(&self, name: &str) -> Option<String> {
         (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }

@@ -11,6 +11,7 @@
 # and .log; at the end <out>/summary.md, summary.csv and chart.png.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
 
 usage() {
   cat <<'EOF'
@@ -108,16 +109,11 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 log "results in $out"
 
-# A python that can import $1, installing package $2 into jmeter/.venv if none can.
-python_with() {
-  local py
-  for py in "$HERE/.venv/bin/python" python3; do
-    if command -v "$py" >/dev/null && "$py" -c "import $1" 2>/dev/null; then echo "$py"; return; fi
-  done
-  log "installing $2 into $HERE/.venv"
-  [ -x "$HERE/.venv/bin/python" ] || python3 -m venv "$HERE/.venv" >&2
-  "$HERE/.venv/bin/python" -m pip install -q "$2" >&2
-  echo "$HERE/.venv/bin/python"
+# Python with what verify.py (boto3, confluent-kafka) or the chart
+# (matplotlib) needs: a venv made by the suites' one helper.
+export PYTHONPATH="$ROOT/suites"
+venv_python() {
+  echo "$("$ROOT/suites/harness/venv.sh" "$ROOT/target/suites" "$1" "$HERE/$1-requirements.txt")/bin/python"
 }
 
 # The batch corpora are made from the single-event ones (make_batches.py).
@@ -157,7 +153,7 @@ for scenario in "${scenarios[@]}"; do
 done
 
 if [ "$chart" = 1 ]; then
-  "$(python_with matplotlib matplotlib)" "$HERE/report.py" --chart "$out"
+  "$(venv_python chart)" "$HERE/report.py" --chart "$out"
 else
   python3 "$HERE/report.py" "$out"
 fi
@@ -167,9 +163,9 @@ if [ -n "$verify_file" ]; then
 elif [ -n "$verify_pubsub" ]; then
   python3 "$HERE/verify.py" --pubsub "$verify_pubsub" "$out"/*.jtl || failed=1
 elif [ -n "$verify_kafka" ]; then
-  "$(python_with confluent_kafka confluent-kafka==2.16.1)" "$HERE/verify.py" --kafka "$verify_kafka" "$out"/*.jtl || failed=1
+  "$(venv_python verify)" "$HERE/verify.py" --kafka "$verify_kafka" "$out"/*.jtl || failed=1
 elif [ -n "$verify_stream" ]; then
-  "$(python_with boto3 boto3)" "$HERE/verify.py" --stream "$verify_stream" \
+  "$(venv_python verify)" "$HERE/verify.py" --stream "$verify_stream" \
     ${endpoint_url:+--endpoint-url "$endpoint_url"} "$out"/*.jtl || failed=1
 fi
 exit "$failed"

@@ -18,15 +18,13 @@ get a 200 plus the events missing or different. Exits 1 when M > 0 or N == 0.
 """
 
 import argparse
-import base64
 import csv
-import json
 import re
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
+from harness import filesink, kafka, kinesis, pubsub
 from make_batches import element_templates, parse_kind
 
 HERE = Path(__file__).resolve().parent
@@ -101,86 +99,28 @@ def read_samples(jtls):
 
 
 def records_from_file(path):
-    """Every record's data in the file sink's NDJSON."""
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            yield base64.b64decode(json.loads(line)["Data"])
+    """Every record's data in the gateway's file sink."""
+    return (data for _, _, data in filesink.read(path))
 
 
 def records_from_stream(name, endpoint_url, region, since_ms, deadline_s):
     """Every record's data in every shard from since_ms on, until each is caught up or the deadline passes."""
-    try:
-        import boto3
-    except ImportError:
-        sys.exit("--stream needs boto3 (pip install boto3); jmeter/run.sh installs it into jmeter/.venv")
+    import boto3
+
     client = boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region)
-    deadline = time.monotonic() + deadline_s
-    for shard in client.list_shards(StreamName=name)["Shards"]:
-        iterator = client.get_shard_iterator(
-            StreamName=name, ShardId=shard["ShardId"], ShardIteratorType="AT_TIMESTAMP",
-            Timestamp=(since_ms - 60_000) / 1000)["ShardIterator"]
-        while iterator and time.monotonic() < deadline:
-            out = client.get_records(ShardIterator=iterator, Limit=10_000)
-            for record in out["Records"]:
-                yield record["Data"]
-            if not out["Records"] and out.get("MillisBehindLatest", 0) == 0:
-                break
-            iterator = out.get("NextShardIterator")
-            time.sleep(0.2)  # Kinesis allows 5 GetRecords calls per second per shard
+    return kinesis.read_since(client, name, since_ms, deadline_s)
 
 
 def records_from_kafka(where, deadline_s):
-    """Every message of every partition of `bootstrap/topic`, read with assign
-    until each partition's high watermark is reached and nothing more comes
-    for two seconds (some brokers' watermarks count batches, not records)."""
-    try:
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-    except ImportError:
-        sys.exit("--kafka needs confluent-kafka; jmeter/run.sh installs it into jmeter/.venv")
+    """Every message of every partition of `bootstrap/topic`."""
     bootstrap, _, topic = where.rpartition("/")
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "jmeter-verify", "enable.auto.commit": False})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    counts = Counter()
-    deadline = time.monotonic() + deadline_s
-    last = time.monotonic()
-    while time.monotonic() < deadline:
-        if all(counts[p] >= end for p, end in ends.items()) and time.monotonic() - last > 2:
-            break
-        message = consumer.poll(0.2)
-        if message is None or message.error():
-            continue
-        last = time.monotonic()
-        counts[message.partition()] += 1
-        yield message.value() or b""
-    consumer.close()
+    return (value for _, _, _, value in kafka.read_topic(bootstrap, topic, deadline_s))
 
 
 def records_from_pubsub(where, deadline_s):
-    """Every message of a Pub/Sub emulator's subscription, `host:port/projects/P/subscriptions/S`,
-    pulled and acknowledged until nothing more comes for two seconds."""
-    import base64
-    import urllib.request
+    """Every message of a Pub/Sub emulator's subscription, `host:port/projects/P/subscriptions/S`."""
     host, _, subscription = where.partition("/")
-
-    def call(verb, body):
-        request = urllib.request.Request(f"http://{host}/v1/{subscription}:{verb}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return json.load(r)
-
-    deadline = time.monotonic() + deadline_s
-    last = time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - last < 2:
-        received = call("pull", {"maxMessages": 1000, "returnImmediately": True}).get("receivedMessages", [])
-        if not received:
-            time.sleep(0.2)
-            continue
-        last = time.monotonic()
-        for message in received:
-            yield base64.b64decode(message["message"].get("data", ""))
-        call("acknowledge", {"ackIds": [m["ackId"] for m in received]})
+    return (data for data, _ in pubsub.pull(host, subscription, deadline_s=deadline_s))
 
 
 def expected_events(ok, patterns):

@@ -21,7 +21,7 @@ use tokio::time::Duration;
 
 use crate::body::{BodyHints, RequestBody, discard, read_limited};
 use crate::encoding;
-use crate::endpoints::Doors;
+use crate::endpoints::doors::Doors;
 use crate::error::ApiError;
 use crate::in_flight::reserve;
 use crate::partition_key;

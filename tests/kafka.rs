@@ -3,7 +3,7 @@
 //! every acknowledged record read back by partition and offset with its key
 //! and bytes, and the faults a broker makes: down, retriable errors, a
 //! message over the limit, leader changes, a fenced producer, a missing topic.
-//! A real broker process (tansu) runs in `sdk-tests/kafka.sh`.
+//! A real broker process (tansu) runs in `suites/kafka/run.sh`.
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! emulator: who may open it, what a viewer sees of events and refusals,
 //! a viewer that stops reading, `METRICS_ADDR`, and shutdown with a viewer
 //! open. (The page itself is driven in headless Chromium by
-//! `sdk-tests/live.mjs`.)
+//! `suites/live/live.mjs`.)
 
 mod common;
 

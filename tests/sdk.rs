@@ -1,7 +1,7 @@
 //! The analytics SDKs' protocols end to end against a real Kinesis emulator
 //! (and the fault fake for throttling): bodies shaped as the SDKs send them,
 //! each event read back as its own record with its bytes, enrichment and
-//! partition key. `sdk-tests/` runs the real SDKs; this pins the details.
+//! partition key. `suites/sdks/` runs the real SDKs; this pins the details.
 
 mod common;
 

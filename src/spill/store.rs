@@ -6,7 +6,7 @@
 //!   `record_refused`): a client must hear about a bad record, not have it
 //!   replayed forever.
 //! - **Order**: a record's lane is a hash of its partition key
-//!   (`lanes.rs`); while its lane holds records, a new record goes into it
+//!   ([`Spill`], `spill/mod.rs`); while its lane holds records, a new record goes into it
 //!   too, behind them, so one key's events reach the stream in order. The
 //!   records of lanes that hold nothing go straight to the stream.
 //!   A lane down to its last chunk, while its replay stores, is waited

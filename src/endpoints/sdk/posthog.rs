@@ -44,7 +44,7 @@ use super::{
     document, json_document,
 };
 use crate::encoding;
-use crate::endpoints::Doors;
+use crate::endpoints::doors::Doors;
 use crate::error::{ApiError, json_response};
 
 /// Fields the gateway sets whatever the event says.

@@ -29,7 +29,7 @@ reads the stream back with boto3.
            full, never a 2xx that is not in the stream afterwards, and 2xx
            again once replay has freed the disk.
 
-  fault-tests/run.sh target/debug/clickstream-gateway [slow outage kill full drain]
+  suites/faults/run.sh target/debug/clickstream-gateway [slow outage kill full drain]
 """
 
 import asyncio
@@ -50,10 +50,8 @@ import uuid
 
 import boto3
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "sdk-tests"))
-from check import read_stream as read_shards  # noqa: E402
-from gateway import Gateway, free_port  # noqa: E402
+from harness.gateway import Gateway, free_port
+from harness.kinesis import read_stream as read_shards
 
 
 class Proxy:

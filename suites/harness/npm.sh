@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Makes WORK hold node_modules with the packages of sdk-tests/package.json
+# Makes WORK hold node_modules with the packages of package.json beside it
 # (reinstalled when the file changed), installing Node, npm and Debian's
 # chromium without questions when the machine lacks them. Shared by the
-# SDK suite (run.sh) and the live view's browser test (live.sh).
+# SDK suite (suites/sdks) and the live view's browser test (suites/live).
 #
-#   sdk-tests/npm.sh "$WORK" && NODE_PATH="$WORK/node_modules" node ...
+#   suites/harness/npm.sh "$WORK" && NODE_PATH="$WORK/node_modules" node ...
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$1"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Pub/Sub sink against Google's Pub/Sub emulator on 127.0.0.1
 # (scripts/pubsub-emulator.sh; installed on machines of this kind), with the
-# gateway binary given as $1: pubsub_check.py (one real SDK read back from an
+# gateway binary given as $1: check.py (one real SDK read back from an
 # ordered subscription, then 8 clients through an emulator restart: what it
 # checks is in its docstring), then the JMeter smoke run against Pub/Sub
 # (jmeter/ci-smoke.sh with SMOKE_PUBSUB: every door's scenarios, each 200'd
@@ -10,22 +10,23 @@
 # emulator. Installs what it needs without questions (a venv with
 # segment-analytics-python).
 #
-#   cargo build --release && sdk-tests/pubsub.sh target/release/clickstream-gateway
+#   cargo build --release && suites/pubsub/run.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="${SUITES_DIR:-$ROOT/target/suites}"
+export PYTHONPATH="$ROOT/suites"
 
 [ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
 gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 
-venv="$("$HERE/venv.sh" "$WORK" pubsub "$HERE/pubsub-requirements.txt")"
+venv="$("$ROOT/suites/harness/venv.sh" "$WORK" pubsub "$HERE/requirements.txt")"
 
 emulator="$ROOT/scripts/pubsub-emulator.sh"
 "$emulator" start
 trap '"$emulator" stop' EXIT
 host="$("$emulator" host)"
-"$venv/bin/python" "$HERE/pubsub_check.py" "$gateway" --emulator "$host" --restart "$emulator restart"
+"$venv/bin/python" "$HERE/check.py" "$gateway" --emulator "$host" --restart "$emulator restart"
 
 # The JMeter smoke scenarios once against the Pub/Sub sink, on a topic of their own.
 put() { curl -sf -X PUT -H 'Content-Type: application/json' "http://$host/v1/$1" -d "$2" >/dev/null; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The hostile-input suite: every case of `cases.py` against the gateway binary.
 
-    python3 hostile/run.py target/debug/clickstream-gateway
+    suites/hostile/run.sh target/debug/clickstream-gateway
 
 Starts the gateway on 127.0.0.1 (a free port) with the file sink at its
 defaults (and `CORS_ALLOWED_ORIGINS=https://allowed.example`), sends each case
@@ -22,25 +22,18 @@ batch alone must be stored (200).
 import os
 import re
 import socket
-import subprocess
 import sys
 import tempfile
+import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import threading  # noqa: E402
-
-from cases import BOMBS, CASES, CLOSED, tiny_events  # noqa: E402
+from cases import BOMBS, CASES, CLOSED, tiny_events
+from harness.gateway import Gateway
+from harness.memory import reset_peak, status_kib
 
 # The Kubernetes manifests' budget, and what the process may hold beyond it.
 MANIFEST_BUDGET = 134217728
 FIXED_BASE_MIB = 64
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def first_status(port, raw, timeout=20):
@@ -90,53 +83,17 @@ def healthy(port):
         return False
 
 
-def status_kib(pid, field):
-    """A `/proc/PID/status` figure in KiB: VmHWM (peak RSS) or VmRSS."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"no {field}")
-
-
-def reset_peak(pid):
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux 4.0+).
-    with open(f"/proc/{pid}/clear_refs", "w") as f:
-        f.write("5")
-
-
 def start(binary, work, **settings):
-    """The gateway on a free loopback port with the file sink in `work`: (process, port)."""
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "FILE_SINK_PATH": os.path.join(work, "records.ndjson"),
-        **settings,
-    }
-    log = open(os.path.join(work, "gateway.log"), "wb")
-    gateway = subprocess.Popen([binary], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    deadline = time.time() + 30
-    while not healthy(port):
-        if time.time() > deadline or gateway.poll() is not None:
-            raise SystemExit("the gateway did not start")
-        time.sleep(0.2)
-    return gateway, port
-
-
-def stop(gateway):
-    gateway.terminate()
-    try:
-        gateway.wait(10)
-    except subprocess.TimeoutExpired:
-        gateway.kill()
+    """The gateway on a free loopback port with the file sink in `work`."""
+    env = {"FILE_SINK_PATH": os.path.join(work, "records.ndjson"), "RUST_LOG": "info", **settings}
+    return Gateway(binary, env, work=work, ready="/healthz")
 
 
 def sustained_tiny_events(binary, senders=64, seconds=15):
     """The probe's sustained stream of tiny-event batches at the manifests' budget; failures, if any."""
     work = tempfile.mkdtemp(prefix="hostile-sustained-")
-    gateway, port = start(binary, work, MAX_IN_FLIGHT_BODY_BYTES=str(MANIFEST_BUDGET))
+    gateway = start(binary, work, MAX_IN_FLIGHT_BODY_BYTES=str(MANIFEST_BUDGET))
+    port = gateway.port
     body = tiny_events()
     raw = (
         "POST /v1/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -165,8 +122,8 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
         peak = status_kib(gateway.pid, "VmHWM") / 1024
         bound = MANIFEST_BUDGET / (1 << 20) + FIXED_BASE_MIB
         # After the stream, the same batch alone is stored: the gateway still serves it.
-        after = first_status(port, raw, timeout=30) if gateway.poll() is None else CLOSED
-        alive = gateway.poll() is None and healthy(port) and after == 200
+        after = first_status(port, raw, timeout=30) if gateway.proc.poll() is None else CLOSED
+        alive = gateway.proc.poll() is None and healthy(port) and after == 200
         print(
             f"sustained: {senders} senders x {seconds} s of 10,000-event batches ({len(body)} bytes gzipped) at "
             f"MAX_IN_FLIGHT_BODY_BYTES={MANIFEST_BUDGET}: answers {dict(sorted(counts.items()))}, "
@@ -183,14 +140,15 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
             failures.append(f"sustained tiny events: afterwards the batch alone got {after}, not 200")
         return failures
     finally:
-        stop(gateway)
+        gateway.stop()
 
 
 def main():
     binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "target/debug/clickstream-gateway")
     work = tempfile.mkdtemp(prefix="hostile-")
     records = os.path.join(work, "records.ndjson")
-    gateway, port = start(binary, work, CORS_ALLOWED_ORIGINS="https://allowed.example")
+    gateway = start(binary, work, CORS_ALLOWED_ORIGINS="https://allowed.example")
+    port = gateway.port
     failures = []
     try:
         start_kib = status_kib(gateway.pid, "VmRSS")
@@ -211,7 +169,7 @@ def main():
             if growth_mib > case.max_rss_growth_mib:
                 ok = False
                 shown = f"{shown}, peak RSS grew {growth_mib:.0f} MiB (at most {case.max_rss_growth_mib})"
-            alive = gateway.poll() is None and healthy(port)
+            alive = gateway.proc.poll() is None and healthy(port)
             if not alive:
                 ok = False
                 shown = f"{shown}, and the gateway stopped answering"
@@ -231,7 +189,7 @@ def main():
         if stored > 1 << 20:
             failures.append(f"the file sink holds {stored} bytes after the suite")
     finally:
-        stop(gateway)
+        gateway.stop()
     failures += sustained_tiny_events(binary)
     if failures:
         print(f"\n{len(failures)} hostile case(s) failed: {failures}", file=sys.stderr)

@@ -2,22 +2,24 @@
 # Runs the analytics SDKs, unmodified, against the gateway binary given as
 # $1 and a Kinesis emulator, and reads every event back (check.py says what
 # is checked). Installs what it needs without questions: a Python venv with
-# the SDKs of requirements.txt, the npm packages of package.json, Debian's
-# chromium, and kinesis-local when KINESIS_TEST_ENDPOINT is not set (then
-# started here on 127.0.0.1 and stopped at the end).
+# the SDKs of requirements.txt, the npm packages of the harness's
+# package.json, Debian's chromium, and kinesis-local when
+# KINESIS_TEST_ENDPOINT is not set (then started here on 127.0.0.1 and
+# stopped at the end).
 #
-#   cargo build && sdk-tests/run.sh target/debug/clickstream-gateway
-#   KINESIS_TEST_ENDPOINT=http://127.0.0.1:4567 sdk-tests/run.sh target/release/clickstream-gateway --no-browser
+#   cargo build && suites/sdks/run.sh target/debug/clickstream-gateway
+#   KINESIS_TEST_ENDPOINT=http://127.0.0.1:4567 suites/sdks/run.sh target/release/clickstream-gateway --no-browser
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="${SUITES_DIR:-$ROOT/target/suites}"
+export PYTHONPATH="$ROOT/suites"
 
 [ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [--no-browser]" >&2; exit 2; }
 gateway="$1"; shift
 
-"$HERE/npm.sh" "$WORK"
-python="$("$HERE/venv.sh" "$WORK" sdk "$HERE/requirements.txt")/bin/python"
+"$ROOT/suites/harness/npm.sh" "$WORK"
+python="$("$ROOT/suites/harness/venv.sh" "$WORK" sdks "$HERE/requirements.txt")/bin/python"
 
 if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   "$ROOT/scripts/kinesis-local.sh" start

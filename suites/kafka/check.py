@@ -16,7 +16,7 @@
    what was stored before the kill is gone with it: the broker's loss, not
    the gateway's, and not checked.)
 
-    sdk-tests/kafka.sh target/release/clickstream-gateway   # installs, then runs this
+    suites/kafka/run.sh target/release/clickstream-gateway   # installs, then runs this
 
 Ends with `kafka check: N passed, M failed`; exits 1 on any failure.
 """
@@ -27,25 +27,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from gateway import Gateway
+from harness.gateway import Gateway, post
+from harness.kafka import read_topic as read_all
 
 TOPIC = "clicks"
 PARTITIONS = 3
 USERS = ["user-1", "user-2", "user-\u00e9-3"]
-
-
-def post(url, body, headers=None, timeout=30):
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
 
 
 def kafka_gateway(binary, bootstrap):
@@ -54,30 +43,8 @@ def kafka_gateway(binary, bootstrap):
 
 
 def read_topic(bootstrap):
-    """Every message of every partition: (partition, offset, key, value).
-    Read until the high watermarks are reached and nothing more arrives for
-    two seconds (tansu's watermarks count record batches, not records)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "read-back", "enable.auto.commit": False})
-    # Every partition the topic has now: a broker that lost it may have
-    # created it again with its own default count.
-    partitions = consumer.list_topics(TOPIC, timeout=10).topics[TOPIC].partitions
-    ends = {}
-    for partition in partitions:
-        _, high = consumer.get_watermark_offsets(TopicPartition(TOPIC, partition), timeout=10)
-        ends[partition] = high
-    consumer.assign([TopicPartition(TOPIC, p, OFFSET_BEGINNING) for p in partitions])
-    stored = []
-    deadline = time.time() + 60
-    last = time.time()
-    reached = lambda: all(sum(1 for s in stored if s[0] == p) >= high for p, high in ends.items())
-    while time.time() < deadline and not (reached() and time.time() - last > 2):
-        message = consumer.poll(0.2)
-        if message is None or message.error():
-            continue
-        last = time.time()
-        stored.append((message.partition(), message.offset(), message.key() or b"", message.value() or b""))
-    consumer.close()
-    return stored
+    """Every message of every partition of the topic: (partition, offset, key, value)."""
+    return read_all(bootstrap, TOPIC)
 
 
 def check_doors(gateway, bootstrap, run, failures):

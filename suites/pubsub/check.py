@@ -17,9 +17,7 @@ Prints what it found; exits 1 on any failure. Everything is on 127.0.0.1.
 """
 
 import argparse
-import base64
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -28,51 +26,21 @@ import urllib.error
 import urllib.request
 import uuid
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gateway import Gateway  # noqa: E402
+from harness import pubsub
+from harness.gateway import Gateway
 
 PROJECT = "check"
 USERS = [f"user-{i}" for i in range(5)]
 
 
-def call(url, body=None, method="POST", timeout=30):
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-    except OSError:
-        return 0, b""
-
-
 def make_topic(host, name):
     """The topic and an ordered subscription; waits for the emulator."""
-    deadline = time.time() + 60
-    while call(f"http://{host}/v1/projects/{PROJECT}/topics/{name}", {}, "PUT")[0] not in (200, 409):
-        if time.time() > deadline:
-            sys.exit("the emulator does not answer")
-        time.sleep(0.5)
-    call(f"http://{host}/v1/projects/{PROJECT}/subscriptions/{name}-sub",
-         {"topic": f"projects/{PROJECT}/topics/{name}", "enableMessageOrdering": True}, "PUT")
+    pubsub.make_topic(host, PROJECT, name)
 
 
-def pull(host, name, quiet=2.0):
+def pull(host, name):
     """Every message of the subscription, acknowledged: (data, ordering key)."""
-    got, last = [], time.time()
-    sub = f"http://{host}/v1/projects/{PROJECT}/subscriptions/{name}-sub"
-    while time.time() - last < quiet:
-        status, body = call(sub + ":pull", {"maxMessages": 1000, "returnImmediately": True})
-        received = json.loads(body or b"{}").get("receivedMessages", []) if status == 200 else []
-        if not received:
-            time.sleep(0.2)
-            continue
-        last = time.time()
-        for m in received:
-            got.append((base64.b64decode(m["message"].get("data", "")), m["message"].get("orderingKey", "")))
-        call(sub + ":acknowledge", {"ackIds": [m["ackId"] for m in received]})
-    return got
+    return pubsub.pull(host, f"projects/{PROJECT}/subscriptions/{name}-sub")
 
 
 def check_sdk(gateway, host, failures):

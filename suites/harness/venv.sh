@@ -3,7 +3,7 @@
 # of REQUIREMENTS installed, made (or remade when the file changed) first;
 # installs python3-venv without questions when the machine lacks it.
 #
-#   python="$(sdk-tests/venv.sh "$WORK" kafka sdk-tests/kafka-requirements.txt)/bin/python"
+#   python="$(suites/harness/venv.sh "$WORK" kafka suites/kafka/requirements.txt)/bin/python"
 set -euo pipefail
 work="$1" name="$2" requirements="$3"
 python3 -c 'import venv, ensurepip' 2>/dev/null || {

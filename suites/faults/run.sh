@@ -1,24 +1,25 @@
 #!/usr/bin/env bash
-# Runs fault-tests/faults.py (what it checks is said there) against the
-# gateway binary given as $1 and kinesis-local, installing what it needs: the
-# Python venv of sdk-tests (boto3), and kinesis-local when
+# Runs faults.py (what it checks is said there) against the gateway binary
+# given as $1 and kinesis-local, installing what it needs: the Python venv
+# of the SDK suite (boto3), and kinesis-local when
 # KINESIS_TEST_ENDPOINT is not set (then started here on 127.0.0.1 and
 # stopped at the end). The `drain` check runs against ferrokinesis in a
-# process of its own (`fault-tests/ferrokinesis.rs`, built here with
+# process of its own (`suites/faults/ferrokinesis.rs`, built here with
 # cargo), since kinesis-local does not keep up with it. The `full` check
 # mounts a tmpfs: it needs root.
 #
-#   cargo build && fault-tests/run.sh target/debug/clickstream-gateway
-#   fault-tests/run.sh target/release/clickstream-gateway slow
+#   cargo build && suites/faults/run.sh target/debug/clickstream-gateway
+#   suites/faults/run.sh target/release/clickstream-gateway slow
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/.." && pwd)"
-WORK="${SDK_TESTS_DIR:-$ROOT/target/sdk-tests}"
+ROOT="$(cd "$HERE/../.." && pwd)"
+WORK="${SUITES_DIR:-$ROOT/target/suites}"
+export PYTHONPATH="$ROOT/suites"
 
 [ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [slow|outage|kill|full ...]" >&2; exit 2; }
 gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; shift
 
-python="$("$ROOT/sdk-tests/venv.sh" "$WORK" sdk "$ROOT/sdk-tests/requirements.txt")/bin/python"
+python="$("$ROOT/suites/harness/venv.sh" "$WORK" sdks "$ROOT/suites/sdks/requirements.txt")/bin/python"
 
 if [ -z "${KINESIS_TEST_ENDPOINT:-}" ]; then
   "$ROOT/scripts/kinesis-local.sh" start

@@ -13,14 +13,15 @@
              no 200 for a record that is not in the stream; time to recover.
   soak       10 minutes at 500 req/s: RSS and open descriptors every 10 s.
 
-Usage: python3 reliability/run.py [overload] [slowloris] [sigterm] [outage] [soak]
-(default: all but soak, which takes 10 minutes)
-Writes reliability/results/results.json and prints a markdown summary.
-Needs release binaries (python3 bench/run.py builds them, or cargo build
---release --bins --examples) and, for sigterm, node (scripts/kinesis-local.sh).
+Usage: suites/reliability/run.sh [overload] [slowloris] [sigterm] [outage] [soak]
+(default: all but soak, which takes 10 minutes; CI runs the default)
+Writes target/reliability/results-<scenarios>.json and prints a markdown
+summary; exits 1 when a scenario breaks its promise (each scenario's
+`failures`). Needs release binaries (cargo build --release --bins
+--examples), wrk, boto3 and node (scripts/kinesis-local.sh): run.sh
+installs them.
 """
 
-import base64
 import http.client
 import importlib.machinery
 import json
@@ -35,7 +36,11 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import boto3
+
+from harness.kinesis import read_receipts
+
+ROOT = Path(__file__).resolve().parents[2]
 bench = importlib.machinery.SourceFileLoader("bench_run", str(ROOT / "bench" / "run.py")).load_module()
 GATEWAY = str(ROOT / "target" / "release" / "clickstream-gateway")
 NULL = str(ROOT / "target" / "release" / "examples" / "null_kinesis")
@@ -138,45 +143,6 @@ def slowloris(stalled=2000, header_timeout_ms=10_000):
     }
 
 
-class Kinesis:
-    """Just enough of the Kinesis JSON protocol to create a stream and read it
-    back; the emulator accepts any signature."""
-
-    def __init__(self, port):
-        self.port = port
-
-    def call(self, operation, payload):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        headers = {
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": f"Kinesis_20131202.{operation}",
-            "X-Amz-Date": "20260101T000000Z",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request, "
-                             "SignedHeaders=host, Signature=0",
-        }
-        conn.request("POST", "/", json.dumps(payload), headers)
-        response = conn.getresponse()
-        body = json.loads(response.read() or b"{}")
-        conn.close()
-        if response.status != 200:
-            raise RuntimeError(f"{operation}: {response.status} {body}")
-        return body
-
-    def read_all(self, stream):
-        records = {}
-        for shard in self.call("ListShards", {"StreamName": stream})["Shards"]:
-            iterator = self.call("GetShardIterator", {"StreamName": stream, "ShardId": shard["ShardId"],
-                                                      "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
-            while iterator:
-                page = self.call("GetRecords", {"ShardIterator": iterator, "Limit": 10000})
-                for r in page["Records"]:
-                    records[(shard["ShardId"], r["SequenceNumber"])] = base64.b64decode(r["Data"])
-                if not page["Records"]:
-                    break
-                iterator = page.get("NextShardIterator")
-        return records
-
-
 KINESIS_PORT = int(os.environ.get("KINESIS_LOCAL_PORT", "4577"))
 EMULATOR_ENV = os.environ | {"KINESIS_LOCAL_PORT": str(KINESIS_PORT),
                              "KINESIS_LOCAL_TLS_PORT": str(KINESIS_PORT + 1),
@@ -191,11 +157,12 @@ def emulator(action):
 def emulator_stream(name):
     """kinesis-local started, a fresh 2-shard stream in it, and a gateway on it."""
     emulator("start")
-    kinesis = Kinesis(KINESIS_PORT)
+    kinesis = boto3.client("kinesis", endpoint_url=f"http://127.0.0.1:{KINESIS_PORT}", region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
     stream = f"{name}-{uuid.uuid4().hex[:8]}"
-    kinesis.call("CreateStream", {"StreamName": stream, "ShardCount": 2})
+    kinesis.create_stream(StreamName=stream, ShardCount=2)
     for _ in range(100):
-        summary = kinesis.call("DescribeStreamSummary", {"StreamName": stream})["StreamDescriptionSummary"]
+        summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
         if summary["StreamStatus"] == "ACTIVE":
             break
         time.sleep(0.1)
@@ -271,7 +238,7 @@ def outage(workers=16, outage_seconds=5.0):
     time.sleep(4)
     load.join()
     bench.stop(gateway)
-    stored = kinesis.read_all(stream)
+    stored = read_receipts(kinesis, stream)
     emulator("stop")
     during = [r for r in load.refused if stopped <= r[1] <= resumed + 1]
     first_ok_after = min((a[3] for a in load.acknowledged if a[3] > resumed), default=None)
@@ -300,7 +267,7 @@ def sigterm(workers=32, load_seconds=4.0):
     exited_after = time.time() - signalled
     load.join()
 
-    stored = kinesis.read_all(stream)
+    stored = read_receipts(kinesis, stream)
     emulator("stop")
     return {
         "workers": workers,
@@ -386,7 +353,7 @@ def main():
         bench.log(f"reliability: {name}")
         results[name] = scenarios[name]()
         bench.log(json.dumps(results[name]))
-    out = ROOT / "reliability" / "results"
+    out = ROOT / "target" / "reliability"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"results-{'-'.join(chosen)}.json").write_text(json.dumps(results, indent=2))
     for name, figures in results.items():
@@ -394,8 +361,30 @@ def main():
         for key, value in figures.items():
             if key != "samples":
                 print(f"| {key} | {value} |")
-    if any(r.get("acknowledged_missing_from_stream") for r in results.values()):
-        sys.exit("acknowledged records are missing from the stream")
+    failures = [f"{name}: {why}" for name, figures in results.items() for why in broken(name, figures)]
+    if failures:
+        sys.exit("reliability promises broken:\n  " + "\n  ".join(failures))
+
+
+def broken(name, f):
+    """What a scenario's figures break of its promise (its docstring's)."""
+    checks = {
+        "overload": [
+            (f.get("shed_503", 0) > 0, "10x the sustainable rate shed nothing"),
+            (f.get("ok", 0) > 0, "nothing was accepted under overload"),
+            (f.get("records_written_upstream", 0) >= f.get("ok", 0), "a 200 did not reach the upstream"),
+        ],
+        "slowloris": [
+            (f.get("still_open") == 0, "stalled sockets were never closed"),
+            (f.get("during_non2xx") == 0, "normal traffic was refused while sockets stalled"),
+        ],
+        "sigterm": [
+            (f.get("acknowledged_missing_from_stream") == 0, "a 200 is missing from the stream"),
+            (f.get("exit_code") == 0, "the process did not exit cleanly"),
+        ],
+        "outage": [(f.get("acknowledged_missing_from_stream") == 0, "a 200 is missing from the stream")],
+    }
+    return [why for ok, why in checks.get(name, []) if not ok]
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ SDKs: segment-analytics-python, rudder-sdk-python, posthog, snowplow-tracker
 gateway started at its defaults (no API_KEYS, no CORS variable), from a page
 on another origin.
 
-    sdk-tests/run.sh target/debug/clickstream-gateway    # installs, then runs this
+    suites/sdks/run.sh target/debug/clickstream-gateway    # installs, then runs this
 
 Exit status 0 only when every check passed.
 """
@@ -32,7 +32,8 @@ import uuid
 from collections import defaultdict
 
 import boto3
-from gateway import Gateway, free_port
+from harness.gateway import Gateway, free_port
+from harness.kinesis import read_stream
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 USERS = ["user-1", "user-2", "user-\u00e9-3"]
@@ -219,23 +220,6 @@ def check_routes(url, wanted, errors):
         if not used.get((route, method)):
             errors.append(f"no 2xx {method} {route} in the metrics of {url}")
     print(f"  routes {url} answered 2xx: " + ", ".join(f"{m} {r} x{int(n)}" for (r, m), n in sorted(used.items())))
-
-
-def read_stream(kinesis, stream):
-    records = []
-    shards = kinesis.list_shards(StreamName=stream)["Shards"]
-    for shard in shards:
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        empty = 0
-        while iterator and empty < 3:
-            got = kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            for r in got["Records"]:
-                records.append((shard["ShardId"], r["PartitionKey"], r["Data"]))
-            empty = 0 if got["Records"] else empty + 1
-            iterator = got.get("NextShardIterator")
-    return records
 
 
 RUN_PREFIX = [""]

@@ -3,8 +3,8 @@
 
     scripts/import-cycles.py [SRC_DIR]      (default: src; a copy of the team's shared/tools one, so a clone runs its own CI)
 
-Maps every `crate::a::b::Name` path in a file (outside `#[cfg(test)]` modules) to the module
-file it names, builds the module graph, and prints each circle (strongly connected set of more
+Maps every `crate::a::b::Name`, `super::Name` and child-module `m::Name` path in a file (outside
+`#[cfg(test)]` modules) to the module file it names, builds the module graph, and prints each circle (strongly connected set of more
 than one file) with the paths that tie it. Exit 1 when there is a circle, 0 when there is none.
 A circle means no file in it can be read, changed or tested without the others: break it by
 moving the shared type down to the lowest module that needs it.
@@ -76,6 +76,14 @@ def relative_targets(text: str, here: tuple[str, ...]):
             yield base + t
 
 
+def child_targets(text: str, here: tuple[str, ...]):
+    """`self::m::x` and `m::x` where `m` is a child module of this file's own
+    (a `mod.rs` naming what its children define, as `live::EventStream`)."""
+    for m in re.finditer(r"(?<![:\w])(?:self::)?(\w+)::((?:\w+::)*\w+)", text):
+        if m.group(1) not in ("crate", "super", "self") and here + (m.group(1),) in mods:
+            yield here + (m.group(1),) + tuple(m.group(2).split("::"))
+
+
 def alias_targets(text: str, found: list[tuple[str, ...]]):
     """`m::x` where `m` was brought in by `use crate::...::m;` (a module used by its name)."""
     aliases = {t[-1]: t for t in found if t and t[-1] != "*"}
@@ -88,7 +96,7 @@ edges: dict[Path, dict[Path, set[str]]] = {p: {} for p in files}
 for p in files:
     here = module_of(p)
     text = strip_tests(p.read_text(errors="replace"))
-    found = [*targets(text), *relative_targets(text, here)]
+    found = [*targets(text), *relative_targets(text, here), *child_targets(text, here)]
     for t in [*found, *alias_targets(text, found)]:
         for n in range(len(t), 0, -1):  # the longest prefix that is a module file
             if t[:n] in mods:

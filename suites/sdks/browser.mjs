@@ -93,7 +93,7 @@ const server = http.createServer((req, res) => {
 // The browser snippets of docs/sdks.md, as a site puts them in its pages: the
 // gateway's URL, the test's key and this server's script paths filled in,
 // and `edits` (exact text, each must be found) for what a test adds.
-const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'docs', 'sdks.md'), 'utf8');
+const readme = fs.readFileSync(path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'docs', 'sdks.md'), 'utf8');
 function snippet(name, key, edits = []) {
   const marker = `<!-- browser snippet: ${name} -->\n\`\`\`html\n`;
   const start = readme.indexOf(marker);

@@ -12,12 +12,9 @@
 #   suites/faults/run.sh target/release/clickstream-gateway slow
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="${SUITES_DIR:-$ROOT/target/suites}"
-export PYTHONPATH="$ROOT/suites"
-
-[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [slow|outage|kill|full ...]" >&2; exit 2; }
-gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; shift
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
+gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway [slow|outage|kill|full|drain ...]")"; shift
 
 python="$("$ROOT/suites/harness/venv.sh" "$WORK" sdks "$ROOT/suites/sdks/requirements.txt")/bin/python"
 

@@ -7,10 +7,11 @@
   with the real clients (boto3 against a Kinesis emulator, confluent-kafka
   with `assign`, the Pub/Sub emulator's REST pull) or from the file sink's
   NDJSON.
+- segment: one real SDK (segment-analytics-python) sending tracked events.
 - memory: a process's peak RSS, from /proc.
+- suite.sh, sourced by every suite's run.sh: ROOT, WORK, suites/ on
+  PYTHONPATH (so a suite imports `harness.gateway` and never another
+  suite's files), the gateway binary argument checked.
 - venv.sh (a Python venv per requirements file), npm.sh (Node, Chromium and
   the npm packages of package.json).
-
-The suites' shell entry points put suites/ on PYTHONPATH, so a suite
-imports `harness.gateway` and never another suite's files.
 """

@@ -6,11 +6,11 @@
 #   cargo build --release && suites/hostile/run.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-export PYTHONPATH="$ROOT/suites"
-binary="$(realpath "${1:-$ROOT/target/debug/clickstream-gateway}")"
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
+binary="$(gateway_binary "${1:-$ROOT/target/debug/clickstream-gateway}" "$0 [PATH/TO/clickstream-gateway]")"
 if ! command -v zstd >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends zstd >/dev/null
 fi
-python="$("$ROOT/suites/harness/venv.sh" "${SUITES_DIR:-$ROOT/target/suites}" hostile "$HERE/requirements.txt")/bin/python"
+python="$("$ROOT/suites/harness/venv.sh" "$WORK" hostile "$HERE/requirements.txt")/bin/python"
 exec "$python" "$HERE/run.py" "$binary"

@@ -31,6 +31,7 @@ import uuid
 
 from harness.gateway import Gateway, post
 from harness.kafka import read_topic as read_all
+from harness.segment import send_tracks
 
 TOPIC = "clicks"
 PARTITIONS = 3
@@ -49,8 +50,6 @@ def read_topic(bootstrap):
 
 def check_doors(gateway, bootstrap, run, failures):
     """Phase 1: what each door sent, as (key, bytes, user order) to find."""
-    from segment.analytics import Client
-
     wanted = []  # (key, value, user, seq)
     receipts = []
     for seq in range(6):
@@ -73,16 +72,11 @@ def check_doors(gateway, bootstrap, run, failures):
             continue
         wanted += [(key.encode(), e, key, i) for i, e in enumerate(events)]
 
-    sdk_errors = []
-    client = Client("wk-kafka", host=gateway.url, on_error=lambda e, batch: sdk_errors.append(str(e)), gzip=True)
-    sdk_ids = {}
-    for seq in range(7):
-        for user in USERS:
-            message_id = f"{run}.segment.{USERS.index(user)}.{seq}"
-            client.track(user, "Order Completed", {"seq": seq, "run": run}, message_id=message_id)
-            sdk_ids[message_id] = (user, seq)
-    client.flush()
-    client.shutdown()
+    sdk_ids, sdk_errors = send_tracks(
+        gateway.url, "wk-kafka", USERS, 7,
+        message_id=lambda user, seq: f"{run}.segment.{USERS.index(user)}.{seq}",
+        properties=lambda user, seq: {"seq": seq, "run": run},
+    )
     failures += [f"segment-analytics-python: {e}" for e in sdk_errors]
 
     stored = read_topic(bootstrap)

@@ -9,11 +9,9 @@
 #   suites/live/run.sh target/release/clickstream-gateway docs/live.png
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="${SUITES_DIR:-$ROOT/target/suites}"
-
-[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [SCREENSHOT]" >&2; exit 2; }
-gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
+gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway [SCREENSHOT]")"
 screenshot="${2:-$WORK/live.png}"
 
 "$ROOT/suites/harness/npm.sh" "$WORK"

@@ -28,6 +28,7 @@ import uuid
 
 from harness import pubsub
 from harness.gateway import Gateway
+from harness.segment import send_tracks
 
 PROJECT = "check"
 USERS = [f"user-{i}" for i in range(5)]
@@ -44,19 +45,12 @@ def pull(host, name):
 
 
 def check_sdk(gateway, host, failures):
-    from segment.analytics import Client
-
     run = uuid.uuid4().hex[:8]
-    errors = []
-    client = Client("wk-pubsub", host=gateway.url, on_error=lambda e, batch: errors.append(str(e)), gzip=True)
-    sent = {}
-    for seq in range(7):
-        for user in USERS:
-            message_id = f"{run}.{user}.{seq}"
-            client.track(user, "Order Completed", {"seq": seq}, message_id=message_id)
-            sent[message_id] = (user, seq)
-    client.flush()
-    client.shutdown()
+    sent, errors = send_tracks(
+        gateway.url, "wk-pubsub", USERS, 7,
+        message_id=lambda user, seq: f"{run}.{user}.{seq}",
+        properties=lambda user, seq: {"seq": seq},
+    )
     failures += [f"segment-analytics-python: {e}" for e in errors]
     seen = {}
     for data, key in pull(host, "sdk"):

@@ -13,12 +13,9 @@
 #   cargo build --release && suites/pubsub/run.sh target/release/clickstream-gateway
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="${SUITES_DIR:-$ROOT/target/suites}"
-export PYTHONPATH="$ROOT/suites"
-
-[ $# -eq 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway" >&2; exit 2; }
-gateway="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
+gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway")"
 
 venv="$("$ROOT/suites/harness/venv.sh" "$WORK" pubsub "$HERE/requirements.txt")"
 

@@ -8,9 +8,8 @@
 #   suites/reliability/run.sh soak            # 10 minutes at 500 req/s
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="${SUITES_DIR:-$ROOT/target/suites}"
-export PYTHONPATH="$ROOT/suites"
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
 
 (cd "$ROOT" && cargo build --quiet --release --bin clickstream-gateway --example null_kinesis)
 if ! command -v wrk >/dev/null; then

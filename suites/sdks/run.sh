@@ -11,12 +11,9 @@
 #   KINESIS_TEST_ENDPOINT=http://127.0.0.1:4567 suites/sdks/run.sh target/release/clickstream-gateway --no-browser
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
-ROOT="$(cd "$HERE/../.." && pwd)"
-WORK="${SUITES_DIR:-$ROOT/target/suites}"
-export PYTHONPATH="$ROOT/suites"
-
-[ $# -ge 1 ] && [ -x "$1" ] || { echo "usage: $0 PATH/TO/clickstream-gateway [--no-browser]" >&2; exit 2; }
-gateway="$1"; shift
+# shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
+. "$HERE/../harness/suite.sh"
+gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway [--no-browser]")"; shift
 
 "$ROOT/suites/harness/npm.sh" "$WORK"
 python="$("$ROOT/suites/harness/venv.sh" "$WORK" sdks "$HERE/requirements.txt")/bin/python"

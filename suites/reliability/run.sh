@@ -11,7 +11,7 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source-path=SCRIPTDIR source=../harness/suite.sh
 . "$HERE/../harness/suite.sh"
 
-(cd "$ROOT" && cargo build --quiet --release --bin clickstream-gateway --example null_kinesis)
+(cd "$ROOT" && cargo build --quiet --release --bins --examples)
 if ! command -v wrk >/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
 fi

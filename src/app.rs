@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig};
-use crate::endpoints::doors::Doors;
+use crate::doors::Doors;
 use crate::in_flight::InFlight;
 use crate::live::Hub;
 use crate::metrics::Metrics;

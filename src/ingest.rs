@@ -20,8 +20,8 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio::time::Duration;
 
 use crate::body::{BodyHints, RequestBody, discard, read_limited};
+use crate::doors::Doors;
 use crate::encoding;
-use crate::endpoints::doors::Doors;
 use crate::error::ApiError;
 use crate::in_flight::reserve;
 use crate::partition_key;

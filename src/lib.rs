@@ -12,17 +12,19 @@
 //! view hears of refusals) -> `endpoints::*` (each door: `ingest`, parse
 //! the body into records, `Doors::put`, its family's answer) -> `store`
 //! (the spill wrapping the stream) -> `writer` -> `sink`.
-//! - [`config`]: environment variables into a typed [`config::Config`].
+//! - [`config`]: environment variables into a typed [`config::Config`];
+//!   `lookup`: typed reading of one variable and `ConfigError`, below
+//!   `config/` and every sink, each of which reads its own settings.
 //! - [`server`]: accept loop, HTTP/1.1 + h2c, graceful shutdown ([`server::run`]).
 //! - `routes`: the route table, defined once.
 //! - `api`: dispatch, request ids, metrics and access log per request, the
 //!   probe and metrics endpoints.
-//! - [`endpoints`]: the doors: their narrow context (`endpoints::Doors`),
-//!   one answer per door family (`endpoints::answer`), the gateway's own
+//! - [`endpoints`]: the doors: one answer per door family (`endpoints::answer`), the gateway's own
 //!   API (a file per endpoint), and the analytics SDKs' protocols
 //!   ([`endpoints::sdk`]: one generic handler and a file per protocol).
 //! - `ingest`: shed, authorise, reserve, read, decode: the shared step;
-//!   `in_flight`: the caps it holds a place in.
+//!   `in_flight`: the caps it holds a place in; `doors`: the doors' narrow
+//!   context (`doors::Doors`), built by `app`.
 //! - [`body`]: reading a body within a byte limit and a deadline.
 //! - [`encoding`]: `Content-Encoding` (gzip, deflate, zstd, br) decoded within the limit.
 //! - `access`: API keys and CORS (public on the SDK routes, opt-in on the API).
@@ -57,12 +59,14 @@ pub mod app;
 pub mod body;
 pub(crate) mod concurrency;
 pub mod config;
+pub(crate) mod doors;
 pub mod encoding;
 pub mod endpoints;
 pub mod error;
 pub(crate) mod in_flight;
 pub(crate) mod ingest;
 pub(crate) mod live;
+pub(crate) mod lookup;
 pub(crate) mod metrics;
 pub(crate) mod nesting;
 pub mod partition_key;

@@ -18,10 +18,8 @@
 
 mod batch;
 mod doors;
-pub(crate) mod error;
 mod http;
 mod live;
-pub(crate) mod lookup;
 mod spill;
 mod variables;
 
@@ -29,12 +27,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::time::Duration;
 
+use crate::lookup::Lookup;
+pub use crate::lookup::error::{ConfigError, KAFKA_PROPERTY_PREFIX, is_secret};
 pub use batch::BatchConfig;
 pub use doors::{AccessConfig, BodyLimits, ClientIp, ImportConfig, PublicUrl, SdkConfig};
-pub use error::{ConfigError, KAFKA_PROPERTY_PREFIX, is_secret};
 pub use http::HttpConfig;
 pub use live::{LiveConfig, MIN_TOKEN_CHARS};
-use lookup::Lookup;
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
 

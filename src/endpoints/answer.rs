@@ -24,7 +24,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use super::Reply;
-use super::doors::Doors;
+use crate::doors::Doors;
 use crate::error::{ApiError, Family, Rejection, add_retry_after, json_response, sink_message};
 use crate::sink::SinkError;
 use crate::store::{Kept, Report};

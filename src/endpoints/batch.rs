@@ -20,8 +20,9 @@ use hyper::{HeaderMap, Request};
 use serde::de::{DeserializeSeed, Error as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{Doors, answer, presented_key};
+use super::{answer, presented_key};
 use crate::body::RequestBody;
+use crate::doors::Doors;
 use crate::endpoints::Reply;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};

@@ -5,8 +5,9 @@
 
 use hyper::Request;
 
-use super::{Doors, answer, presented_key};
+use super::{answer, presented_key};
 use crate::body::RequestBody;
+use crate::doors::Doors;
 use crate::endpoints::Reply;
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};

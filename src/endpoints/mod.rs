@@ -1,8 +1,8 @@
 //! The doors that take events. Each runs the shared ingest step
 //! (`ingest.rs`), parses its body into events, turns them into records
-//! ([`Doors::records`]), writes them through [`Doors::put`], and hands the
+//! (`Doors::records`), writes them through `Doors::put`, and hands the
 //! outcomes to its family's one answer ([`answer`]). A door sees only its
-//! narrow context, [`Doors`], never the whole `App`.
+//! narrow context, `Doors` (`doors.rs`), never the whole `App`.
 //!
 //! - [`import`]: `POST /import`, the body is one record.
 //! - [`batch`]: `POST /import/batch`, a JSON array or NDJSON of records.
@@ -12,12 +12,9 @@
 
 pub(crate) mod answer;
 pub(crate) mod batch;
-pub(crate) mod doors;
 pub(crate) mod import;
 pub(crate) mod live;
 pub mod sdk;
-
-pub(crate) use doors::Doors;
 
 use bytes::Bytes;
 use http_body_util::{Either, Full};

@@ -10,8 +10,8 @@ use super::kafka::{self, KafkaConfig};
 use super::kinesis::{self, KinesisConfig};
 use super::pubsub::{self, PubSubConfig};
 use super::{BuildError, Sink, file};
-use crate::config::error::ConfigError;
-use crate::config::lookup::Lookup;
+use crate::lookup::Lookup;
+use crate::lookup::error::ConfigError;
 
 /// The record destination, chosen by `SINK` (default: `kinesis` when
 /// `KINESIS_STREAM_NAME` is set, else `file`).

@@ -38,8 +38,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
-use crate::config::error::{ConfigError, KAFKA_PROPERTY_PREFIX};
-use crate::config::lookup::Lookup;
+use crate::lookup::Lookup;
+use crate::lookup::error::{ConfigError, KAFKA_PROPERTY_PREFIX};
 
 // Settings (`SINK=kafka`): read here, beside the sink.
 

@@ -29,8 +29,8 @@ pub const LIMITS: SinkLimits = SinkLimits {
     max_batch_records: 500,
     max_batch_bytes: 10 * 1024 * 1024,
 };
-use crate::config::error::ConfigError;
-use crate::config::lookup::Lookup;
+use crate::lookup::Lookup;
+use crate::lookup::error::ConfigError;
 
 /// How long a `DescribeStreamSummary` may take when no attempt timeout is set.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);

@@ -42,8 +42,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
-use crate::config::error::ConfigError;
-use crate::config::lookup::Lookup;
+use crate::lookup::Lookup;
+use crate::lookup::error::ConfigError;
 
 // Settings (`SINK=pubsub`): read here, beside the sink.
 

@@ -39,7 +39,7 @@ pub use events::{Events, Rejection};
 
 use crate::access::Access;
 use crate::body::RequestBody;
-use crate::endpoints::doors::Doors;
+use crate::doors::Doors;
 use crate::endpoints::{Reply, answer};
 use crate::error::ApiError;
 use crate::ingest::{Limits, ingest};

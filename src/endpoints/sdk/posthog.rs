@@ -43,8 +43,8 @@ use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     document, json_document,
 };
+use crate::doors::Doors;
 use crate::encoding;
-use crate::endpoints::doors::Doors;
 use crate::error::{ApiError, json_response};
 
 /// Fields the gateway sets whatever the event says.

@@ -15,7 +15,7 @@ use serde_json::json;
 
 use super::segment::basic_user;
 use super::{Caching, Document, Received, json_document};
-use crate::endpoints::doors::Doors;
+use crate::doors::Doors;
 use crate::error::ApiError;
 
 /// `GET /sourceConfig/`: an enabled source with no destinations.

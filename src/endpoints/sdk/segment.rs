@@ -35,7 +35,7 @@ use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     json_document,
 };
-use crate::endpoints::doors::Doors;
+use crate::doors::Doors;
 use crate::error::{ApiError, json_response};
 
 /// The event types of the tracking API.

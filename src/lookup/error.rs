@@ -1,6 +1,6 @@
 //! A variable whose value cannot be used, and which variables may hold a
-//! credential (their values are never shown). A leaf: every layer that
-//! reads its own settings (`config/`, each sink) names its errors with it.
+//! credential (their values are never shown): every layer that reads its
+//! own settings (`config/`, each sink) names its errors with it.
 
 /// The prefix of the variables passed through to librdkafka as properties:
 /// `KAFKA_PROPERTY_SASL_MECHANISM=PLAIN` sets `sasl.mechanism` (read by the

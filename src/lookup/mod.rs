@@ -1,10 +1,15 @@
-//! Typed reading of variables through a lookup function.
+//! Typed reading of variables through a lookup function, and the error
+//! that names a variable whose value cannot be used ([`error`]). Below
+//! `config/` and every sink: each reads its own settings with it (a sink's
+//! settings live beside the sink), so none of them imports another's.
+
+pub(crate) mod error;
 
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::error::ConfigError;
+use self::error::ConfigError;
 use crate::partition_key::KeyFields;
 
 /// Typed access to the lookup function; an empty value counts as unset.

@@ -113,7 +113,7 @@ log "results in $out"
 # (matplotlib) needs: a venv made by the suites' one helper.
 export PYTHONPATH="$ROOT/suites"
 venv_python() {
-  echo "$("$ROOT/suites/harness/venv.sh" "$ROOT/target/suites" "$1" "$HERE/$1-requirements.txt")/bin/python"
+  echo "$("$ROOT/suites/harness/venv.sh" "$ROOT/target/suites" "$1" "$2")/bin/python"
 }
 
 # The batch corpora are made from the single-event ones (make_batches.py).
@@ -153,7 +153,7 @@ for scenario in "${scenarios[@]}"; do
 done
 
 if [ "$chart" = 1 ]; then
-  "$(venv_python chart)" "$HERE/report.py" --chart "$out"
+  "$(venv_python chart "$ROOT/suites/harness/chart-requirements.txt")" "$HERE/report.py" --chart "$out"
 else
   python3 "$HERE/report.py" "$out"
 fi
@@ -163,9 +163,9 @@ if [ -n "$verify_file" ]; then
 elif [ -n "$verify_pubsub" ]; then
   python3 "$HERE/verify.py" --pubsub "$verify_pubsub" "$out"/*.jtl || failed=1
 elif [ -n "$verify_kafka" ]; then
-  "$(venv_python verify)" "$HERE/verify.py" --kafka "$verify_kafka" "$out"/*.jtl || failed=1
+  "$(venv_python verify "$HERE/verify-requirements.txt")" "$HERE/verify.py" --kafka "$verify_kafka" "$out"/*.jtl || failed=1
 elif [ -n "$verify_stream" ]; then
-  "$(venv_python verify)" "$HERE/verify.py" --stream "$verify_stream" \
+  "$(venv_python verify "$HERE/verify-requirements.txt")" "$HERE/verify.py" --stream "$verify_stream" \
     ${endpoint_url:+--endpoint-url "$endpoint_url"} "$out"/*.jtl || failed=1
 fi
 exit "$failed"

@@ -74,14 +74,15 @@ where
         (Some(_), Some(name)) => Err(ApiError::RepeatedHeader(name)),
         (Some(route), None) => dispatch(&app, route, request, &request_id).await,
     };
-    let (reply, message) = match result {
-        Ok(reply) => (reply, None),
+    let (reply, message, source) = match result {
+        Ok(reply) => (reply, None, None),
         Err(err) => {
             let (_, error, _) = err.status();
             let (shed, message) = (err.is_shed(), err.message());
+            let source = err.masked_source().map(str::to_owned);
             let mut reply = Reply::plain(err.into_response(&request_id));
             (reply.error, reply.shed) = (error, shed);
-            (reply, Some(message))
+            (reply, Some(message), source)
         }
     };
     let status = reply.response.status().as_u16();
@@ -99,6 +100,7 @@ where
             code: reply.error,
             message,
             request_id: &request_id,
+            key: source.as_deref(),
         });
     }
     let Reply {

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig};
 use crate::doors::Doors;
+use crate::quota::Quotas;
 use crate::in_flight::InFlight;
 use crate::live::Hub;
 use crate::metrics::Metrics;
@@ -35,6 +36,9 @@ pub enum StartError {
     /// The spill directory cannot be used.
     #[error(transparent)]
     Spill(#[from] crate::spill::OpenError),
+    /// `SOURCES_FILE` or `REDIS_URL` cannot be used.
+    #[error("{0}")]
+    Sources(String),
     /// The stream is missing or not accessible.
     #[error("stream {stream:?} cannot be used: {source}")]
     Stream {
@@ -84,12 +88,15 @@ impl App {
             }
             None => stream,
         };
+        let quotas = Quotas::new(&config.quota, metrics.clone()).map_err(StartError::Sources)?;
+        quotas.start(&config.quota).map_err(StartError::Sources)?;
         let doors = Doors::new(
             config,
             store.clone(),
             max_record_bytes.clone(),
             limits.max_key_chars,
             metrics.clone(),
+            quotas,
         );
         Ok(App {
             store,

@@ -5,8 +5,9 @@
 //! [`crate::app::App`] builds it once and owns everything else (the writer,
 //! readiness, the sink's start-up check, metrics rendering), as mini-redis's
 //! `Handler` holds only the `Db` and connection it uses. A door writes in
-//! one way only, [`Doors::put`], which tells the live view what arrived and
-//! folds the outcomes into one [`Report`].
+//! one way only, [`Doors::put`], which holds each source to its allowance
+//! (`quota`), tells the live view what arrived and folds the outcomes into
+//! one [`Report`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +19,9 @@ use crate::config::{Config, ImportConfig, SdkConfig};
 use crate::in_flight::InFlight;
 use crate::live::{Arrival, Hub};
 use crate::metrics::Metrics;
+use crate::error::ApiError;
 use crate::partition_key;
+use crate::quota::Quotas;
 use crate::sink::{Record, RecordRules};
 use crate::store::{Report, Store};
 
@@ -37,6 +40,7 @@ pub(crate) struct Doors {
     sdk: SdkConfig,
     metrics: Arc<Metrics>,
     access_log: bool,
+    quotas: Arc<Quotas>,
 }
 
 /// A record over the stream's limit: which one, and the limit.
@@ -51,13 +55,15 @@ pub(crate) struct Oversized {
 impl Doors {
     /// The doors' context from `config` (its in-flight caps, access, live view and
     /// door settings) and what start-up built: the store, the record limit
-    /// `App` keeps current, the sink's longest key, the metrics.
+    /// `App` keeps current, the sink's longest key, the metrics, the
+    /// sources' allowances.
     pub(crate) fn new(
         config: &Config,
         store: Arc<dyn Store>,
         max_record_bytes: Arc<AtomicUsize>,
         max_key_chars: usize,
         metrics: Arc<Metrics>,
+        quotas: Arc<Quotas>,
     ) -> Self {
         Doors {
             in_flight: InFlight::new(&config.http),
@@ -70,6 +76,7 @@ impl Doors {
             sdk: config.sdk.clone(),
             metrics,
             access_log: config.access_log,
+            quotas,
         }
     }
 
@@ -149,13 +156,34 @@ impl Doors {
             .collect()
     }
 
-    /// The one way a door writes: tells the live view what arrived (when
-    /// anyone watches; `arrival` is not even built otherwise), keeps the
-    /// records, and folds their outcomes.
-    pub(crate) async fn put<'a>(&self, arrival: impl FnOnce() -> Arrival<'a>, records: Vec<Record>) -> Report {
+    /// The source of a request to the gateway's own doors: the API key it
+    /// presented, or one shared source when `API_KEYS` is unset (any key
+    /// is then as good as none).
+    pub(crate) fn api_source<'h>(&self, presented: Option<&'h str>) -> &'h str {
+        match presented {
+            Some(key) if self.access.keys_required() => key,
+            _ => "",
+        }
+    }
+
+    /// The one way a door writes: takes the records' events from their
+    /// sources' allowances (`sources`: each key and how many events came
+    /// with it; all or nothing, `Err` refuses the request whole), applies
+    /// the hot-key policy, tells the live view what arrived (when anyone
+    /// watches; `arrival` is not even built otherwise), keeps the records,
+    /// and folds their outcomes.
+    pub(crate) async fn put<'a>(
+        &self,
+        arrival: impl FnOnce() -> Arrival<'a>,
+        sources: &[(&str, u64)],
+        mut records: Vec<Record>,
+    ) -> Result<Report, ApiError> {
+        self.quotas.admit(sources)?;
+        let source = sources.first().map_or("", |(key, _)| key);
+        self.quotas.cool(&mut records, self.record_rules(), source)?;
         if self.live.watched() {
             self.live.arrived(arrival(), &records);
         }
-        Report::new(self.store.put(records).await)
+        Ok(Report::new(self.store.put(records).await))
     }
 }

@@ -6,8 +6,9 @@
 //! The rule the table encodes: 4xx means "your request is wrong, do not
 //! retry it as is"; 503 with `Retry-After` means "not stored, retry later";
 //! 502 means "not stored, the gateway is misconfigured"; 429 with
-//! `Retry-After` (the SDKs' doors only, whose SDKs all back off on it and
-//! whose own collectors send it) means "throttled, retry later".
+//! `Retry-After` means "throttled, retry later": a source over its
+//! allowance on any door (`quota`), a throttled stream on the SDKs' doors
+//! only (whose SDKs all back off on it and whose own collectors send it).
 //!
 //! A sink failure is answered here too, per [`Family`] of doors: the
 //! gateway's own API says 503 for every transient failure, while the
@@ -175,6 +176,35 @@ pub enum ApiError {
     /// An SDK's request that does not parse as its protocol.
     #[error("{0}")]
     BadSdkRequest(String),
+    /// The request's source is over its allowance: nothing of it was stored.
+    #[error("source {key} is over its allowance of events; nothing was stored, retry after {retry_after} s")]
+    RateLimited {
+        /// The source key, masked.
+        key: String,
+        /// Seconds until the request would fit.
+        retry_after: u64,
+    },
+    /// A partition key over `HOT_KEY_EVENTS_PER_SECOND` under
+    /// `HOT_KEY_POLICY=limit`: nothing of the request was stored.
+    #[error("partition key {key} sends more events per second than one shard should take; nothing was stored, retry later")]
+    HotKeyLimited {
+        /// The partition key, masked.
+        key: String,
+    },
+    /// The operator blocked the request's source (`SOURCES_FILE`).
+    #[error("source {key} is blocked on this gateway; nothing was stored")]
+    SourceBlocked {
+        /// The source key, masked.
+        key: String,
+    },
+    /// More events in one request than its source may send at once.
+    #[error("the request has {events} events; its source may send at most {burst} at once, so split it")]
+    OverBurst {
+        /// The request's events (for its source).
+        events: u64,
+        /// The source's burst.
+        burst: u64,
+    },
     /// Every event of an SDK's request was rejected; `rejected` says why.
     #[error("no event of the request could be stored; see `rejected`")]
     NoValidEvents {
@@ -234,6 +264,11 @@ impl ApiError {
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
+            ApiError::RateLimited { .. } | ApiError::HotKeyLimited { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limited", true)
+            }
+            ApiError::SourceBlocked { .. } => (StatusCode::FORBIDDEN, "source_blocked", false),
+            ApiError::OverBurst { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "over_burst", false),
             ApiError::Sink { family, error, .. } => match (error, family) {
                 (SinkError::Overloaded(_), _) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
                 (SinkError::Throttled(_), Family::Api) => (StatusCode::SERVICE_UNAVAILABLE, "throttled", true),
@@ -255,6 +290,24 @@ impl ApiError {
                     ..
                 }
         )
+    }
+
+    /// The masked source (or hot key) a quota refusal names, for the live view.
+    pub fn masked_source(&self) -> Option<&str> {
+        match self {
+            ApiError::RateLimited { key, .. } | ApiError::SourceBlocked { key } | ApiError::HotKeyLimited { key } => {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// The seconds `Retry-After` says, when the table says to send it.
+    fn retry_after(&self) -> u64 {
+        match self {
+            ApiError::RateLimited { retry_after, .. } => *retry_after,
+            _ => RETRY_AFTER_SECS,
+        }
     }
 
     /// The first offending record of a batch, for the error body.
@@ -318,7 +371,7 @@ impl ApiError {
         );
         let headers = response.headers_mut();
         if retry {
-            add_retry_after(headers);
+            headers.insert(RETRY_AFTER, HeaderValue::from(self.retry_after()));
         }
         match self {
             ApiError::MethodNotAllowed { allow } => {

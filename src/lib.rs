@@ -38,6 +38,9 @@
 //! - `writer`: batching, per-record retries and deadlines, one outcome per
 //!   record, a concept per file; `concurrency`: the adaptive limit on
 //!   upstream calls in flight.
+//! - `quota`: many sources on one gateway: each source's allowance
+//!   (shared across replicas through Redis), blocked sources, hot
+//!   partition keys.
 //! - `spill`: the durable spill on local disk (`SPILL_DIR`) and its replay.
 //! - `metrics`: the Prometheus registry behind `/metrics`.
 //! - `readiness`: the cached `/readyz` answer.
@@ -69,6 +72,7 @@ pub(crate) mod live;
 pub(crate) mod lookup;
 pub(crate) mod metrics;
 pub(crate) mod nesting;
+pub(crate) mod quota;
 pub mod partition_key;
 pub(crate) mod readiness;
 pub(crate) mod routes;

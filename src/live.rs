@@ -107,6 +107,8 @@ pub struct Refusal<'a> {
     pub message: &'a str,
     /// The request's `X-Request-Id`.
     pub request_id: &'a str,
+    /// The source (or hot key) a quota refusal names, already masked.
+    pub key: Option<&'a str>,
 }
 
 /// What a viewer's per-second message reports of the traffic (cumulative
@@ -476,6 +478,8 @@ struct RefusalView<'a> {
     code: &'static str,
     message: &'a str,
     request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
 }
 
 fn refused_frame(refusal: &Refusal<'_>) -> Bytes {
@@ -489,6 +493,7 @@ fn refused_frame(refusal: &Refusal<'_>) -> Bytes {
             code: refusal.code,
             message: refusal.message,
             request_id: refusal.request_id,
+            key: refusal.key,
         },
     )
 }
@@ -592,6 +597,7 @@ mod tests {
             code: "invalid_batch",
             message: "record 0 is not valid JSON",
             request_id: "r1",
+            key: None,
         });
         let drain = |mut joined: Joined| {
             let mut out = Vec::new();

@@ -4,7 +4,8 @@
 //! Labels are low-cardinality by construction: routes are the route table's paths or
 //! `other`, methods the usual verbs or `other`, outcomes and error codes come
 //! from fixed lists. Nothing from a record (data, partition key) or a client
-//! ever becomes a label.
+//! ever becomes a label, but for one bounded exception: the masked keys of
+//! at most `quota::MAX_LABELS` busy sources (`source_events`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -88,6 +89,13 @@ struct RejectionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    /// A masked source key (one of `quota::MAX_LABELS`) or `other`.
+    source: Label,
+    outcome: Label,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: Label,
     git_sha: Label,
@@ -123,6 +131,10 @@ pub struct Metrics {
     sdk_events_stored: Family<ProtocolLabels, Counter>,
     sdk_events_rejected: Family<RejectionLabels, Counter>,
     sdk_telemetry_discarded: Counter,
+    source_events: Family<SourceLabels, Counter>,
+    sources_tracked: Gauge,
+    source_sharing: Gauge,
+    source_sync_failures: Counter,
     /// Where dropped log lines are counted (the log writer's own counter),
     /// copied into `log_lines_dropped` at each scrape.
     dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
@@ -163,6 +175,10 @@ impl Metrics {
             log_lines_dropped: Counter::default(),
             sdk_events_stored: Family::default(),
             sdk_events_rejected: Family::default(),
+            source_events: Family::default(),
+            sources_tracked: Gauge::default(),
+            source_sharing: Gauge::default(),
+            source_sync_failures: Counter::default(),
             sdk_telemetry_discarded: Counter::default(),
             dropped_source: std::sync::OnceLock::new(),
             registry: Registry::default(),
@@ -249,6 +265,26 @@ impl Metrics {
             "sdk_telemetry_discarded",
             "Telemetry requests of Segment's browser SDK (POST /v1/m), accepted and dropped",
             metrics.sdk_telemetry_discarded.clone(),
+        );
+        r.register(
+            "source_events",
+            "Events per source (the busiest sources by masked key, the rest as `other`) and outcome: accepted, rate_limited, blocked, spread (stored under a derived key: its partition key was hot)",
+            metrics.source_events.clone(),
+        );
+        r.register(
+            "sources_tracked",
+            "Sources with an allowance of their own now (SOURCE_MAX_TRACKED at most, plus SOURCES_FILE's)",
+            metrics.sources_tracked.clone(),
+        );
+        r.register(
+            "source_sharing",
+            "1 while REDIS_URL answers and the replicas share allowances, 0 while each limits alone",
+            metrics.source_sharing.clone(),
+        );
+        r.register(
+            "source_sync_failures",
+            "Reconciliations with REDIS_URL that failed (each replica then limits alone)",
+            metrics.source_sync_failures.clone(),
         );
         r.register(
             "log_lines_dropped",
@@ -413,6 +449,31 @@ impl Metrics {
                 reason: Label(reason),
             })
             .inc();
+    }
+
+    /// `events` of source `label` (a masked key or `other`) had `outcome`.
+    pub(crate) fn source_events(&self, label: &'static str, outcome: &'static str, events: u64) {
+        self.source_events
+            .get_or_create(&SourceLabels {
+                source: Label(label),
+                outcome: Label(outcome),
+            })
+            .inc_by(events);
+    }
+
+    /// How many sources have an allowance of their own.
+    pub(crate) fn sources_tracked(&self, count: usize) {
+        self.sources_tracked.set(count as i64);
+    }
+
+    /// Whether the last reconciliation with `REDIS_URL` succeeded.
+    pub(crate) fn source_sharing(&self, up: bool) {
+        self.source_sharing.set(i64::from(up));
+    }
+
+    /// One reconciliation with `REDIS_URL` failed.
+    pub(crate) fn source_sync_failed(&self) {
+        self.source_sync_failures.inc();
     }
 
     /// One telemetry request of the browser SDK dropped.

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use clickstream_gateway::config::{Config, SpillConfig};
+use clickstream_gateway::config::{Config, HotKeyPolicy, QuotaConfig, SpillConfig};
 use clickstream_gateway::sink::kinesis::KinesisSink;
 use common::fault::{FaultUpstream, Mode};
 use common::{TestServer, eventually, http, kinesis_config, sdk_config, test_config};
@@ -353,7 +353,16 @@ async fn only_the_keys_of_a_lane_holding_records_wait_behind_them() {
     // Replay slowed to 200 records/s per lane, so the spilled lane holds
     // more than its last chunk for seconds after the stream is back (a lane
     // down to its last chunk is waited for instead: `Spill::handed_off`).
-    let server = gateway(&upstream, &lanes_config(&dir, 64 << 20, 4, 200)).await;
+    // 1,500 records of one key in a second is a hot key: spreading it
+    // (HOT_KEY_POLICY's default) would move most of them to other lanes.
+    let config = Config {
+        quota: QuotaConfig {
+            hot_key_policy: HotKeyPolicy::Off,
+            ..QuotaConfig::default()
+        },
+        ..lanes_config(&dir, 64 << 20, 4, 200)
+    };
+    let server = gateway(&upstream, &config).await;
     let (spilled, other) = keys_in_two_lanes(4);
     upstream.halt().await;
     for batch in 0..3u64 {

@@ -2,7 +2,7 @@
 //! one file per subsystem, each with its `Default`: [`http`] (timeouts, the
 //! in-flight caps), [`doors`]
 //! (keys, CORS, the doors' limits), [`batch`] (upstream calls), [`spill`],
-//! [`live`] (the live view).
+//! [`live`] (the live view), [`quota`] (per-source allowances, hot keys).
 //! The list of every variable with its default is [`VARIABLES`] (`variables.rs`):
 //! a test keeps `.env.example` and `docs/configuration.md` in step with it,
 //! and it with what this code reads.
@@ -20,6 +20,7 @@ mod batch;
 mod doors;
 mod http;
 mod live;
+mod quota;
 mod spill;
 mod variables;
 
@@ -33,6 +34,7 @@ pub use batch::BatchConfig;
 pub use doors::{AccessConfig, BodyLimits, ClientIp, ImportConfig, PublicUrl, SdkConfig};
 pub use http::HttpConfig;
 pub use live::{LiveConfig, MIN_TOKEN_CHARS};
+pub use quota::{Allowance, HotKeyPolicy, QuotaConfig, allowance};
 pub use spill::SpillConfig;
 pub use variables::{Reader, VARIABLES, Variable, env_example, reference};
 
@@ -68,6 +70,8 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// The live view in the browser (`ADMIN_TOKEN`).
     pub live: LiveConfig,
+    /// Per-source allowances, blocks and hot partition keys.
+    pub quota: QuotaConfig,
     /// Threads that run requests (`WORKER_THREADS`); `None`: one per CPU
     /// this process may use.
     pub worker_threads: Option<NonZeroUsize>,
@@ -132,6 +136,7 @@ impl Config {
             access_log: vars.parse("ACCESS_LOG", d.access_log)?,
             metrics_addr: vars.optional("METRICS_ADDR")?,
             live: LiveConfig::read(&vars)?,
+            quota: QuotaConfig::read(&vars)?,
             worker_threads: vars.optional_at_most("WORKER_THREADS", MAX_WORKER_THREADS)?,
         })
     }
@@ -155,6 +160,7 @@ impl Default for Config {
             access_log: false,
             metrics_addr: None,
             live: LiveConfig::default(),
+            quota: QuotaConfig::default(),
             worker_threads: None,
         }
     }

@@ -56,9 +56,10 @@ where
             limit: o.limit,
         })?;
     ingested.hold_records(bytes, batch.len(), batch.iter().map(Record::size).sum())?;
-    let headers = &ingested.head.headers;
-    let arrival = || Arrival::import("/import/batch", presented_key(headers));
-    let report = doors.put(arrival, batch).await;
+    let presented = presented_key(&ingested.head.headers);
+    let arrival = || Arrival::import("/import/batch", presented);
+    let events = batch.len() as u64;
+    let report = doors.put(arrival, &[(doors.api_source(presented), events)], batch).await?;
     Ok(answer::batch(report, request_id, bytes, doors.access_log()))
 }
 

@@ -27,8 +27,8 @@ where
     let record = doors
         .record(ingested.body.clone(), ingested.partition_key.as_deref())
         .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
-    let headers = &ingested.head.headers;
-    let arrival = || Arrival::import("/import", presented_key(headers));
-    let report = doors.put(arrival, vec![record]).await;
+    let presented = presented_key(&ingested.head.headers);
+    let arrival = || Arrival::import("/import", presented);
+    let report = doors.put(arrival, &[(doors.api_source(presented), 1)], vec![record]).await?;
     answer::import(doors, report, bytes)
 }

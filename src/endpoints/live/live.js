@@ -108,6 +108,7 @@ function render(item) {
     li.dataset.code = item.code;
     head.append(el('span', 'status', String(item.status)), el('span', 'door', `${item.method} ${item.door}`),
       el('code', 'code', item.code));
+    if (item.key) head.append(el('span', 'key', `key ${item.key}`));
     li.append(head, el('p', 'message', item.message), el('p', 'meta', `request ${item.request_id}`));
     return li;
   }

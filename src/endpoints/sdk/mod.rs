@@ -149,6 +149,26 @@ impl SourceKey {
         }
     }
 
+    /// Each source of the records at `positions` (their events' places in
+    /// the request) and how many records it sent; a request without a key
+    /// is the one keyless source, `""`.
+    pub fn sources(&self, positions: &[usize]) -> Vec<(&str, u64)> {
+        match self {
+            SourceKey::One(key) => vec![(key.as_deref().unwrap_or_default(), positions.len() as u64)],
+            SourceKey::PerEvent(keys) => {
+                let mut sources: Vec<(&str, u64)> = Vec::new();
+                for &position in positions {
+                    let key = keys.get(position).and_then(Option::as_deref).unwrap_or_default();
+                    match sources.iter_mut().find(|(k, _)| *k == key) {
+                        Some((_, events)) => *events += 1,
+                        None => sources.push((key, 1)),
+                    }
+                }
+                sources
+            }
+        }
+    }
+
     /// Ok when no keys are configured, the headers carry one, or the key
     /// (each key, per event) is one of them.
     pub fn authorize(&self, access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -252,7 +272,8 @@ where
         protocol: protocol.name(),
         key: key.shown(),
     };
-    let report = doors.put(arrival, records).await;
+    let sources = key.sources(&positions);
+    let report = doors.put(arrival, &sources, records).await?;
     let request = answer::SdkAccepted {
         protocol: protocol.name(),
         positions,

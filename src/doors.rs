@@ -16,10 +16,10 @@ use bytes::Bytes;
 
 use crate::access::Access;
 use crate::config::{Config, ImportConfig, SdkConfig};
+use crate::error::ApiError;
 use crate::in_flight::InFlight;
 use crate::live::{Arrival, Hub};
 use crate::metrics::Metrics;
-use crate::error::ApiError;
 use crate::partition_key;
 use crate::quota::Quotas;
 use crate::sink::{Record, RecordRules};

@@ -186,7 +186,9 @@ pub enum ApiError {
     },
     /// A partition key over `HOT_KEY_EVENTS_PER_SECOND` under
     /// `HOT_KEY_POLICY=limit`: nothing of the request was stored.
-    #[error("partition key {key} sends more events per second than one shard should take; nothing was stored, retry later")]
+    #[error(
+        "partition key {key} sends more events per second than one shard should take; nothing was stored, retry later"
+    )]
     HotKeyLimited {
         /// The partition key, masked.
         key: String,

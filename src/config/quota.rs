@@ -161,21 +161,44 @@ mod tests {
         assert!(!off.per_source());
         assert_eq!(off.hot_key_policy, HotKeyPolicy::Spread);
         let on = config(&[("SOURCE_EVENTS_PER_SECOND", "250")]).unwrap().quota;
-        assert_eq!(on.default, Some(Allowance { per_second: 250.0, burst: 250 }));
+        assert_eq!(
+            on.default,
+            Some(Allowance {
+                per_second: 250.0,
+                burst: 250
+            })
+        );
         let both = config(&[("SOURCE_EVENTS_PER_SECOND", "0.5"), ("SOURCE_BURST_EVENTS", "20")]).unwrap();
-        assert_eq!(both.quota.default, Some(Allowance { per_second: 0.5, burst: 20 }));
+        assert_eq!(
+            both.quota.default,
+            Some(Allowance {
+                per_second: 0.5,
+                burst: 20
+            })
+        );
     }
 
     #[test]
     fn a_burst_alone_a_zero_rate_and_an_unknown_policy_stop_start_up() {
-        assert_eq!(config(&[("SOURCE_BURST_EVENTS", "5")]).unwrap_err().name, "SOURCE_BURST_EVENTS");
-        assert_eq!(config(&[("SOURCE_EVENTS_PER_SECOND", "0")]).unwrap_err().name, "SOURCE_EVENTS_PER_SECOND");
-        assert_eq!(config(&[("HOT_KEY_POLICY", "shuffle")]).unwrap_err().name, "HOT_KEY_POLICY");
+        assert_eq!(
+            config(&[("SOURCE_BURST_EVENTS", "5")]).unwrap_err().name,
+            "SOURCE_BURST_EVENTS"
+        );
+        assert_eq!(
+            config(&[("SOURCE_EVENTS_PER_SECOND", "0")]).unwrap_err().name,
+            "SOURCE_EVENTS_PER_SECOND"
+        );
+        assert_eq!(
+            config(&[("HOT_KEY_POLICY", "shuffle")]).unwrap_err().name,
+            "HOT_KEY_POLICY"
+        );
     }
 
     #[test]
     fn the_redis_url_is_never_printed() {
-        let quota = config(&[("REDIS_URL", "redis://:s3cret@127.0.0.1:6379")]).unwrap().quota;
+        let quota = config(&[("REDIS_URL", "redis://:s3cret@127.0.0.1:6379")])
+            .unwrap()
+            .quota;
         assert!(!format!("{quota:?}").contains("s3cret"));
     }
 }

@@ -59,7 +59,9 @@ where
     let presented = presented_key(&ingested.head.headers);
     let arrival = || Arrival::import("/import/batch", presented);
     let events = batch.len() as u64;
-    let report = doors.put(arrival, &[(doors.api_source(presented), events)], batch).await?;
+    let report = doors
+        .put(arrival, &[(doors.api_source(presented), events)], batch)
+        .await?;
     Ok(answer::batch(report, request_id, bytes, doors.access_log()))
 }
 

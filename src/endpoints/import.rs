@@ -29,6 +29,8 @@ where
         .map_err(|limit| ApiError::PayloadTooLarge { limit })?;
     let presented = presented_key(&ingested.head.headers);
     let arrival = || Arrival::import("/import", presented);
-    let report = doors.put(arrival, &[(doors.api_source(presented), 1)], vec![record]).await?;
+    let report = doors
+        .put(arrival, &[(doors.api_source(presented), 1)], vec![record])
+        .await?;
     answer::import(doors, report, bytes)
 }

@@ -171,12 +171,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             rules.get("wk_big"),
-            Some(Rule::Allowed(Allowance { per_second: 5000.0, burst: 20000 }))
+            Some(Rule::Allowed(Allowance {
+                per_second: 5000.0,
+                burst: 20000
+            }))
         );
         assert_eq!(rules.get("wk_bad"), Some(Rule::Blocked));
         assert_eq!(
             rules.get("wk_bursty"),
-            Some(Rule::Allowed(Allowance { per_second: 100.0, burst: 1000 }))
+            Some(Rule::Allowed(Allowance {
+                per_second: 100.0,
+                burst: 1000
+            }))
         );
         assert_eq!(rules.get("wk_other"), None);
     }

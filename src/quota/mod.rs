@@ -313,7 +313,11 @@ impl Quotas {
             }
         }
         if spread > 0 {
-            let label = if self.per_source { self.lock().label_of(source) } else { "other" };
+            let label = if self.per_source {
+                self.lock().label_of(source)
+            } else {
+                "other"
+            };
             self.metrics.source_events(label, outcome::SPREAD, spread);
         }
         Ok(())
@@ -360,7 +364,13 @@ impl Table {
                 return &mut self.overflow;
             }
             let label = self.labels.get(key).copied().unwrap_or("other");
-            self.sources.insert(key.into(), Source { label, ..Source::default() });
+            self.sources.insert(
+                key.into(),
+                Source {
+                    label,
+                    ..Source::default()
+                },
+            );
         }
         self.sources.get_mut(key).expect("inserted above")
     }

@@ -51,9 +51,15 @@ fn one_source_over_its_allowance_leaves_another_untouched() {
     // More at once than the burst can never fit: 413, not a 429 forever.
     assert_eq!(code(quotas.admit(&[("calm", 11)])), "over_burst");
     let text = metrics.render();
-    assert!(text.contains(r#"source_events_total{source="other",outcome="accepted"} 20"#), "{text}");
+    assert!(
+        text.contains(r#"source_events_total{source="other",outcome="accepted"} 20"#),
+        "{text}"
+    );
     // Refused: the three over the allowance and the eleven over the burst.
-    assert!(text.contains(r#"source_events_total{source="other",outcome="rate_limited"} 14"#), "{text}");
+    assert!(
+        text.contains(r#"source_events_total{source="other",outcome="rate_limited"} 14"#),
+        "{text}"
+    );
 }
 
 #[test]
@@ -69,7 +75,11 @@ fn a_request_from_many_sources_is_taken_from_all_or_none() {
 fn the_file_blocks_and_overrides_and_a_bad_one_keeps_the_last_good() {
     let dir = tempfile_dir();
     let path = dir.join("sources.toml");
-    std::fs::write(&path, "[sources.\"bad\"]\nblocked = true\n[sources.\"big\"]\nevents_per_second = 100\n").unwrap();
+    std::fs::write(
+        &path,
+        "[sources.\"bad\"]\nblocked = true\n[sources.\"big\"]\nevents_per_second = 100\n",
+    )
+    .unwrap();
     let config = QuotaConfig {
         sources_file: Some(path.clone()),
         ..limited(1.0, 2)
@@ -108,7 +118,13 @@ fn sources_past_the_cap_share_one_allowance_and_idle_ones_are_forgotten() {
     for source in quotas.lock().sources.values_mut() {
         source.last -= FORGET_AFTER_SECS + 10.0;
         if let Some((_, bucket)) = &mut source.limit {
-            *bucket = Bucket::full(&Allowance { per_second: 1.0, burst: 4 }, 0.0);
+            *bucket = Bucket::full(
+                &Allowance {
+                    per_second: 1.0,
+                    burst: 4,
+                },
+                0.0,
+            );
         }
     }
     quotas.tidy();
@@ -124,13 +140,19 @@ fn only_the_busiest_sources_get_a_label_of_their_own() {
     }
     quotas.tidy();
     let text = metrics.render();
-    let labelled = text.lines().filter(|l| l.starts_with("source_events_total{source=")).count();
+    let labelled = text
+        .lines()
+        .filter(|l| l.starts_with("source_events_total{source="))
+        .count();
     assert_eq!(labelled, 1, "the counts before the labels stay `other`: {text}");
     for n in 0..40u64 {
         assert_eq!(code(quotas.admit(&[(&format!("source-{n:02}-key"), 1)])), "ok");
     }
     let text = metrics.render();
-    let labels: Vec<_> = text.lines().filter(|l| l.starts_with("source_events_total{source=")).collect();
+    let labels: Vec<_> = text
+        .lines()
+        .filter(|l| l.starts_with("source_events_total{source="))
+        .collect();
     assert_eq!(labels.len(), MAX_LABELS + 1, "{text}");
     // The busiest (source-39) is labelled by its masked key, never in full.
     assert!(text.contains(&mask("source-39-key")), "{text}");

@@ -447,6 +447,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_source_over_its_allowance_is_told_when_to_come_back() {
+        let limited = ApiError::RateLimited {
+            key: "wk_b…abcdef".into(),
+            retry_after: 7,
+        }
+        .into_response("test");
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(limited.headers()[RETRY_AFTER], "7");
+        let blocked = ApiError::SourceBlocked { key: "k".into() }.into_response("test");
+        assert_eq!(blocked.status(), StatusCode::FORBIDDEN);
+        assert!(blocked.headers().get(RETRY_AFTER).is_none());
+        let over = ApiError::OverBurst { events: 11, burst: 10 }.into_response("test");
+        assert_eq!(over.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(over.headers().get(RETRY_AFTER).is_none());
+    }
+
+    #[test]
     fn retryable_failures_are_503_with_retry_after() {
         for err in [SinkError::Throttled("x".into()), SinkError::Unavailable("x".into())] {
             let response = ApiError::from(err).into_response("test");

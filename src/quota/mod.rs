@@ -336,7 +336,7 @@ impl Quotas {
                 .filter(|(_, s)| s.recent > 0 && s.label == "other")
                 .map(|(key, s)| (s.recent, key.clone()))
                 .collect();
-            busiest.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            busiest.sort_unstable_by_key(|(recent, _)| std::cmp::Reverse(*recent));
             for (_, key) in busiest.into_iter().take(MAX_LABELS - table.labels.len()) {
                 // At most MAX_LABELS strings for the process's life: a label
                 // is a `&'static str`, as every other metric label is.

@@ -67,10 +67,11 @@ def test_id(run, sdk, user, seq):
     return f"{run}.{sdk}.{USERS.index(user)}.{seq}"
 
 
-def kinesis_gateway(binary, kinesis, stream, keys=True):
+def kinesis_gateway(binary, kinesis, stream, keys=True, extra=None):
     """The gateway writing to `stream` on the emulator at `kinesis`; with the
-    SDKs' keys in API_KEYS, or at its defaults."""
+    SDKs' keys in API_KEYS, or at its defaults; `extra` variables beside."""
     env = {
+        **(extra or {}),
         "KINESIS_STREAM_NAME": stream,
         "AWS_ENDPOINT_URL_KINESIS": kinesis,
         "AWS_REGION": "us-east-1",
@@ -340,7 +341,12 @@ def main():
     parser.add_argument("--kinesis", default=os.environ.get("KINESIS_TEST_ENDPOINT", "http://127.0.0.1:4567"))
     parser.add_argument("--node-dir", required=True, help="where node_modules with the Node SDKs is")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument("--limited", action="store_true", help="each SDK against a source over its allowance (limited.py)")
     args = parser.parse_args()
+    if args.limited:
+        import limited
+
+        sys.exit(limited.main(args, sys.modules[__name__]))
 
     run = uuid.uuid4().hex[:10]
     RUN_PREFIX[0] = run + "."

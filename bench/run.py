@@ -663,7 +663,7 @@ def ab(args, pin):
     if args.ab_system not in AB_SYSTEMS:
         sys.exit(f"--ab-system must be one of {', '.join(AB_SYSTEMS)} (the gateway on the null upstream)")
     base = found[args.ab_system]
-    env = dict(base.env, ACCESS_LOG="false")
+    env = dict(base.env, ACCESS_LOG="false", **dict(pair.split("=", 1) for pair in args.ab_env))
     cases = {}
     for side, binary in (("A", old), ("B", str(ROOT / "target" / "release" / "clickstream-gateway"))):
         cases[side] = copy.copy(base)
@@ -681,8 +681,9 @@ def ab(args, pin):
             pairs.append({"a": a, "b": b, "ratio": round(ratio, 3)})
             log(f"{conns} conns, pair {i + 1}: A {a['cpu_us_per_event']} us, B {b['cpu_us_per_event']} us, B/A {ratio:.3f}")
         results[conns] = {"pairs": pairs, "median": round(median([p["ratio"] for p in pairs]), 3)}
+    with_env = f", with {' '.join(args.ab_env)}" if args.ab_env else ""
     lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per {unit} on "
-             f"POST {base.path} ({args.ab_system}), {'pinned' if pin else 'unpinned'}, {args.duration} s per run, "
+             f"POST {base.path} ({args.ab_system}){with_env}, {'pinned' if pin else 'unpinned'}, {args.duration} s per run, "
              f"{cpu_model()}", "",
              "| connections | pair | A µs | B µs | B/A | A events/s | B events/s |", "|---|---|---|---|---|---|---|"]
     for conns, r in results.items():
@@ -711,6 +712,8 @@ def main():
     parser.add_argument("--ab-system", default="gateway",
                         help=f"the system the A/B runs: one of {', '.join(AB_SYSTEMS)} (default gateway, POST /import)")
     parser.add_argument("--pairs", type=int, default=5, help="A/B pairs per connection count (default 5)")
+    parser.add_argument("--ab-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable for both sides of the A/B (repeatable), e.g. SOURCE_EVENTS_PER_SECOND=1000000")
     parser.add_argument("--repeat", type=int, default=1, help="run the systems this many times, interleaved")
     args = parser.parse_args()
 

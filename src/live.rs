@@ -345,8 +345,12 @@ impl Hub {
         let mut dropped = Vec::new();
         for viewer in viewers.iter_mut() {
             let filter = &viewer.filter;
-            // A refusal has no payload or key to match: a text or key filter hides it.
-            if filter.text.is_some() || filter.key.is_some() || !filter.admits_door(refusal.door, "") {
+            // A refusal has no payload to match: a text filter hides it; a key
+            // filter shows the refusals that name that source (quota refusals).
+            if filter.text.is_some() || !filter.admits_door(refusal.door, "") {
+                continue;
+            }
+            if filter.key.is_some() && !filter.admits_key(refusal.key) {
                 continue;
             }
             if !viewer.take(Kind::Refusal, now, self.config.events_per_second) {
@@ -577,6 +581,12 @@ mod tests {
                 ..Filter::default()
             })
             .unwrap();
+        let by_key = hub
+            .join(Filter {
+                key: Some("wk_flooding_source".into()),
+                ..Filter::default()
+            })
+            .unwrap();
         let by_door = hub
             .join(Filter {
                 door: Some("/import".into()),
@@ -599,6 +609,16 @@ mod tests {
             request_id: "r1",
             key: None,
         });
+        let masked = mask("wk_flooding_source");
+        hub.refused(Refusal {
+            door: "/v1/batch",
+            method: "POST",
+            status: 429,
+            code: "rate_limited",
+            message: "over its allowance",
+            request_id: "r2",
+            key: Some(&masked),
+        });
         let drain = |mut joined: Joined| {
             let mut out = Vec::new();
             while let Ok(frame) = joined.frames.try_recv() {
@@ -611,8 +631,14 @@ mod tests {
         assert!(texts[0].contains("needle"));
         assert!(drain(by_door).is_empty());
         let refusals = drain(refused);
-        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals.len(), 2);
         assert!(refusals[0].starts_with("event: refused\n") && refusals[0].contains("invalid_batch"));
+        assert!(refusals[1].contains(&format!(r#""key":"{masked}""#)), "{}", refusals[1]);
+        assert!(!refusals[1].contains("wk_flooding_source"));
+        // A viewer of one source sees that source's refusals, not the others'.
+        let keyed = drain(by_key);
+        assert_eq!(keyed.len(), 1, "{keyed:?}");
+        assert!(keyed[0].contains("rate_limited"));
     }
 
     #[test]

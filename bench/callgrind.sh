@@ -5,7 +5,8 @@
 #
 #   bench/callgrind.sh [GATEWAY_BINARY] [CONNECTIONS] [SECONDS]
 #
-# Defaults: target/release/clickstream-gateway, 50, 10. Needs valgrind and
+# Defaults: target/release/clickstream-gateway, 50, 10. GATEWAY_ENV adds
+# variables (`NAME=VALUE ...`) to the gateway's. Needs valgrind and
 # wrk; builds nothing (run `cargo build --release --bins --examples` first).
 # Everything binds 127.0.0.1. Counting starts after a 3 s warm-up and stops
 # before shutdown, so start-up and exit are not in the figure.
@@ -31,7 +32,7 @@ upstream=$!
 env -i PATH="$PATH" USER="$USER" HOST=127.0.0.1 PORT=$port KINESIS_STREAM_NAME=bench AWS_REGION=us-east-1 \
     AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench \
     AWS_ENDPOINT_URL_KINESIS="http://127.0.0.1:$upstream_port" ACCESS_LOG=false WORKER_THREADS=1 \
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$binary" >/dev/null 2>&1 &
+    ${GATEWAY_ENV:-} valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" "$binary" >/dev/null 2>&1 &
 gateway=$!
 trap 'kill $gateway $upstream 2>/dev/null || true' EXIT
 for _ in $(seq 120); do

@@ -178,9 +178,7 @@ impl Doors {
         sources: &[(&str, u64)],
         mut records: Vec<Record>,
     ) -> Result<Report, ApiError> {
-        self.quotas.admit(sources)?;
-        let source = sources.first().map_or("", |(key, _)| key);
-        self.quotas.cool(&mut records, self.record_rules(), source)?;
+        self.quotas.hold(sources, &mut records, self.record_rules())?;
         if self.live.watched() {
             self.live.arrived(arrival(), &records);
         }

@@ -108,6 +108,19 @@ fn seconds_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+/// One source's `source_events` counters, by outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceCounters {
+    /// Stored (or on its way).
+    pub(crate) accepted: Counter,
+    /// Refused: over the allowance or the burst, or a hot key under `limit`.
+    pub(crate) rate_limited: Counter,
+    /// Refused: the source is blocked.
+    pub(crate) blocked: Counter,
+    /// Stored under a derived key: its partition key was hot.
+    pub(crate) spread: Counter,
+}
+
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -138,6 +151,9 @@ pub struct Metrics {
     /// Where dropped log lines are counted (the log writer's own counter),
     /// copied into `log_lines_dropped` at each scrape.
     dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
+    /// What copies counts kept elsewhere into the counters before a scrape
+    /// (the sources' events, counted under their own lock).
+    publishers: std::sync::Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -181,6 +197,7 @@ impl Metrics {
             source_sync_failures: Counter::default(),
             sdk_telemetry_discarded: Counter::default(),
             dropped_source: std::sync::OnceLock::new(),
+            publishers: std::sync::Mutex::new(Vec::new()),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -317,6 +334,9 @@ impl Metrics {
 
     /// The registry in the OpenMetrics text format.
     pub fn render(&self) -> String {
+        for publish in self.publishers.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            publish();
+        }
         if let Some(source) = self.dropped_source.get() {
             let (now, seen) = (source(), self.log_lines_dropped.get());
             self.log_lines_dropped.inc_by(now.saturating_sub(seen));
@@ -451,14 +471,33 @@ impl Metrics {
             .inc();
     }
 
-    /// `events` of source `label` (a masked key or `other`) had `outcome`.
-    pub(crate) fn source_events(&self, label: &'static str, outcome: &'static str, events: u64) {
-        self.source_events
-            .get_or_create(&SourceLabels {
-                source: Label(label),
-                outcome: Label(outcome),
-            })
-            .inc_by(events);
+    /// Runs `publish` before each scrape: it copies counts kept elsewhere
+    /// (where counting per request is cheaper) into their counters.
+    pub(crate) fn publish_before_render(&self, publish: impl Fn() + Send + Sync + 'static) {
+        self.publishers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(publish));
+    }
+
+    /// The counters of source `label` (a masked key or `other`), one per
+    /// outcome: looked up once; what a source sends is counted beside its
+    /// bucket and added to them at each scrape and each second.
+    pub(crate) fn source_counters(&self, label: &'static str) -> SourceCounters {
+        let counter = |outcome: &'static str| {
+            self.source_events
+                .get_or_create(&SourceLabels {
+                    source: Label(label),
+                    outcome: Label(outcome),
+                })
+                .clone()
+        };
+        SourceCounters {
+            accepted: counter("accepted"),
+            rate_limited: counter("rate_limited"),
+            blocked: counter("blocked"),
+            spread: counter("spread"),
+        }
     }
 
     /// How many sources have an allowance of their own.

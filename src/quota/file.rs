@@ -98,6 +98,11 @@ impl Rules {
     pub(crate) fn len(&self) -> usize {
         self.sources.len()
     }
+
+    /// Whether the file names no source (or there is no file).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sources.is_empty()
+    }
 }
 
 /// Reads `path` into `quotas` now, and again whenever it changes or the

@@ -4,12 +4,18 @@
 //! A source is the key a request came with: the write key, project token or
 //! app id on the SDK doors, the presented API key on `/import` and
 //! `/import/batch` (one shared source when `API_KEYS` is unset). What the
-//! doors ask is [`Quotas::admit`], once per request, before anything is
-//! stored: all of a request's events fit its source's allowance, or none is
-//! taken and the request is refused whole (429 with `Retry-After`, 403 for a
-//! blocked source, 413 for more events than the burst), so an SDK's retry
-//! stores each event once. Then [`Quotas::cool`] gives a hot key's records
-//! beyond its rate derived keys, or refuses them (`HOT_KEY_POLICY`).
+//! doors ask (through `Doors::put`) is [`Quotas::hold`], once per request,
+//! before anything is stored. It takes the request's events from its
+//! source's allowance ([`Quotas::admit`]): all fit, or none is taken and the
+//! request is refused whole (429 with `Retry-After`, 403 for a blocked
+//! source, 413 for more events than the burst), so an SDK's retry stores
+//! each event once. And it gives a hot key's records beyond its rate derived
+//! keys, or refuses them (`HOT_KEY_POLICY`), in the order that takes nothing
+//! from a request it refuses.
+//!
+//! The request path is one lock and one hash lookup (foldhash) per request,
+//! and for each record a hash and two atomic adds (hot keys): about 630
+//! instructions of `/import`'s 45,000 (`bench/callgrind.sh`).
 //!
 //! - [`bucket`]: one source's token bucket;
 //! - [`file`]: `SOURCES_FILE`, per-source allowances and blocks, re-read live;
@@ -28,18 +34,19 @@ pub(crate) mod file;
 pub(crate) mod hot;
 mod shared;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bucket::Bucket;
 use file::{Rule, Rules};
+use hashbrown::HashMap;
+use hashbrown::hash_map::EntryRef;
 use hot::HotKeys;
 
 use crate::config::{Allowance, HotKeyPolicy, QuotaConfig};
 use crate::error::ApiError;
 use crate::live::mask;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SourceCounters};
 use crate::sink::{Record, RecordRules};
 
 /// Sources with a metric label of their own (the busiest when a label
@@ -53,18 +60,6 @@ const FORGET_AFTER_SECS: f64 = 10.0;
 /// How often idle sources are forgotten and labels handed out.
 const TIDY_EVERY: Duration = Duration::from_secs(1);
 
-/// The outcomes counted per source (`gateway_source_events_total`).
-pub(crate) mod outcome {
-    /// Stored (or on its way).
-    pub(crate) const ACCEPTED: &str = "accepted";
-    /// Refused: the source was over its allowance (or a key over its rate).
-    pub(crate) const RATE_LIMITED: &str = "rate_limited";
-    /// Refused: the source is blocked.
-    pub(crate) const BLOCKED: &str = "blocked";
-    /// Stored under a derived key: its partition key was hot.
-    pub(crate) const SPREAD: &str = "spread";
-}
-
 /// Per-source allowances, blocks and hot keys: one per gateway.
 #[derive(Debug)]
 pub(crate) struct Quotas {
@@ -73,22 +68,27 @@ pub(crate) struct Quotas {
     /// Whether `REDIS_URL` is set (what is taken is then counted for it).
     sharing: bool,
     max_tracked: usize,
-    rules: RwLock<Arc<Rules>>,
+    /// One lock for a request's one visit: sources and the file's rules.
     table: Mutex<Table>,
     clock: Instant,
     hot: Option<(HotKeys, HotKeyPolicy)>,
+    /// `other`'s counters: every source without a label of its own.
+    others: SourceCounters,
     metrics: Arc<Metrics>,
 }
 
-/// The sources being counted.
-#[derive(Debug, Default)]
+/// The sources being counted, and the file's rules.
+#[derive(Debug)]
 struct Table {
-    sources: HashMap<Box<str>, Source>,
+    /// A fast keyed hash (foldhash, seeded per process): a request looks
+    /// its source up once, and SipHash was a visible share of that.
+    sources: HashMap<String, Source>,
     /// What sources past `SOURCE_MAX_TRACKED` share.
     overflow: Source,
     /// The label each labelled source keeps for the process's life (so its
-    /// counter never goes back), at most [`MAX_LABELS`].
-    labels: HashMap<Box<str>, &'static str>,
+    /// counters never go back), at most [`MAX_LABELS`].
+    labels: HashMap<String, SourceCounters>,
+    rules: Rules,
 }
 
 /// One source's state.
@@ -105,23 +105,38 @@ struct Source {
     last: f64,
     /// Events since the labels were last handed out.
     recent: u64,
-    label: &'static str,
+    /// Whether it has a label of its own.
+    labelled: bool,
+    counters: SourceCounters,
+    /// Events accepted and refused since they were last added to
+    /// `counters`: counted here, on the line the bucket is on, rather than
+    /// on a counter every request of every source would bounce between
+    /// cores ([`Quotas::publish`]).
+    accepted: u64,
+    refused: u64,
 }
 
-impl Default for Source {
-    fn default() -> Self {
+impl Source {
+    fn new(counters: SourceCounters, labelled: bool) -> Self {
         Source {
             limit: None,
             unsynced: 0,
             shared_seen: None,
             last: 0.0,
             recent: 0,
-            label: "other",
+            labelled,
+            counters,
+            accepted: 0,
+            refused: 0,
         }
     }
-}
 
-impl Source {
+    /// Adds what it counted to its counters.
+    fn publish(&mut self) {
+        self.counters.accepted.inc_by(std::mem::take(&mut self.accepted));
+        self.counters.rate_limited.inc_by(std::mem::take(&mut self.refused));
+    }
+
     /// Puts `allowance` in force (the file may have changed it), keeping
     /// the bucket's tokens when it stays limited.
     fn limit_by(&mut self, allowance: Option<Allowance>, now: f64) -> Option<(&Allowance, &mut Bucket)> {
@@ -143,29 +158,53 @@ impl Source {
     }
 }
 
+/// Whether a request's events are taken, or only checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Take {
+    Check,
+    Take,
+}
+
 impl Quotas {
     /// The allowances `config` sets, counted into `metrics`; `Err` when
     /// `SOURCES_FILE` cannot be read or parsed at start-up (there is no
     /// last good one to keep).
     pub(crate) fn new(config: &QuotaConfig, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+        let others = metrics.source_counters("other");
         let quotas = Arc::new(Quotas {
             default: config.default,
             per_source: config.per_source(),
             sharing: config.redis_url.is_some(),
             max_tracked: config.max_tracked,
-            rules: RwLock::new(Arc::new(Rules::default())),
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Table {
+                sources: HashMap::default(),
+                overflow: Source::new(others.clone(), false),
+                labels: HashMap::default(),
+                rules: Rules::default(),
+            }),
             clock: Instant::now(),
             hot: match config.hot_key_policy {
                 HotKeyPolicy::Off => None,
                 policy => Some((HotKeys::new(config.hot_key_per_second), policy)),
             },
+            others,
             metrics,
         });
         if let Some(path) = &config.sources_file {
             file::load(&quotas, path).map_err(|reason| format!("SOURCES_FILE {}: {reason}", path.display()))?;
         }
+        let weak = Arc::downgrade(&quotas);
+        quotas.metrics.publish_before_render(move || {
+            if let Some(quotas) = weak.upgrade() {
+                quotas.publish();
+            }
+        });
         Ok(quotas)
+    }
+
+    /// Adds what each source counted to its counters (before a scrape).
+    fn publish(&self) {
+        self.lock().publish();
     }
 
     /// Starts what runs beside requests: re-reading `SOURCES_FILE`,
@@ -209,7 +248,7 @@ impl Quotas {
 
     /// Puts the rules of a newly read `SOURCES_FILE` in force.
     pub(crate) fn set_rules(&self, rules: Rules) {
-        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
+        self.lock().rules = rules;
     }
 
     fn now(&self) -> f64 {
@@ -222,62 +261,48 @@ impl Quotas {
         self.table.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Holds a request to its sources' allowances and its records to the
+    /// hot-key policy, before anything is stored: under `limit` a hot key
+    /// refuses the request before any allowance is taken; under `spread`
+    /// keys are derived only for a request its sources' allowances took.
+    pub(crate) fn hold(
+        &self,
+        sources: &[(&str, u64)],
+        records: &mut [Record],
+        rules: RecordRules,
+    ) -> Result<(), ApiError> {
+        let source = sources.first().map_or("", |(key, _)| *key);
+        let now = self.now();
+        let limit = matches!(self.hot, Some((_, HotKeyPolicy::Limit)));
+        if limit {
+            self.cool(records, rules, source, now)?;
+        }
+        self.admit(sources, now)?;
+        if !limit {
+            self.cool(records, rules, source, now)?;
+        }
+        Ok(())
+    }
+
     /// Takes `events` from each source's allowance (`sources`: each key a
     /// request's events came with, and how many), all or none. `Err` is the
     /// answer to the request: blocked, over the burst, or over the allowance
-    /// with the seconds until it would fit.
-    pub(crate) fn admit(&self, sources: &[(&str, u64)]) -> Result<(), ApiError> {
+    /// with the seconds until it would fit. `now` is the quota's clock.
+    pub(crate) fn admit(&self, sources: &[(&str, u64)], now: f64) -> Result<(), ApiError> {
         if !self.per_source {
             return Ok(());
         }
-        let rules = Arc::clone(&self.rules.read().unwrap_or_else(|p| p.into_inner()));
-        let now = self.now();
         let mut table = self.lock();
+        if let [(key, events)] = sources {
+            return table.visit(self, key, *events, now, Take::Take);
+        }
+        // Several sources (Snowplow's app ids, one per event): all checked,
+        // then all taken, under the one lock.
         for &(key, events) in sources {
-            let rule = rules.get(key);
-            let allowance = match rule {
-                Some(Rule::Blocked) => {
-                    let label = table.label_of(key);
-                    self.metrics.source_events(label, outcome::BLOCKED, events);
-                    return Err(ApiError::SourceBlocked { key: mask(key) });
-                }
-                Some(Rule::Allowed(allowance)) => Some(allowance),
-                None => self.default,
-            };
-            let (label, verdict) = {
-                let source = table.source(key, rule.is_some(), self.max_tracked);
-                source.last = now;
-                let verdict = match source.limit_by(allowance, now) {
-                    Some((allowance, _)) if events > allowance.burst => Err(ApiError::OverBurst {
-                        events,
-                        burst: allowance.burst,
-                    }),
-                    Some((allowance, bucket)) => bucket.check(allowance, events, now).map_err(|wait| {
-                        ApiError::RateLimited {
-                            key: mask(key),
-                            // Whole seconds, rounded up: never "now".
-                            retry_after: (wait.ceil() as u64).max(1),
-                        }
-                    }),
-                    None => Ok(()),
-                };
-                (source.label, verdict)
-            };
-            if let Err(refused) = verdict {
-                self.metrics.source_events(label, outcome::RATE_LIMITED, events);
-                return Err(refused);
-            }
+            table.visit(self, key, events, now, Take::Check)?;
         }
         for &(key, events) in sources {
-            let source = table.source(key, rules.get(key).is_some(), self.max_tracked);
-            if let Some((_, bucket)) = &mut source.limit {
-                bucket.take(events);
-            }
-            if self.sharing {
-                source.unsynced += events;
-            }
-            source.recent += events;
-            self.metrics.source_events(source.label, outcome::ACCEPTED, events);
+            table.visit(self, key, events, now, Take::Take)?;
         }
         Ok(())
     }
@@ -285,12 +310,13 @@ impl Quotas {
     /// Applies `HOT_KEY_POLICY` to a request's records: under `spread`, a
     /// hot key's records beyond its rate get derived keys (when the record
     /// still fits `rules`); under `limit`, such a request is refused whole.
-    /// `source` is the request's, for the metric.
-    pub(crate) fn cool(&self, records: &mut [Record], rules: RecordRules, source: &str) -> Result<(), ApiError> {
+    /// `source` is the request's (its first), for the metric.
+    fn cool(&self, records: &mut [Record], rules: RecordRules, source: &str, now: f64) -> Result<(), ApiError> {
         let Some((hot, policy)) = &self.hot else {
             return Ok(());
         };
-        let second = self.clock.elapsed().as_secs() as u32;
+        let second = now as u32;
+        let total = records.len() as u64;
         let mut spread = 0;
         for record in records.iter_mut() {
             let Some(count) = hot.count(&record.partition_key, second) else {
@@ -298,6 +324,7 @@ impl Quotas {
             };
             match policy {
                 HotKeyPolicy::Limit => {
+                    self.counters_of(source).rate_limited.inc_by(total);
                     return Err(ApiError::HotKeyLimited {
                         key: mask(&record.partition_key),
                     });
@@ -313,14 +340,18 @@ impl Quotas {
             }
         }
         if spread > 0 {
-            let label = if self.per_source {
-                self.lock().label_of(source)
-            } else {
-                "other"
-            };
-            self.metrics.source_events(label, outcome::SPREAD, spread);
+            self.counters_of(source).spread.inc_by(spread);
         }
         Ok(())
+    }
+
+    /// The counters of source `key`: its label's, or `other`'s. Only for
+    /// what is rare (a hot key): the request path counts under its lookup.
+    fn counters_of(&self, key: &str) -> SourceCounters {
+        if !self.per_source {
+            return self.others.clone();
+        }
+        self.lock().labels.get(key).unwrap_or(&self.others).clone()
     }
 
     /// Forgets idle sources and gives the busiest unlabelled ones a label
@@ -328,12 +359,15 @@ impl Quotas {
     fn tidy(&self) {
         let now = self.now();
         let mut table = self.lock();
+        // What the forgotten sources and those about to get a label counted
+        // goes to the counters it was counted under.
+        table.publish();
         table.sources.retain(|_, source| !source.is_idle(now));
         if table.labels.len() < MAX_LABELS {
-            let mut busiest: Vec<(u64, Box<str>)> = table
+            let mut busiest: Vec<(u64, String)> = table
                 .sources
                 .iter()
-                .filter(|(_, s)| s.recent > 0 && s.label == "other")
+                .filter(|(_, s)| s.recent > 0 && !s.labelled)
                 .map(|(key, s)| (s.recent, key.clone()))
                 .collect();
             busiest.sort_unstable_by_key(|(recent, _)| std::cmp::Reverse(*recent));
@@ -341,10 +375,11 @@ impl Quotas {
                 // At most MAX_LABELS strings for the process's life: a label
                 // is a `&'static str`, as every other metric label is.
                 let label: &'static str = Box::leak(mask(&key).into_boxed_str());
+                let counters = self.metrics.source_counters(label);
                 if let Some(source) = table.sources.get_mut(&key) {
-                    source.label = label;
+                    (source.counters, source.labelled) = (counters.clone(), true);
                 }
-                table.labels.insert(key, label);
+                table.labels.insert(key, counters);
             }
         }
         for source in table.sources.values_mut() {
@@ -355,28 +390,78 @@ impl Quotas {
 }
 
 impl Table {
-    /// `key`'s state, made when it is new: its own while fewer than
-    /// `max_tracked` sources are (always for one the file names), else the
-    /// one past the cap.
-    fn source(&mut self, key: &str, listed: bool, max_tracked: usize) -> &mut Source {
-        if !self.sources.contains_key(key) {
-            if !listed && self.sources.len() >= max_tracked {
-                return &mut self.overflow;
-            }
-            let label = self.labels.get(key).copied().unwrap_or("other");
-            self.sources.insert(
-                key.into(),
-                Source {
-                    label,
-                    ..Source::default()
-                },
-            );
+    fn publish(&mut self) {
+        self.overflow.publish();
+        for source in self.sources.values_mut() {
+            source.publish();
         }
-        self.sources.get_mut(key).expect("inserted above")
     }
 
-    fn label_of(&self, key: &str) -> &'static str {
-        self.labels.get(key).copied().unwrap_or("other")
+    /// Checks, or takes, `events` of source `key` at `now`; `Err` is the
+    /// refusal (counted).
+    fn visit(&mut self, quotas: &Quotas, key: &str, events: u64, now: f64, take: Take) -> Result<(), ApiError> {
+        let rule = if self.rules.is_empty() {
+            None
+        } else {
+            self.rules.get(key)
+        };
+        let allowance = match rule {
+            Some(Rule::Blocked) => {
+                self.labels.get(key).unwrap_or(&quotas.others).blocked.inc_by(events);
+                return Err(ApiError::SourceBlocked { key: mask(key) });
+            }
+            Some(Rule::Allowed(allowance)) => Some(allowance),
+            None => quotas.default,
+        };
+        let source = self.source(quotas, key, rule.is_some());
+        source.last = now;
+        let verdict = match source.limit_by(allowance, now) {
+            Some((allowance, _)) if events > allowance.burst => Err(ApiError::OverBurst {
+                events,
+                burst: allowance.burst,
+            }),
+            Some((allowance, bucket)) => bucket
+                .check(allowance, events, now)
+                .map_err(|wait| ApiError::RateLimited {
+                    key: mask(key),
+                    // Whole seconds, rounded up: never "now".
+                    retry_after: (wait.ceil() as u64).max(1),
+                }),
+            None => Ok(()),
+        };
+        if let Err(refused) = verdict {
+            source.refused += events;
+            return Err(refused);
+        }
+        if take == Take::Take {
+            if let Some((_, bucket)) = &mut source.limit {
+                bucket.take(events);
+            }
+            if quotas.sharing {
+                source.unsynced += events;
+            }
+            source.recent += events;
+            source.accepted += events;
+        }
+        Ok(())
+    }
+
+    /// `key`'s state, made when it is new: its own while fewer than
+    /// `SOURCE_MAX_TRACKED` sources are (always for one the file names),
+    /// else the one past the cap. One lookup for a known source.
+    fn source(&mut self, quotas: &Quotas, key: &str, listed: bool) -> &mut Source {
+        let full = self.sources.len() >= quotas.max_tracked;
+        match self.sources.entry_ref(key) {
+            EntryRef::Occupied(source) => source.into_mut(),
+            EntryRef::Vacant(_) if full && !listed => &mut self.overflow,
+            EntryRef::Vacant(place) => {
+                let (counters, labelled) = match self.labels.get(key) {
+                    Some(counters) => (counters.clone(), true),
+                    None => (quotas.others.clone(), false),
+                };
+                place.insert(Source::new(counters, labelled))
+            }
+        }
     }
 }
 

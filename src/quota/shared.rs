@@ -72,7 +72,7 @@ impl Shared {
     /// one goes to Redis, what the others' sent comes back.
     pub(super) async fn sync(&mut self, quotas: &Quotas) {
         let now = quotas.now();
-        let batch: Vec<(Box<str>, String, u64)> = {
+        let batch: Vec<(String, String, u64)> = {
             let mut table = quotas.lock();
             table
                 .sources

@@ -18,9 +18,9 @@ fn limited(per_second: f64, burst: u64) -> QuotaConfig {
     }
 }
 
-fn code(result: Result<(), ApiError>) -> &'static str {
+fn code<T>(result: Result<T, ApiError>) -> &'static str {
     match result {
-        Ok(()) => "ok",
+        Ok(_) => "ok",
         Err(err) => err.status().1,
     }
 }
@@ -29,7 +29,7 @@ fn code(result: Result<(), ApiError>) -> &'static str {
 fn without_limits_nothing_is_counted() {
     let (quotas, _) = quotas(QuotaConfig::default());
     for _ in 0..1000 {
-        assert_eq!(code(quotas.admit(&[("wk", 1_000_000)])), "ok");
+        assert_eq!(code(quotas.admit(&[("wk", 1_000_000)], quotas.now())), "ok");
     }
     assert!(quotas.lock().sources.is_empty());
 }
@@ -37,9 +37,9 @@ fn without_limits_nothing_is_counted() {
 #[test]
 fn one_source_over_its_allowance_leaves_another_untouched() {
     let (quotas, metrics) = quotas(limited(1.0, 10));
-    assert_eq!(code(quotas.admit(&[("flood", 6)])), "ok");
-    assert_eq!(code(quotas.admit(&[("flood", 4)])), "ok");
-    let refused = quotas.admit(&[("flood", 3)]).unwrap_err();
+    assert_eq!(code(quotas.admit(&[("flood", 6)], quotas.now())), "ok");
+    assert_eq!(code(quotas.admit(&[("flood", 4)], quotas.now())), "ok");
+    let refused = quotas.admit(&[("flood", 3)], quotas.now()).unwrap_err();
     assert_eq!(refused.status().1, "rate_limited");
     // Three events at one a second: about three seconds away.
     let ApiError::RateLimited { key, retry_after } = &refused else {
@@ -47,9 +47,9 @@ fn one_source_over_its_allowance_leaves_another_untouched() {
     };
     assert!((2..=3).contains(retry_after), "{retry_after}");
     assert_eq!(key, &mask("flood"));
-    assert_eq!(code(quotas.admit(&[("calm", 10)])), "ok");
+    assert_eq!(code(quotas.admit(&[("calm", 10)], quotas.now())), "ok");
     // More at once than the burst can never fit: 413, not a 429 forever.
-    assert_eq!(code(quotas.admit(&[("calm", 11)])), "over_burst");
+    assert_eq!(code(quotas.admit(&[("calm", 11)], quotas.now())), "over_burst");
     let text = metrics.render();
     assert!(
         text.contains(r#"source_events_total{source="other",outcome="accepted"} 20"#),
@@ -65,10 +65,10 @@ fn one_source_over_its_allowance_leaves_another_untouched() {
 #[test]
 fn a_request_from_many_sources_is_taken_from_all_or_none() {
     let (quotas, _) = quotas(limited(1.0, 5));
-    assert_eq!(code(quotas.admit(&[("a", 5)])), "ok");
-    assert_eq!(code(quotas.admit(&[("b", 2), ("a", 1)])), "rate_limited");
+    assert_eq!(code(quotas.admit(&[("a", 5)], quotas.now())), "ok");
+    assert_eq!(code(quotas.admit(&[("b", 2), ("a", 1)], quotas.now())), "rate_limited");
     // b's two were not taken: its whole burst is still there.
-    assert_eq!(code(quotas.admit(&[("b", 5)])), "ok");
+    assert_eq!(code(quotas.admit(&[("b", 5)], quotas.now())), "ok");
 }
 
 #[test]
@@ -85,15 +85,15 @@ fn the_file_blocks_and_overrides_and_a_bad_one_keeps_the_last_good() {
         ..limited(1.0, 2)
     };
     let (quotas, metrics) = quotas(config);
-    assert_eq!(code(quotas.admit(&[("bad", 1)])), "source_blocked");
-    assert_eq!(code(quotas.admit(&[("big", 100)])), "ok");
-    assert_eq!(code(quotas.admit(&[("small", 3)])), "over_burst");
+    assert_eq!(code(quotas.admit(&[("bad", 1)], quotas.now())), "source_blocked");
+    assert_eq!(code(quotas.admit(&[("big", 100)], quotas.now())), "ok");
+    assert_eq!(code(quotas.admit(&[("small", 3)], quotas.now())), "over_burst");
     std::fs::write(&path, "[sources.\"bad\"\n").unwrap();
     assert!(file::load(&quotas, &path).is_err());
-    assert_eq!(code(quotas.admit(&[("bad", 1)])), "source_blocked");
+    assert_eq!(code(quotas.admit(&[("bad", 1)], quotas.now())), "source_blocked");
     std::fs::write(&path, "").unwrap();
     assert_eq!(file::load(&quotas, &path), Ok(0));
-    assert_eq!(code(quotas.admit(&[("bad", 1)])), "ok");
+    assert_eq!(code(quotas.admit(&[("bad", 1)], quotas.now())), "ok");
     assert!(metrics.render().contains(r#"outcome="blocked"} 2"#));
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -106,13 +106,13 @@ fn sources_past_the_cap_share_one_allowance_and_idle_ones_are_forgotten() {
     };
     let (quotas, _) = quotas(config);
     for key in ["a", "b", "c"] {
-        assert_eq!(code(quotas.admit(&[(key, 1)])), "ok");
+        assert_eq!(code(quotas.admit(&[(key, 1)], quotas.now())), "ok");
     }
     // Invented keys: the fourth and later share one bucket of four.
     for n in 0..4 {
-        assert_eq!(code(quotas.admit(&[(&format!("invented-{n}"), 1)])), "ok");
+        assert_eq!(code(quotas.admit(&[(&format!("invented-{n}"), 1)], quotas.now())), "ok");
     }
-    assert_eq!(code(quotas.admit(&[("invented-99", 1)])), "rate_limited");
+    assert_eq!(code(quotas.admit(&[("invented-99", 1)], quotas.now())), "rate_limited");
     assert_eq!(quotas.lock().sources.len(), 3);
     // Full and quiet for long enough: forgotten, and a new key has room.
     for source in quotas.lock().sources.values_mut() {
@@ -129,34 +129,40 @@ fn sources_past_the_cap_share_one_allowance_and_idle_ones_are_forgotten() {
     }
     quotas.tidy();
     assert!(quotas.lock().sources.is_empty());
-    assert_eq!(code(quotas.admit(&[("new", 4)])), "ok");
+    assert_eq!(code(quotas.admit(&[("new", 4)], quotas.now())), "ok");
 }
 
 #[test]
 fn only_the_busiest_sources_get_a_label_of_their_own() {
     let (quotas, metrics) = quotas(limited(1000.0, 100_000));
-    for n in 0..40u64 {
-        assert_eq!(code(quotas.admit(&[(&format!("source-{n:02}-key"), n + 1)])), "ok");
-    }
+    let send = |events: &dyn Fn(u64) -> u64| {
+        for n in 0..40u64 {
+            let key = format!("source-{n:02}-key");
+            assert_eq!(code(quotas.admit(&[(&key, events(n))], quotas.now())), "ok");
+        }
+    };
+    let accepted = |text: &str, label: &str| -> Option<u64> {
+        let line = format!(r#"source_events_total{{source="{label}",outcome="accepted"}} "#);
+        text.lines().find_map(|l| l.strip_prefix(line.as_str())?.parse().ok())
+    };
+    send(&|n| n + 1);
     quotas.tidy();
     let text = metrics.render();
-    let labelled = text
-        .lines()
-        .filter(|l| l.starts_with("source_events_total{source="))
-        .count();
-    assert_eq!(labelled, 1, "the counts before the labels stay `other`: {text}");
-    for n in 0..40u64 {
-        assert_eq!(code(quotas.admit(&[(&format!("source-{n:02}-key"), 1)])), "ok");
-    }
+    // What was sent before the labels were handed out stays `other`'s.
+    assert_eq!(accepted(&text, "other"), Some((1..=40).sum()), "{text}");
+    send(&|_| 1);
     let text = metrics.render();
-    let labels: Vec<_> = text
+    let sources: std::collections::HashSet<_> = text
         .lines()
-        .filter(|l| l.starts_with("source_events_total{source="))
+        .filter_map(|l| l.strip_prefix("source_events_total{source=\""))
+        .map(|l| l.split('"').next().unwrap())
         .collect();
-    assert_eq!(labels.len(), MAX_LABELS + 1, "{text}");
-    // The busiest (source-39) is labelled by its masked key, never in full.
-    assert!(text.contains(&mask("source-39-key")), "{text}");
+    assert_eq!(sources.len(), MAX_LABELS + 1, "{sources:?}");
+    // The busiest (source-39) is labelled by its masked key, never in full;
+    // the 24 quietest are still `other`.
+    assert_eq!(accepted(&text, &mask("source-39-key")), Some(1), "{text}");
     assert!(!text.contains("source-39-key"), "{text}");
+    assert_eq!(accepted(&text, "other"), Some(820 + 24), "{text}");
 }
 
 #[test]
@@ -180,19 +186,19 @@ fn hot_keys_are_spread_limited_or_left_alone() {
     };
     let (spread, metrics) = quotas(hot(HotKeyPolicy::Spread));
     let mut batch = records(30);
-    spread.cool(&mut batch, rules, "").unwrap();
+    spread.cool(&mut batch, rules, "", 0.0).unwrap();
     let keys: std::collections::HashSet<_> = batch.iter().map(|r| r.partition_key.as_str()).collect();
     assert!(batch[..10].iter().all(|r| r.partition_key == "user-1"));
     assert_eq!(keys.len(), 21, "{keys:?}");
     assert!(metrics.render().contains(r#"outcome="spread"} 20"#));
 
     let (limit, _) = quotas(hot(HotKeyPolicy::Limit));
-    limit.cool(&mut records(10), rules, "").unwrap();
-    assert_eq!(code(limit.cool(&mut records(1), rules, "")), "rate_limited");
+    limit.cool(&mut records(10), rules, "", 0.0).unwrap();
+    assert_eq!(code(limit.cool(&mut records(1), rules, "", 0.0)), "rate_limited");
 
     let (off, _) = quotas(hot(HotKeyPolicy::Off));
     let mut batch = records(30);
-    off.cool(&mut batch, rules, "").unwrap();
+    off.cool(&mut batch, rules, "", 0.0).unwrap();
     assert!(batch.iter().all(|r| r.partition_key == "user-1"));
 }
 
@@ -200,4 +206,39 @@ fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("quota-test-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+fn keyed(key: &str, n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|_| Record {
+            data: bytes::Bytes::from_static(b"{}"),
+            partition_key: key.into(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_refused_for_a_hot_key_takes_nothing_from_its_source() {
+    let rules = RecordRules {
+        max_bytes: 1024,
+        max_key_chars: 256,
+    };
+    let config = QuotaConfig {
+        hot_key_per_second: 3,
+        hot_key_policy: HotKeyPolicy::Limit,
+        ..limited(1.0, 4)
+    };
+    let (quotas, _) = quotas(config);
+    // The fourth record of one key in a second is one too many.
+    assert_eq!(
+        code(quotas.hold(&[("src", 4)], &mut keyed("hot", 4), rules)),
+        "rate_limited"
+    );
+    // The source's four events are all still there for other keys.
+    let mut four: Vec<Record> = ["a", "b", "c", "d"].iter().flat_map(|k| keyed(k, 1)).collect();
+    assert_eq!(code(quotas.hold(&[("src", 4)], &mut four, rules)), "ok");
+    assert_eq!(
+        code(quotas.hold(&[("src", 1)], &mut keyed("e", 1), rules)),
+        "rate_limited"
+    );
 }

@@ -80,16 +80,16 @@ pub(crate) fn spread_key(key: &str, count: u64, max_chars: usize) -> String {
     // One allocation, and no walk over the characters of a key that fits
     // (every record of a hot key beyond its rate comes here).
     const SUFFIX_MAX: usize = "~hot63".len();
+    let n = count % SPREAD_KEYS;
     let mut spread = String::with_capacity(key.len() + SUFFIX_MAX);
     if key.len() + SUFFIX_MAX <= max_chars {
         spread.push_str(key);
     } else {
-        let n = count % SPREAD_KEYS;
         let suffix_chars = if n < 10 { 5 } else { 6 };
         spread.extend(key.chars().take(max_chars.saturating_sub(suffix_chars)));
     }
     // Writing to a String cannot fail.
-    let _ = write!(spread, "~hot{}", count % SPREAD_KEYS);
+    let _ = write!(spread, "~hot{n}");
     spread
 }
 

@@ -19,6 +19,7 @@ the run proves nothing), and no event is stored twice.
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import urllib.error
@@ -104,7 +105,8 @@ def main(args, check):
     )
     kinesis.create_stream(StreamName=stream, ShardCount=2)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 150})
-    limits = {"SOURCES_FILE": sources_file(check.KEYS.values())}
+    file = sources_file(check.KEYS.values())
+    limits = {"SOURCES_FILE": file}
     errors, expected, met = [], [], {}
 
     def labelled(url, sdks):
@@ -168,6 +170,7 @@ def main(args, check):
         time.sleep(3)
     finally:
         gateway.stop()
+        shutil.rmtree(os.path.dirname(file), ignore_errors=True)
 
     stored = Counter()
     for _, _, data in read_stream(kinesis, stream):

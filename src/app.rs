@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::access::Access;
 use crate::config::{BatchConfig, Config, ConfigError, HttpConfig};
+use crate::dedupe::Dedupe;
 use crate::doors::Doors;
 use crate::in_flight::InFlight;
 use crate::live::Hub;
@@ -36,7 +37,8 @@ pub enum StartError {
     /// The spill directory cannot be used.
     #[error(transparent)]
     Spill(#[from] crate::spill::OpenError),
-    /// `SOURCES_FILE` or `REDIS_URL` cannot be used.
+    /// `SOURCES_FILE` or `REDIS_URL` cannot be used (for the quotas or for
+    /// dedupe).
     #[error("{0}")]
     Sources(String),
     /// The stream is missing or not accessible.
@@ -90,6 +92,13 @@ impl App {
         };
         let quotas = Quotas::new(&config.quota, metrics.clone()).map_err(StartError::Sources)?;
         quotas.start(&config.quota).map_err(StartError::Sources)?;
+        let dedupe = Dedupe::new(
+            &config.dedupe,
+            config.quota.redis_url.as_deref(),
+            writer.sink().deadlines().record_timeout,
+            metrics.clone(),
+        )
+        .map_err(StartError::Sources)?;
         let doors = Doors::new(
             config,
             store.clone(),
@@ -97,6 +106,7 @@ impl App {
             limits.max_key_chars,
             metrics.clone(),
             quotas,
+            dedupe,
         );
         Ok(App {
             store,

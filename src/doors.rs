@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use crate::access::Access;
 use crate::config::{Config, ImportConfig, SdkConfig};
+use crate::dedupe::{Dedupe, EventIds, Seen};
 use crate::error::ApiError;
 use crate::in_flight::InFlight;
 use crate::live::{Arrival, Hub};
@@ -41,6 +42,7 @@ pub(crate) struct Doors {
     metrics: Arc<Metrics>,
     access_log: bool,
     quotas: Arc<Quotas>,
+    dedupe: Option<Arc<Dedupe>>,
 }
 
 /// A record over the stream's limit: which one, and the limit.
@@ -56,7 +58,7 @@ impl Doors {
     /// The doors' context from `config` (its in-flight caps, access, live view and
     /// door settings) and what start-up built: the store, the record limit
     /// `App` keeps current, the sink's longest key, the metrics, the
-    /// sources' allowances.
+    /// sources' allowances, the events' ids when dedupe is on.
     pub(crate) fn new(
         config: &Config,
         store: Arc<dyn Store>,
@@ -64,6 +66,7 @@ impl Doors {
         max_key_chars: usize,
         metrics: Arc<Metrics>,
         quotas: Arc<Quotas>,
+        dedupe: Option<Arc<Dedupe>>,
     ) -> Self {
         Doors {
             in_flight: InFlight::new(&config.http),
@@ -77,6 +80,7 @@ impl Doors {
             metrics,
             access_log: config.access_log,
             quotas,
+            dedupe,
         }
     }
 
@@ -109,6 +113,12 @@ impl Doors {
     /// Counters the doors keep (bodies received, SDK events).
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Whether events are deduplicated by their own ids
+    /// (`DEDUPE_WINDOW_SECONDS`): the doors then read the ids.
+    pub(crate) fn dedupes(&self) -> bool {
+        self.dedupe.is_some()
     }
 
     /// Whether one line is logged per request (only it reads a request's
@@ -169,19 +179,45 @@ impl Doors {
     /// The one way a door writes: takes the records' events from their
     /// sources' allowances (`sources`: each key and how many events came
     /// with it; all or nothing, `Err` refuses the request whole), applies
-    /// the hot-key policy, tells the live view what arrived (when anyone
-    /// watches; `arrival` is not even built otherwise), keeps the records,
-    /// and folds their outcomes.
+    /// the hot-key policy, drops the events an earlier copy stored (`ids`:
+    /// each record's own id, when dedupe is on), tells the live view what
+    /// arrived (when anyone watches; `arrival` is not even built
+    /// otherwise), keeps the records, and folds their outcomes.
     pub(crate) async fn put<'a>(
         &self,
-        arrival: impl FnOnce() -> Arrival<'a>,
+        arrival: impl Fn() -> Arrival<'a>,
         sources: &[(&str, u64)],
         mut records: Vec<Record>,
+        ids: EventIds,
     ) -> Result<Report, ApiError> {
         self.quotas.hold(sources, &mut records, self.record_rules())?;
-        if self.live.watched() {
-            self.live.arrived(arrival(), &records);
+        let claim = match &self.dedupe {
+            Some(dedupe) if ids.any() => dedupe.claim(ids).await?,
+            _ => {
+                if self.live.watched() {
+                    self.live.arrived(arrival(), &records, false);
+                }
+                return Ok(Report::new(self.store.put(records).await));
+            }
+        };
+        let (fresh, repeated): (Vec<_>, Vec<_>) = records
+            .into_iter()
+            .zip(claim.seen())
+            .partition(|(_, seen)| **seen == Seen::New);
+        let fresh: Vec<Record> = fresh.into_iter().map(|(record, _)| record).collect();
+        if !repeated.is_empty() {
+            self.metrics.dedupe_duplicates(arrival().door, repeated.len());
         }
-        Ok(Report::new(self.store.put(records).await))
+        if self.live.watched() {
+            self.live.arrived(arrival(), &fresh, false);
+            let repeated: Vec<Record> = repeated.into_iter().map(|(record, _)| record).collect();
+            self.live.arrived(arrival(), &repeated, true);
+        }
+        let written = if fresh.is_empty() {
+            Vec::new()
+        } else {
+            self.store.put(fresh).await
+        };
+        Ok(Report::new(claim.settle(written)))
     }
 }

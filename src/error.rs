@@ -207,6 +207,12 @@ pub enum ApiError {
         /// The source's burst.
         burst: u64,
     },
+    /// An earlier copy of one of the request's events (the same id) was
+    /// still being written at the record deadline (`dedupe`).
+    #[error(
+        "an earlier copy of an event of this request (the same id) is still being stored; nothing was stored, retry later"
+    )]
+    StillInFlight,
     /// Every event of an SDK's request was rejected; `rejected` says why.
     #[error("no event of the request could be stored; see `rejected`")]
     NoValidEvents {
@@ -266,6 +272,9 @@ impl ApiError {
             ApiError::BadSdkRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request", false),
             ApiError::NoValidEvents { .. } => (StatusCode::BAD_REQUEST, "invalid_events", false),
             ApiError::Overloaded(_) => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
+            // 503, not 409: every SDK drops a batch on a 4xx other than 429,
+            // and would lose the event if the earlier copy then failed.
+            ApiError::StillInFlight => (StatusCode::SERVICE_UNAVAILABLE, "in_flight", true),
             ApiError::RateLimited { .. } | ApiError::HotKeyLimited { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "rate_limited", true)
             }

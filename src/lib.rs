@@ -41,6 +41,9 @@
 //! - `quota`: many sources on one gateway: each source's allowance
 //!   (shared across replicas through Redis), blocked sources, hot
 //!   partition keys.
+//! - `dedupe`: each event once: retried events dropped by their own id,
+//!   held honestly while a first copy is in flight (shared across replicas
+//!   through Redis).
 //! - `spill`: the durable spill on local disk (`SPILL_DIR`) and its replay.
 //! - `metrics`: the Prometheus registry behind `/metrics`.
 //! - `readiness`: the cached `/readyz` answer.
@@ -62,6 +65,7 @@ pub mod app;
 pub mod body;
 pub(crate) mod concurrency;
 pub mod config;
+pub(crate) mod dedupe;
 pub(crate) mod doors;
 pub mod encoding;
 pub mod endpoints;

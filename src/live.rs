@@ -125,6 +125,9 @@ pub struct Counts {
     pub refused: u64,
     /// Refused with 503.
     pub refused_503: u64,
+    /// Events an earlier copy stored, not written again (`dedupe`); counted
+    /// among the events above too, since they arrived.
+    pub duplicates: u64,
 }
 
 struct Viewer {
@@ -301,13 +304,20 @@ impl Hub {
     }
 
     /// A request's `records` arrived at a door: counted, and shown to the
-    /// viewers whose filter and cap admit them.
-    pub fn arrived(&self, arrival: Arrival<'_>, records: &[Record]) {
+    /// viewers whose filter and cap admit them; `duplicate`: an earlier
+    /// copy stored them, so they are not written again, and shown so.
+    pub fn arrived(&self, arrival: Arrival<'_>, records: &[Record], duplicate: bool) {
+        if records.is_empty() {
+            return;
+        }
         let masked = arrival.key.map(mask);
         let now = Instant::now();
         let mut state = self.lock();
         let State { viewers, counts } = &mut *state;
         count(counts, &arrival, masked.as_deref(), records.len() as u64);
+        if duplicate {
+            counts.duplicates += records.len() as u64;
+        }
         let mut dropped = Vec::new();
         for viewer in viewers.iter_mut() {
             let filter = &viewer.filter;
@@ -323,7 +333,7 @@ impl Hub {
                 {
                     continue;
                 }
-                let frame = event_frame(&arrival, masked.as_deref(), record, self.config.payloads);
+                let frame = event_frame(&arrival, masked.as_deref(), record, self.config.payloads, duplicate);
                 if viewer.queue.try_send(frame).is_err() {
                     dropped.push(viewer.id);
                     break;
@@ -431,9 +441,12 @@ struct EventView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<String>,
     truncated: bool,
+    /// An earlier copy stored it: not written again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    duplicate: bool,
 }
 
-fn event_frame(arrival: &Arrival<'_>, masked: Option<&str>, record: &Record, payloads: bool) -> Bytes {
+fn event_frame(arrival: &Arrival<'_>, masked: Option<&str>, record: &Record, payloads: bool, duplicate: bool) -> Bytes {
     let data = &record.data[..];
     frame(
         "event",
@@ -446,6 +459,7 @@ fn event_frame(arrival: &Arrival<'_>, masked: Option<&str>, record: &Record, pay
             bytes: data.len(),
             payload: payloads.then(|| preview(data, arrival.key.zip(masked))),
             truncated: payloads && data.len() > PREVIEW_BYTES,
+            duplicate,
         },
     )
 }
@@ -555,7 +569,7 @@ mod tests {
         let hub = hub(3);
         let mut joined = hub.join(Filter::default()).unwrap();
         let records: Vec<Record> = (0..10).map(|i| record(&format!("{{\"n\":{i}}}"))).collect();
-        hub.arrived(SEGMENT, &records);
+        hub.arrived(SEGMENT, &records, false);
         let (counts, skipped) = hub.counts(joined.id);
         assert_eq!(counts.doors["/v1/batch"], 10);
         assert_eq!(counts.keys[&mask("wk_live_0123456789")], 10);
@@ -599,7 +613,7 @@ mod tests {
                 ..Filter::default()
             })
             .unwrap();
-        hub.arrived(SEGMENT, &[record(r#"{"a":"hay"}"#), record(r#"{"a":"needle"}"#)]);
+        hub.arrived(SEGMENT, &[record(r#"{"a":"hay"}"#), record(r#"{"a":"needle"}"#)], false);
         hub.refused(Refusal {
             door: "/import/batch",
             method: "POST",
@@ -646,7 +660,7 @@ mod tests {
         let hub = hub(10_000);
         let joined = hub.join(Filter::default()).unwrap();
         let records: Vec<Record> = (0..QUEUE_FRAMES + 10).map(|_| record("{}")).collect();
-        hub.arrived(SEGMENT, &records);
+        hub.arrived(SEGMENT, &records, false);
         assert!(!hub.is_watching(joined.id));
         assert!(!hub.watched());
         assert_eq!(joined.frames.len(), QUEUE_FRAMES, "what it held stays bounded");
@@ -656,7 +670,7 @@ mod tests {
     fn the_source_key_is_masked_inside_payloads_too() {
         let key = "wk_live_0123456789";
         let data = format!(r#"{{"a":1,"_gateway":{{"key":"{key}"}}}}"#);
-        let frame = event_frame(&SEGMENT, Some(&mask(key)), &record(&data), true);
+        let frame = event_frame(&SEGMENT, Some(&mask(key)), &record(&data), true, false);
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(!text.contains("0123456789") && text.contains(&mask(key)), "{text}");
         // Straddling the cut: no part of it is left either.
@@ -667,10 +681,10 @@ mod tests {
     #[test]
     fn payloads_are_cut_and_can_be_left_out() {
         let long = format!("{{\"x\":\"{}é\"}}", "a".repeat(PREVIEW_BYTES - 9));
-        let frame = event_frame(&SEGMENT, None, &record(&long), true);
+        let frame = event_frame(&SEGMENT, None, &record(&long), true, false);
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(text.contains("\"truncated\":true"), "{text}");
-        let frame = event_frame(&SEGMENT, None, &record(&long), false);
+        let frame = event_frame(&SEGMENT, None, &record(&long), false, false);
         let text = std::str::from_utf8(&frame).unwrap();
         assert!(!text.contains("payload") && text.contains("\"bytes\":"), "{text}");
     }

@@ -148,6 +148,10 @@ pub struct Metrics {
     sources_tracked: Gauge,
     source_sharing: Gauge,
     source_sync_failures: Counter,
+    dedupe_duplicates: Family<RouteLabels, Counter>,
+    dedupe_in_flight: Counter,
+    dedupe_store_errors: Counter,
+    dedupe_ids: Gauge,
     /// Where dropped log lines are counted (the log writer's own counter),
     /// copied into `log_lines_dropped` at each scrape.
     dropped_source: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>>,
@@ -195,6 +199,10 @@ impl Metrics {
             sources_tracked: Gauge::default(),
             source_sharing: Gauge::default(),
             source_sync_failures: Counter::default(),
+            dedupe_duplicates: Family::default(),
+            dedupe_in_flight: Counter::default(),
+            dedupe_store_errors: Counter::default(),
+            dedupe_ids: Gauge::default(),
             sdk_telemetry_discarded: Counter::default(),
             dropped_source: std::sync::OnceLock::new(),
             publishers: std::sync::Mutex::new(Vec::new()),
@@ -302,6 +310,26 @@ impl Metrics {
             "source_sync_failures",
             "Reconciliations with REDIS_URL that failed (each replica then limits alone)",
             metrics.source_sync_failures.clone(),
+        );
+        r.register(
+            "dedupe_duplicates",
+            "Events answered as stored and not written again: an earlier copy with the same id was stored (DEDUPE_WINDOW_SECONDS), by route",
+            metrics.dedupe_duplicates.clone(),
+        );
+        r.register(
+            "dedupe_in_flight",
+            "Requests that met an earlier copy of one of their events still being written, and waited for its outcome",
+            metrics.dedupe_in_flight.clone(),
+        );
+        r.register(
+            "dedupe_store_errors",
+            "Round trips to REDIS_URL for events' ids that failed (the events were then written unchecked: at least once)",
+            metrics.dedupe_store_errors.clone(),
+        );
+        r.register(
+            "dedupe_ids",
+            "Events' ids remembered in this process (DEDUPE_MAX_IDS at most; 0 with REDIS_URL)",
+            metrics.dedupe_ids.clone(),
         );
         r.register(
             "log_lines_dropped",
@@ -513,6 +541,28 @@ impl Metrics {
     /// One reconciliation with `REDIS_URL` failed.
     pub(crate) fn source_sync_failed(&self) {
         self.source_sync_failures.inc();
+    }
+
+    /// `events` of a request at `route` were duplicates, not written again.
+    pub(crate) fn dedupe_duplicates(&self, route: &'static str, events: usize) {
+        self.dedupe_duplicates
+            .get_or_create(&RouteLabels { route: Label(route) })
+            .inc_by(events as u64);
+    }
+
+    /// A request met an earlier copy in flight.
+    pub(crate) fn dedupe_in_flight(&self) {
+        self.dedupe_in_flight.inc();
+    }
+
+    /// A round trip to the shared ids failed.
+    pub(crate) fn dedupe_store_error(&self) {
+        self.dedupe_store_errors.inc();
+    }
+
+    /// Ids held in this process now.
+    pub(crate) fn dedupe_ids(&self, ids: usize) {
+        self.dedupe_ids.set(ids as i64);
     }
 
     /// One telemetry request of the browser SDK dropped.

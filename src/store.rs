@@ -37,7 +37,13 @@ pub(crate) enum Kept {
     InStream(Receipt),
     /// Durable in the spill, not yet in the stream: on its way.
     Spilled,
+    /// Stored before, by an earlier copy with the same id (`dedupe`): not
+    /// written again. The earlier answer's body, when its door replays it.
+    Duplicate(Option<String>),
 }
+
+/// The body of a record's answer while it is in the spill.
+const SPILLED_BODY: &str = r#"{"Spilled":true}"#;
 
 impl Kept {
     /// Where the record went: a shard, a topic partition, or `spill`.
@@ -45,6 +51,7 @@ impl Kept {
         match self {
             Kept::InStream(receipt) => receipt.location(),
             Kept::Spilled => "spill",
+            Kept::Duplicate(_) => "duplicate",
         }
     }
 
@@ -54,26 +61,41 @@ impl Kept {
     }
 
     /// The answer's status for a request whose records are kept like this:
-    /// 200 in the stream, 202 (accepted, on its way) in the spill.
+    /// 200 in the stream, 202 (accepted, on its way) in the spill; a
+    /// duplicate as its first copy was answered.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
             Kept::InStream(_) => StatusCode::OK,
             Kept::Spilled => StatusCode::ACCEPTED,
+            Kept::Duplicate(Some(first)) if first == SPILLED_BODY => StatusCode::ACCEPTED,
+            Kept::Duplicate(_) => StatusCode::OK,
         }
+    }
+
+    /// Whether an earlier copy stored the record.
+    pub(crate) fn is_duplicate(&self) -> bool {
+        matches!(self, Kept::Duplicate(_))
     }
 }
 
 impl Serialize for Kept {
-    /// The receipt's own fields, or `{"Spilled": true}`.
+    /// The receipt's own fields, or `{"Spilled": true}`; a duplicate as its
+    /// first copy's answer, else `{"Duplicate": true}`.
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let flag = |serializer: S, name: &str| {
+            let mut map = serializer.serialize_map(Some(1))?;
+            map.serialize_entry(name, &true)?;
+            map.end()
+        };
         match self {
             Kept::InStream(receipt) => receipt.serialize(serializer),
-            Kept::Spilled => {
-                use serde::ser::SerializeMap;
-                let mut map = serializer.serialize_map(Some(1))?;
-                map.serialize_entry("Spilled", &true)?;
-                map.end()
-            }
+            Kept::Spilled => flag(serializer, "Spilled"),
+            Kept::Duplicate(Some(first)) => match serde_json::value::RawValue::from_string(first.clone()) {
+                Ok(raw) => raw.serialize(serializer),
+                Err(_) => flag(serializer, "Duplicate"),
+            },
+            Kept::Duplicate(None) => flag(serializer, "Duplicate"),
         }
     }
 }
@@ -97,6 +119,8 @@ pub(crate) struct Summary {
     pub(crate) in_stream: usize,
     /// Records durable in the spill, not yet in the stream.
     pub(crate) spilled: usize,
+    /// Records an earlier copy stored (not written again).
+    pub(crate) duplicates: usize,
     /// Records that failed, in any way.
     pub(crate) failed: usize,
     /// The gravest failure (the first of the gravest kind) and how many
@@ -110,10 +134,12 @@ impl Report {
     /// Folds `each` once.
     pub(crate) fn new(each: Kepts) -> Self {
         let spilled = each.iter().filter(|o| o.as_ref().is_ok_and(Kept::is_spilled)).count();
+        let duplicates = each.iter().filter(|o| o.as_ref().is_ok_and(Kept::is_duplicate)).count();
         let kept = each.iter().filter(|o| o.is_ok()).count();
         let summary = Summary {
-            in_stream: kept - spilled,
+            in_stream: kept - spilled - duplicates,
             spilled,
+            duplicates,
             failed: each.len() - kept,
             gravest: gravest(&each).map(|(error, same)| (error.clone(), same)),
             first_kept: each.iter().position(Result::is_ok),

@@ -17,6 +17,7 @@
 //! so start-up fails loudly instead of running with a surprise.
 
 mod batch;
+mod dedupe;
 mod doors;
 mod http;
 mod live;
@@ -31,6 +32,7 @@ use std::time::Duration;
 use crate::lookup::Lookup;
 pub use crate::lookup::error::{ConfigError, KAFKA_PROPERTY_PREFIX, is_secret};
 pub use batch::BatchConfig;
+pub use dedupe::DedupeConfig;
 pub use doors::{AccessConfig, BodyLimits, ClientIp, ImportConfig, PublicUrl, SdkConfig};
 pub use http::HttpConfig;
 pub use live::{LiveConfig, MIN_TOKEN_CHARS};
@@ -72,6 +74,8 @@ pub struct Config {
     pub live: LiveConfig,
     /// Per-source allowances, blocks and hot partition keys.
     pub quota: QuotaConfig,
+    /// Each event once: retried events dropped by their own id.
+    pub dedupe: DedupeConfig,
     /// Threads that run requests (`WORKER_THREADS`); `None`: one per CPU
     /// this process may use.
     pub worker_threads: Option<NonZeroUsize>,
@@ -137,6 +141,7 @@ impl Config {
             metrics_addr: vars.optional("METRICS_ADDR")?,
             live: LiveConfig::read(&vars)?,
             quota: QuotaConfig::read(&vars)?,
+            dedupe: DedupeConfig::read(&vars)?,
             worker_threads: vars.optional_at_most("WORKER_THREADS", MAX_WORKER_THREADS)?,
         })
     }
@@ -161,6 +166,7 @@ impl Default for Config {
             metrics_addr: None,
             live: LiveConfig::default(),
             quota: QuotaConfig::default(),
+            dedupe: DedupeConfig::default(),
             worker_threads: None,
         }
     }

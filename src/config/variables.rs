@@ -606,6 +606,22 @@ pub const VARIABLES: &[Variable] = &[
         reader: Reader::Gateway,
         doc: r#"What a hot key's records beyond the rate get: `spread` (sent under derived keys, over every shard, partition or ordering key; that key's order is not kept past the rate), `limit` (429 `rate_limited`, as a source over its allowance) or `off` (nothing)."#,
     },
+    Variable {
+        name: "DEDUPE_WINDOW_SECONDS",
+        section: "Each event once",
+        default: None,
+        example: r#"86400"#,
+        reader: Reader::Gateway,
+        doc: r#"How long (1 s to a week) an event's own id is remembered once the event is stored (in the stream or the spill): a copy from the same source within it (an SDK's retry) is answered as stored and not written again. The id: `messageId` (Segment, RudderStack), `uuid` (PostHog), `eid` (Snowplow), the `Idempotency-Key` header on /import; /import/batch uses none. Unset: every copy is stored, as before. See docs/dedupe.md."#,
+    },
+    Variable {
+        name: "DEDUPE_MAX_IDS",
+        section: "Each event once",
+        default: Some(r#"1000000"#),
+        example: r#""#,
+        reader: Reader::Gateway,
+        doc: r#"Without REDIS_URL: the most ids the gateway remembers in its own memory (about 45 bytes each; the oldest are forgotten first, and a restart forgets them all). With REDIS_URL the ids live in Redis, shared by every replica, and this is unused."#,
+    },
 ];
 
 /// `.env.example`, rendered from [`VARIABLES`].

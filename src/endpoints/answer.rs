@@ -184,7 +184,9 @@ where
         return Err(failure);
     }
     let location = location(&report, doors.access_log());
-    let kept = report.summary.in_stream + report.summary.spilled;
+    let stored = report.summary.in_stream + report.summary.spilled;
+    // An earlier copy's event is answered as stored: the SDK's retry is done.
+    let kept = stored + report.summary.duplicates;
     for (outcome, index) in report.each.into_iter().zip(positions) {
         if let Err(err) = outcome {
             rejected.push(Rejection {
@@ -201,7 +203,7 @@ where
     for rejection in &rejected {
         doors.metrics().sdk_event_rejected(protocol, rejection.code);
     }
-    doors.metrics().sdk_events_stored(protocol, kept);
+    doors.metrics().sdk_events_stored(protocol, stored);
     Ok(Reply {
         records: kept,
         bytes,

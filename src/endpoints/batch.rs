@@ -22,6 +22,7 @@ use serde_json::value::RawValue;
 
 use super::{answer, presented_key};
 use crate::body::RequestBody;
+use crate::dedupe::EventIds;
 use crate::doors::Doors;
 use crate::endpoints::Reply;
 use crate::error::ApiError;
@@ -60,7 +61,12 @@ where
     let arrival = || Arrival::import("/import/batch", presented);
     let events = batch.len() as u64;
     let report = doors
-        .put(arrival, &[(doors.api_source(presented), events)], batch)
+        .put(
+            arrival,
+            &[(doors.api_source(presented), events)],
+            batch,
+            EventIds::none(),
+        )
         .await?;
     Ok(answer::batch(report, request_id, bytes, doors.access_log()))
 }

@@ -9,6 +9,7 @@ use serde::de::IgnoredAny;
 pub use crate::error::Rejection;
 
 use super::json::Walk;
+use crate::dedupe::MAX_EVENT_ID_BYTES;
 use crate::error::ApiError;
 use crate::sink::{Record, RecordRules};
 
@@ -114,6 +115,10 @@ pub struct Events {
     pub(super) positions: Vec<usize>,
     /// The events rejected so far.
     pub(super) rejected: Vec<Rejection>,
+    /// Each record's own id (`messageId`, `uuid`, `eid`), when the ids are
+    /// kept ([`Events::keep_ids`]); empty otherwise.
+    pub(super) ids: Vec<Option<Box<str>>>,
+    keep_ids: bool,
     rules: RecordRules,
     max_depth: usize,
     unwrapped: usize,
@@ -126,6 +131,8 @@ impl Events {
             records: Vec::new(),
             positions: Vec::new(),
             rejected: Vec::new(),
+            ids: Vec::new(),
+            keep_ids: false,
             rules,
             max_depth: crate::nesting::DEFAULT_MAX_DEPTH,
             unwrapped: 0,
@@ -136,6 +143,13 @@ impl Events {
     /// [`crate::nesting::DEFAULT_MAX_DEPTH`] unless told).
     pub fn max_depth(mut self, max: usize) -> Self {
         self.max_depth = max;
+        self
+    }
+
+    /// Keeps each record's own id, for dedupe (`DEDUPE_WINDOW_SECONDS`); an
+    /// id over [`MAX_EVENT_ID_BYTES`] then rejects its event.
+    pub fn keep_ids(mut self, keep: bool) -> Self {
+        self.keep_ids = keep;
         self
     }
 
@@ -181,6 +195,9 @@ impl Events {
             Ok(record) => {
                 self.records.push(record);
                 self.positions.push(index);
+                if self.keep_ids {
+                    self.ids.push(None);
+                }
             }
             Err(size) => {
                 let message = format!(
@@ -192,11 +209,29 @@ impl Events {
         }
     }
 
-    /// Event `index` as built: its record text and partition key, or why not.
-    pub fn push(&mut self, index: usize, built: Result<(Vec<u8>, String), Rejection>) {
-        match built {
-            Ok((data, key)) => self.accept(index, data, &key),
-            Err(rejection) => self.rejected.push(rejection),
+    /// Event `index` as built: its record text and partition key, or why
+    /// not; `id` is the event's own id, when it has one.
+    pub fn push(&mut self, index: usize, built: Result<(Vec<u8>, String), Rejection>, id: Option<&str>) {
+        let (data, key) = match built {
+            Ok(built) => built,
+            Err(rejection) => return self.rejected.push(rejection),
+        };
+        if !self.keep_ids {
+            return self.accept(index, data, &key);
+        }
+        if let Some(id) = id.filter(|id| id.len() > MAX_EVENT_ID_BYTES) {
+            let message = format!(
+                "the event's id is {} bytes; ids are at most {MAX_EVENT_ID_BYTES} bytes",
+                id.len()
+            );
+            return self.reject(index, "id_too_long", message);
+        }
+        let before = self.records.len();
+        self.accept(index, data, &key);
+        if self.records.len() > before
+            && let Some(last) = self.ids.last_mut()
+        {
+            *last = id.map(Box::from);
         }
     }
 

@@ -108,6 +108,79 @@ impl Id<'_> {
     }
 }
 
+/// A field that names the event itself (`messageId`, `uuid`): whether the
+/// event has it at all (`null` included: the gateway then adds none), and
+/// its text when it is a string or a number. Read in the event's one pass,
+/// without copying.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct IdField<'a> {
+    /// The field is in the event, whatever its value.
+    pub(crate) present: bool,
+    /// Its value, when it is a string or a number.
+    pub(crate) id: Option<Id<'a>>,
+}
+
+impl<'a> IdField<'a> {
+    /// The id, unless the field is missing, not a string or number, or empty.
+    pub(crate) fn text(&self) -> Option<&str> {
+        self.id.as_ref().and_then(Id::text)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for IdField<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = IdField<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<IdField<'de>, E> {
+                Ok(found(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<IdField<'de>, E> {
+                Ok(found(Cow::Owned(v.to_owned())))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<IdField<'de>, E> {
+                Ok(found(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<IdField<'de>, E> {
+                Ok(found(Cow::Owned(v.to_string())))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<IdField<'de>, E> {
+                Ok(found(Cow::Owned(v.to_string())))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<IdField<'de>, E> {
+                Ok(no_id())
+            }
+            fn visit_unit<E>(self) -> Result<IdField<'de>, E> {
+                Ok(no_id())
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<IdField<'de>, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(no_id())
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<IdField<'de>, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(no_id())
+            }
+        }
+        fn found(id: Cow<'_, str>) -> IdField<'_> {
+            IdField {
+                present: true,
+                id: Some(Id(id)),
+            }
+        }
+        fn no_id<'a>() -> IdField<'a> {
+            IdField {
+                present: true,
+                id: None,
+            }
+        }
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
 /// The text of an id field, if it is there and not empty.
 pub(crate) fn id_text<'a>(id: &'a Option<Id<'_>>) -> Option<&'a str> {
     id.as_ref().and_then(Id::text)

@@ -39,6 +39,7 @@ pub use events::{Events, Rejection};
 
 use crate::access::Access;
 use crate::body::RequestBody;
+use crate::dedupe::EventIds;
 use crate::doors::Doors;
 use crate::endpoints::{Reply, answer};
 use crate::error::ApiError;
@@ -169,6 +170,15 @@ impl SourceKey {
         }
     }
 
+    /// The source of the event at `position`: `""` when it came with no key.
+    pub fn source_at(&self, position: usize) -> &str {
+        match self {
+            SourceKey::One(key) => key.as_deref(),
+            SourceKey::PerEvent(keys) => keys.get(position).and_then(Option::as_deref),
+        }
+        .unwrap_or_default()
+    }
+
     /// Ok when no keys are configured, the headers carry one, or the key
     /// (each key, per event) is one of them.
     pub fn authorize(&self, access: &Access, headers: &HeaderMap) -> Result<(), ApiError> {
@@ -249,7 +259,9 @@ where
         let hold = |bytes| held.more(bytes);
         let incoming = Received::new(head, &ingested.body, max_body, &hold);
         let context = Context::new(protocol.name(), doors.sdk().client_ip, head);
-        let events = Events::new(doors.record_rules()).max_depth(doors.import().max_depth);
+        let events = Events::new(doors.record_rules())
+            .max_depth(doors.import().max_depth)
+            .keep_ids(doors.dedupes());
         let decoded = protocol.decode(&incoming, &context, doors.sdk().max_events, events)?;
         decoded.key.authorize(doors.access(), &head.headers)?;
         (decoded, incoming.query.len())
@@ -262,6 +274,7 @@ where
         records,
         positions,
         rejected,
+        ids,
         ..
     } = events;
     if records.is_empty() {
@@ -273,7 +286,13 @@ where
         key: key.shown(),
     };
     let sources = key.sources(&positions);
-    let report = doors.put(arrival, &sources, records).await?;
+    let ids = EventIds::of(
+        protocol.name(),
+        ids.iter()
+            .zip(&positions)
+            .map(|(id, &position)| Some((key.source_at(position), id.as_deref()?))),
+    );
+    let report = doors.put(arrival, &sources, records, ids).await?;
     let request = answer::SdkAccepted {
         protocol: protocol.name(),
         positions,

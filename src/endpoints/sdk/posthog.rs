@@ -38,7 +38,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD, timestamp};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
-use super::json::{Id, Object, Present, Walk, id_text, without};
+use super::json::{Id, IdField, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     document, json_document,
@@ -70,8 +70,8 @@ struct View<'a> {
     api_key: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     token: Option<Cow<'a, str>>,
-    #[serde(default)]
-    uuid: Present,
+    #[serde(borrow, default)]
+    uuid: IdField<'a>,
     #[serde(default)]
     sent_at: Present,
     #[serde(default)]
@@ -268,7 +268,8 @@ fn decode(
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|view| record(context, index, raw, view, sent_at.as_ref(), key));
-        events.push(index, built);
+        let id = view.as_ref().ok().and_then(|view| view.uuid.text());
+        events.push(index, built, id);
     }
     Ok(Decoded {
         key: SourceKey::One(key.map(str::to_owned)),
@@ -324,7 +325,7 @@ fn record(
         text = &rewritten;
     }
     let mut object = Object::extend(text);
-    if !view.uuid.0 {
+    if !view.uuid.present {
         object.field("uuid", &uuid::Uuid::now_v7().to_string());
     }
     if view.distinct_id.is_none() {

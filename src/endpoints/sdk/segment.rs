@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
-use super::json::{Id, Object, Present, Walk, id_text, without};
+use super::json::{Id, IdField, Object, Present, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     json_document,
@@ -57,8 +57,8 @@ struct View<'a> {
     event: Option<Cow<'a, str>>,
     #[serde(rename = "writeKey", borrow, default)]
     write_key: Option<Cow<'a, str>>,
-    #[serde(rename = "messageId", default)]
-    message_id: Present,
+    #[serde(rename = "messageId", borrow, default)]
+    message_id: IdField<'a>,
     #[serde(rename = "sentAt", default)]
     sent_at: Present,
     #[serde(rename = "receivedAt", default)]
@@ -175,7 +175,8 @@ impl Protocol for Segment {
                     write_key.as_deref(),
                 )
             });
-            events.push(index, built);
+            let id = view.as_ref().ok().and_then(|view| view.message_id.text());
+            events.push(index, built, id);
         }
         Ok(Decoded {
             key: SourceKey::One(write_key),
@@ -237,7 +238,7 @@ fn record(
     if view.kind.is_none() {
         object.field("type", &kind);
     }
-    if !view.message_id.0 {
+    if !view.message_id.present {
         object.field("messageId", &uuid::Uuid::new_v4().to_string());
     }
     if !view.sent_at.0

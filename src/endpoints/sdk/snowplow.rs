@@ -167,7 +167,12 @@ fn build(parsed: Vec<Viewed<'_, View<'_>>>, context: &Context, mut events: Event
     let mut app_ids = Vec::with_capacity(parsed.len());
     for (index, (raw, view)) in parsed.into_iter().enumerate() {
         app_ids.push(view.as_ref().ok().and_then(|v| v.aid.as_deref().map(str::to_owned)));
-        events.push(index, view.and_then(|view| record(context, index, raw, &view)));
+        let id = view.as_ref().ok().and_then(|v| v.eid.as_ref()).and_then(Id::text);
+        let built = view
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|view| record(context, index, raw, view));
+        events.push(index, built, id);
     }
     Decoded {
         key: SourceKey::PerEvent(app_ids),

@@ -99,6 +99,7 @@ CLOSED_PORT = 4598  # nothing listens here: the stream is down
 SPILL_DIR = Path("/tmp/bench-spill")
 MANIFEST_LIMIT_MIB = 512
 SYSTEM_PORT = 4600
+REDIS_PORT = 4596  # redis-server for the dedupe systems
 TICKS = os.sysconf("SC_CLK_TCK")
 LIVE_TOKEN = "bench-live-view-token-0123456789"
 
@@ -195,8 +196,8 @@ def upstream_stats():
         return json.load(r)
 
 
-def wrk(port, connections, duration, path="/import", body=None, cpus=None):
-    env = dict(os.environ, BENCH_BODY=str(body or ROOT / "bench" / "event.json"))
+def wrk(port, connections, duration, path="/import", body=None, cpus=None, unique=False):
+    env = dict(os.environ, BENCH_BODY=str(body or ROOT / "bench" / "event.json"), BENCH_UNIQUE_IDS="1" if unique else "0")
     cmd = pinned(cpus) + [
         "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk.lua"), f"http://127.0.0.1:{port}{path}",
@@ -259,8 +260,10 @@ class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
     def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
-                 emulator=False, viewer=False, broker=None):
+                 emulator=False, viewer=False, broker=None, unique=False, redis=False):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.unique = unique  # every request's events get new ids (wrk.lua's BENCH_UNIQUE_IDS)
+        self.redis = redis  # a redis-server started for each measurement, as REDIS_URL
         self.broker = broker  # a Kafka broker started for each measurement: "mock" or "tansu"
         self.viewer = viewer  # one viewer of the live view reads /live/events throughout
         self.emulator = emulator  # needs the Pub/Sub emulator
@@ -306,6 +309,13 @@ def systems(args):
                                      broker="mock")
     found["tansu-segment100"] = Case(gateway, kafka, "/v1/batch", 100, connections=[50, 500], shape="segment",
                                      broker="tansu")
+    # Each event once (DEDUPE_WINDOW_SECONDS): every request's events are new,
+    # against the same body with dedupe off.
+    found["ids-segment100"] = Case(gateway, env, "/v1/batch", 100, connections=[50, 500], shape="segment", unique=True)
+    found["dedupe-segment100"] = Case(gateway, dict(env, DEDUPE_WINDOW_SECONDS="600"), "/v1/batch", 100,
+                                      connections=[50, 500], shape="segment", unique=True)
+    found["dedupe-redis-segment100"] = Case(gateway, dict(env, DEDUPE_WINDOW_SECONDS="600"), "/v1/batch", 100,
+                                            connections=[50, 500], shape="segment", unique=True, redis=True)
     found["live-off"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN))
     found["live-viewer"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN), viewer=True)
     if args.peers:
@@ -388,6 +398,17 @@ def measure(name, case, connections, duration, pin):
         broker_pid, bootstrap, stop_broker = start_broker(case.broker, pin)
         env = dict(env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
         broker = (broker_pid, stop_broker)
+    if case.redis:
+        redis_port = REDIS_PORT
+        redis = subprocess.Popen(pinned(load_cpu) + ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                                                     "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+        wait_for_port(redis_port, redis)
+        env = dict(env, REDIS_URL=f"redis://127.0.0.1:{redis_port}")
+
+        def stop_redis():
+            redis.kill()
+            redis.wait()
+        broker = (redis.pid, stop_redis)
     log_path = Path(f"/tmp/bench-{name}-{connections}.log")
     if case.spill:
         shutil.rmtree(case.spill, ignore_errors=True)
@@ -405,12 +426,12 @@ def measure(name, case, connections, duration, pin):
             viewer = subprocess.Popen(pinned(load_cpu) + [
                 "curl", "-sN", "-H", f"Authorization: Bearer {LIVE_TOKEN}",
                 f"http://127.0.0.1:{SYSTEM_PORT}/live/events"], stdout=subprocess.DEVNULL)
-        wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu)  # warm-up: connections, pools, JIT
+        wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu, case.unique)  # warm-up: connections, pools, JIT
         emulator = EMULATOR["proc"].pid if case.emulator else broker[0] if broker else None
         before_cpu, before, before_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
         upstream_slept = sleeps(UPSTREAM["pid"])
         emulator_before = cpu_seconds(emulator) if emulator else 0.0
-        result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu)
+        result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu, case.unique)
         after_cpu, after, after_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
         upstream_slept = sleeps(UPSTREAM["pid"]) - upstream_slept
         emulator_cpu = (cpu_seconds(emulator) - emulator_before) if emulator else None
@@ -457,7 +478,7 @@ def measure(name, case, connections, duration, pin):
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
     if emulator_cpu is not None:
-        label = "broker_cpu_us_per_event" if case.broker else "emulator_cpu_us_per_event"
+        label = "redis_cpu_us_per_event" if case.redis else "broker_cpu_us_per_event" if case.broker else "emulator_cpu_us_per_event"
         row[label] = round(emulator_cpu * 1e6 / max(events, 1), 1)
         row["upstream_calls_per_1000"] = None
     if case.spill:

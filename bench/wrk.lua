@@ -7,6 +7,38 @@ wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
 
+-- BENCH_UNIQUE_IDS=1: every request's events get ids no request had
+-- before (each "bench-" in the body becomes "bench-<thread>.<n>-"), so a
+-- gateway that drops duplicates (DEDUPE_WINDOW_SECONDS) meets new events
+-- only, as from real users.
+if os.getenv("BENCH_UNIQUE_IDS") == "1" then
+  local parts, at = {}, 1
+  while true do
+    local from, to = string.find(wrk.body, "bench-", at, true)
+    if not from then break end
+    parts[#parts + 1] = string.sub(wrk.body, at, to)
+    at = to + 1
+  end
+  parts[#parts + 1] = string.sub(wrk.body, at)
+  local threads = 0
+  setup = function(thread)
+    threads = threads + 1
+    thread:set("tid", threads)
+  end
+  local n = 0
+  request = function()
+    n = n + 1
+    local prefix = tostring(tid) .. "." .. tostring(n) .. "-"
+    local pieces = {}
+    for i = 1, #parts - 1 do
+      pieces[#pieces + 1] = parts[i]
+      pieces[#pieces + 1] = prefix
+    end
+    pieces[#pieces + 1] = parts[#parts]
+    return wrk.format(nil, nil, nil, table.concat(pieces))
+  end
+end
+
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(

@@ -587,6 +587,20 @@ mod tests {
     }
 
     #[test]
+    fn a_duplicate_is_shown_and_counted_as_such() {
+        let hub = hub(1000);
+        let mut joined = hub.join(Filter::default()).unwrap();
+        hub.arrived(SEGMENT, &[record(r#"{"n":1}"#)], false);
+        hub.arrived(SEGMENT, &[record(r#"{"n":1}"#)], true);
+        let (counts, _) = hub.counts(joined.id);
+        assert_eq!((counts.doors["/v1/batch"], counts.duplicates), (2, 1));
+        let first = String::from_utf8(joined.frames.try_recv().unwrap().to_vec()).unwrap();
+        let again = String::from_utf8(joined.frames.try_recv().unwrap().to_vec()).unwrap();
+        assert!(!first.contains("duplicate"), "{first}");
+        assert!(again.contains(r#""duplicate":true"#), "{again}");
+    }
+
+    #[test]
     fn filters_pick_door_key_text_and_refusals() {
         let hub = hub(1000);
         let by_text = hub

@@ -323,7 +323,7 @@ impl Metrics {
         );
         r.register(
             "dedupe_store_errors",
-            "Round trips to REDIS_URL for events' ids that failed (the events were then written unchecked: at least once)",
+            "Requests whose events' ids REDIS_URL did not answer for (their events were written unchecked: at least once), and marks it did not take",
             metrics.dedupe_store_errors.clone(),
         );
         r.register(

@@ -150,6 +150,10 @@ const browser = await chromium.launch({
 // LIMITED=1 (limited.py): the gateway answers 429 on purpose, and what
 // the SDK does with it is what is measured, so a 429 is not an error here.
 const LIMITED = process.env.LIMITED === '1';
+// LOSSY=1 (retried.py): a proxy loses the gateway's answer on purpose, and
+// whether the SDK sends again is what is measured, so a failed request is
+// not an error here.
+const LOSSY = process.env.LOSSY === '1';
 const errors = [];
 const sent = [];
 const toGateway = [];
@@ -182,7 +186,7 @@ async function openPage(pathAndQuery) {
   tab.on('pageerror', (err) => errors.push(`${where}: page error: ${err.message}`));
   tab.on('console', (msg) => {
     consoleLines.push(`${where}: console ${msg.type()}: ${msg.text()}`);
-    const refused = LIMITED && msg.text().includes('429');
+    const refused = (LIMITED && msg.text().includes('429')) || LOSSY;
     if (msg.type() === 'error' && !refused) errors.push(`${where}: console: ${msg.text()}`);
   });
   tab.on('request', (request) => {
@@ -205,7 +209,7 @@ async function openPage(pathAndQuery) {
     const reason = request.failure()?.errorText;
     // A navigation away cancels what the page did not await; the SDKs that
     // keep requests over an unload use sendBeacon or keepalive.
-    if (request.url().startsWith(gateway) && reason !== 'net::ERR_ABORTED') {
+    if (request.url().startsWith(gateway) && reason !== 'net::ERR_ABORTED' && !LOSSY) {
       errors.push(`${where}: ${request.method()} ${request.url()} failed: ${reason}`);
     }
   });
@@ -216,7 +220,7 @@ async function openPage(pathAndQuery) {
 // Limited, the visitor stays 8 s first: time for an SDK that retries a
 // 429 to do so while the page is open.
 const leave = async (tab) => {
-  if (LIMITED) await pause(8000);
+  if (LIMITED || LOSSY) await pause(8000);
   return tab.goto(`${pageOrigin}/bye`);
 };
 const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -280,7 +284,7 @@ async function rudderstack() {
       // One request per event: leave once the gateway has answered them all.
       const all = waitFor(async () => (await answered(paths, 'POST')) >= before + list.length, 'rudderstack events');
       // Limited, the events it does not retry in time are what is measured.
-      await (LIMITED ? all.catch(() => {}) : all);
+      await (LIMITED || LOSSY ? all.catch(() => {}) : all);
     }
     await leave(tab);
   }
@@ -338,7 +342,7 @@ async function snowplow(method) {
         if (window.failed.length) throw new Error(`snowplow: ${window.failed.join('; ')}`);
         if (window.delivered.length < list.length) throw new Error(`snowplow: ${window.delivered.length} of ${list.length} delivered`);
       },
-      { list, user, payload, limited: LIMITED },
+      { list, user, payload, limited: LIMITED || LOSSY },
     );
     // The partition key is the domain user id the tracker made in this
     // browser: check.py finds it in each record.

@@ -342,11 +342,16 @@ def main():
     parser.add_argument("--node-dir", required=True, help="where node_modules with the Node SDKs is")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--limited", action="store_true", help="each SDK against a source over its allowance (limited.py)")
+    parser.add_argument("--retried", action="store_true", help="each SDK's first answer lost on the wire, the gateway deduplicating (retried.py)")
     args = parser.parse_args()
     if args.limited:
         import limited
 
         sys.exit(limited.main(args, sys.modules[__name__]))
+    if args.retried:
+        import retried
+
+        sys.exit(retried.main(args, sys.modules[__name__]))
 
     run = uuid.uuid4().hex[:10]
     RUN_PREFIX[0] = run + "."

@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,7 +32,8 @@ import urllib.request
 import uuid
 
 from harness import filesink
-from harness.gateway import Gateway, free_port, post
+from harness.gateway import Gateway
+from harness.redis import Redis
 
 FAILURES = []
 
@@ -128,31 +128,6 @@ def metric(url, name, labels=""):
         if line.startswith(name + (("{" + labels) if labels else "")) or line.startswith(name + " "):
             return float(line.rsplit(" ", 1)[1])
     return None
-
-
-class Redis:
-    """redis-server on a free loopback port, nothing saved."""
-
-    def __init__(self, port=None):
-        self.port = port or free_port()
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if subprocess.run(["redis-cli", "-p", str(self.port), "ping"], capture_output=True).stdout.strip() == b"PONG":
-                return
-            time.sleep(0.05)
-        sys.exit("redis-server did not start")
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
-    def kill(self):
-        self.proc.kill()
-        self.proc.wait()
 
 
 def gateway(binary, work, name, extra):

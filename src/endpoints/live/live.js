@@ -114,6 +114,11 @@ function render(item) {
   }
   li.dataset.door = item.door;
   li.dataset.protocol = item.protocol;
+  // An earlier copy (the same id) stored it: this one is not written again.
+  if (item.duplicate) {
+    li.classList.add('duplicate');
+    head.append(el('span', 'dup', 'duplicate, not written'));
+  }
   head.append(el('span', 'door', item.door), el('span', 'protocol', item.protocol),
     el('span', 'key', item.key ? `key ${item.key}` : 'no key'),
     el('span', 'pkey', `partition ${item.partition_key}`), el('span', 'size', bytes(item.bytes)));
@@ -168,6 +173,7 @@ function showState(state) {
     const total = doors.reduce((sum, [, r]) => sum + r, 0);
     $('rate-total').textContent = Math.round(total).toLocaleString();
     $('rate-refused').textContent = Math.round((state.counts.refused - previous.counts.refused) / dt).toLocaleString();
+    $('rate-duplicates').textContent = Math.round((state.counts.duplicates - previous.counts.duplicates) / dt).toLocaleString();
     $('skipped').textContent = Math.round((state.skipped - previous.skipped) / dt).toLocaleString() + '/s';
     $('sink-replay').textContent = sink.spill
       ? `${Math.round((sink.spill_replayed - previous.sink.spill_replayed) / dt).toLocaleString()} records/s`

@@ -560,9 +560,9 @@ impl Metrics {
         self.dedupe_store_errors.inc();
     }
 
-    /// Ids held in this process now.
-    pub(crate) fn dedupe_ids(&self, ids: usize) {
-        self.dedupe_ids.set(ids as i64);
+    /// Ids held in this process grew (or shrank) by `delta`.
+    pub(crate) fn dedupe_ids_changed(&self, delta: i64) {
+        self.dedupe_ids.inc_by(delta);
     }
 
     /// One telemetry request of the browser SDK dropped.

@@ -44,7 +44,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use marks::Marks;
+use marks::{Marks, SHARDS};
 use shared::{Found, Shared};
 
 use crate::config::DedupeConfig;
@@ -136,6 +136,8 @@ pub(crate) struct Dedupe {
     /// deadline, by which the earlier one has its outcome.
     wait: Duration,
     state: Mutex<State>,
+    /// The in-process store, in shards; `None` with `REDIS_URL`.
+    marks: Option<Box<[Mutex<Marks>]>>,
     shared: Option<Shared>,
     clock: std::time::Instant,
     metrics: Arc<Metrics>,
@@ -154,8 +156,6 @@ impl std::fmt::Debug for Dedupe {
 struct State {
     /// Ids being written, each with what its writer's end closes.
     pending: HashMap<Fingerprint, watch::Receiver<()>>,
-    /// The in-process store; `None` with `REDIS_URL`.
-    marks: Option<Marks>,
 }
 
 impl Dedupe {
@@ -172,14 +172,17 @@ impl Dedupe {
             return Ok(None);
         };
         let shared = redis_url.map(Shared::new).transpose()?;
-        let marks = shared.is_none().then(|| Marks::new(config.max_ids));
+        let per_shard = config.max_ids.div_ceil(SHARDS);
+        let marks = shared
+            .is_none()
+            .then(|| (0..SHARDS).map(|_| Mutex::new(Marks::new(per_shard))).collect());
         Ok(Some(Arc::new(Dedupe {
             window,
             wait,
             state: Mutex::new(State {
                 pending: HashMap::new(),
-                marks,
             }),
+            marks,
             shared,
             clock: std::time::Instant::now(),
             metrics,
@@ -188,6 +191,17 @@ impl Dedupe {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().expect("dedupe lock")
+    }
+
+    /// The shard of the in-process store that holds `id`.
+    fn shard(&self, id: &Fingerprint) -> Option<MutexGuard<'_, Marks>> {
+        let shards = self.marks.as_ref()?;
+        let mut shard = shards[id[0] as usize % SHARDS].lock().expect("marks lock");
+        let forgotten = shard.expire(self.now());
+        if forgotten > 0 {
+            self.metrics.dedupe_ids_changed(-(forgotten as i64));
+        }
+        Some(shard)
     }
 
     /// Seconds on this store's clock.
@@ -206,31 +220,26 @@ impl Dedupe {
         let repeats = repeats(&ids);
         let mut collided = false;
         loop {
-            let mut seen = repeats.clone();
+            let seen = repeats.clone();
             let (done, watched) = watch::channel(());
             let mut waits = Vec::new();
             let mut held = Vec::new();
             {
+                // Held first, then looked up in the marks: a first copy marks
+                // its id before letting it go, so an id held here is either
+                // marked already or written by this request alone.
                 let mut state = self.lock();
-                let now = self.now();
-                let State { pending, marks } = &mut *state;
-                if let Some(marks) = marks.as_mut() {
-                    marks.expire(now);
-                }
-                for (seen, id) in seen.iter_mut().zip(&ids) {
-                    let (Seen::New, Some(id)) = (&seen, id) else {
-                        continue;
-                    };
-                    if let Some(answer) = marks.as_ref().and_then(|marks| marks.get(id)) {
-                        *seen = Seen::Duplicate(answer.map(|a| a.to_string()));
-                    } else if let Some(writer) = pending.get(id) {
+                for (seen, id) in seen.iter().zip(&ids) {
+                    if let (Seen::New, Some(id)) = (seen, id)
+                        && let Some(writer) = state.pending.get(id)
+                    {
                         waits.push(writer.clone());
                     }
                 }
                 if waits.is_empty() {
                     for (index, (seen, id)) in seen.iter().zip(&ids).enumerate() {
                         if let (Seen::New, Some(id)) = (seen, id) {
-                            pending.insert(*id, watched.clone());
+                            state.pending.insert(*id, watched.clone());
                             held.push((index, *id));
                         }
                     }
@@ -257,6 +266,11 @@ impl Dedupe {
                 },
             };
             let Some(shared) = &self.shared else {
+                for (index, id) in &claim.hold.held {
+                    if let Some(answer) = self.shard(id).and_then(|shard| shard.get(id)) {
+                        claim.seen[*index] = Seen::Duplicate(answer.map(|a| a.to_string()));
+                    }
+                }
                 return Ok(claim);
             };
             if claim.hold.held.is_empty() {
@@ -306,7 +320,10 @@ impl Dedupe {
 
 /// Each record's verdict from in-request repeats alone.
 fn repeats(ids: &[Option<Fingerprint>]) -> Vec<Seen> {
-    let mut first: HashMap<Fingerprint, usize> = HashMap::new();
+    if ids.len() < 2 {
+        return vec![Seen::New; ids.len()];
+    }
+    let mut first: HashMap<Fingerprint, usize> = HashMap::with_capacity(ids.len());
     ids.iter()
         .enumerate()
         .map(|(index, id)| match id.map(|id| first.entry(id)) {
@@ -397,14 +414,15 @@ impl Hold {
         let dedupe = self.dedupe.clone();
         if dedupe.shared.is_none() {
             let expires = dedupe.now().saturating_add(dedupe.window.as_secs() as u32);
-            let mut state = dedupe.lock();
-            if let Some(marks) = state.marks.as_mut() {
-                for (id, answer) in stored {
-                    marks.insert(id, answer.map(Arc::from), expires);
+            let mut added = 0;
+            for (id, answer) in stored {
+                if let Some(mut shard) = dedupe.shard(&id) {
+                    added += i64::from(shard.insert(id, answer.map(Arc::from), expires));
                 }
-                dedupe.metrics.dedupe_ids(marks.len());
             }
-            self.release(&mut state);
+            dedupe.metrics.dedupe_ids_changed(added);
+            // Marked before let go: a copy that held back sees the mark.
+            self.release(&mut dedupe.lock());
             return;
         }
         if stored.is_empty() && failed.is_empty() {

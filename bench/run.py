@@ -36,6 +36,14 @@ says what differs):
                 the gateway with SINK=pubsub, POST /v1/batch with 100 events,
                 against Google's Pub/Sub emulator started on 127.0.0.1 (its
                 own CPU per event is reported as emulator_cpu_us_per_event)
+  kafka-posthog100, kafka-e, kafka-e-unbatched
+                the gateway with SINK=kafka and linger.ms 20, PostHog's /batch/
+                with 100 events and /e/ with one (kafka-e-unbatched: BATCHING=false),
+                against the mock cluster: the doors capture-* measures
+  capture-batch100, capture-e
+                PostHog's capture (with --capture PATH: built from that copy of
+                PostHog/hog-rs by bench/capture.sh), same doors, same broker,
+                with a redis-server it needs at start
   kafka-batch100, kafka-segment100
                 the gateway with SINK=kafka, POST /import/batch and POST
                 /v1/batch with 100 events, against librdkafka's mock cluster
@@ -47,6 +55,11 @@ says what differs):
                 the same /v1/batch against tansu, a real Kafka broker
                 (scripts/tansu.sh, in memory, 8 partitions), also fresh per
                 measurement
+  ids-segment100, dedupe-segment100, dedupe-redis-segment100
+                /v1/batch with 100 events whose ids are new in every request
+                (wrk.lua's BENCH_UNIQUE_IDS): dedupe off, DEDUPE_WINDOW_SECONDS
+                with ids in the process, and with a redis-server on the load's
+                core (its CPU per event reported as redis_cpu_us_per_event)
   live-off      the gateway with ADMIN_TOKEN set (the live view on), nobody
                 watching: the request path's cost is one atomic load
   live-viewer   the same with one viewer reading /live/events (curl -N, on
@@ -236,11 +249,11 @@ def batch_body(events, shape="array"):
     users: a JSON array, or a Segment (`{"batch": [...]}`) or PostHog
     (`{"api_key": ..., "batch": [...]}`) batch."""
     event = json.loads((ROOT / "bench" / "event.json").read_text())
-    if shape == "posthog":
+    if shape in ("posthog", "posthog-one"):
         event = {"event": event["event"], "properties": event["properties"], "timestamp": event["timestamp"]}
     items = []
     for i in range(events):
-        if shape == "posthog":
+        if shape in ("posthog", "posthog-one"):
             item = dict(event, distinct_id=f"user_{i % 10}", uuid=f"0190aaaa-0000-7000-8000-{i:012d}")
         else:
             item = dict(event, messageId=f"bench-{i:04d}", userId=f"user_{i % 10}")
@@ -250,6 +263,8 @@ def batch_body(events, shape="array"):
         "array": array,
         "segment": '{"batch":' + array + ',"sentAt":"2026-11-22T19:40:00.120Z"}',
         "posthog": '{"api_key":"phc_bench","batch":' + array + ',"sent_at":"2026-11-22T19:40:00.120Z"}',
+        # One event on /e, as posthog-js sends a single capture.
+        "posthog-one": items[0][:-1] + ',"api_key":"phc_bench"}',
     }[shape]
     path = Path(f"/tmp/bench-{shape}-{events}.json")
     path.write_text(body)
@@ -260,14 +275,16 @@ class Case:
     """One system under test: how to start it, what to send, what it logs to."""
 
     def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
-                 emulator=False, viewer=False, broker=None, unique=False, redis=False):
+                 emulator=False, viewer=False, broker=None, unique=False, redis=False,
+                 broker_env="KAFKA_BOOTSTRAP_SERVERS"):
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
+        self.broker_env = broker_env  # the variable that names the broker (capture's is KAFKA_HOSTS)
         self.unique = unique  # every request's events get new ids (wrk.lua's BENCH_UNIQUE_IDS)
         self.redis = redis  # a redis-server started for each measurement, as REDIS_URL
         self.broker = broker  # a Kafka broker started for each measurement: "mock" or "tansu"
         self.viewer = viewer  # one viewer of the live view reads /live/events throughout
         self.emulator = emulator  # needs the Pub/Sub emulator
-        self.body = batch_body(events, shape) if events > 1 else None
+        self.body = batch_body(events, shape) if events > 1 or shape != "array" else None
         self.connections = connections
         self.spill = spill  # SPILL_DIR, emptied before each run
 
@@ -318,12 +335,38 @@ def systems(args):
                                             connections=[50, 500], shape="segment", unique=True, redis=True)
     found["live-off"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN))
     found["live-viewer"] = Case(gateway, dict(env, ADMIN_TOKEN=LIVE_TOKEN), viewer=True)
+    # PostHog's capture beside the gateway, both to the mock cluster with
+    # linger.ms 20 (capture's default), answering after the broker's ack.
+    linger = {"KAFKA_PROPERTY_LINGER_MS": "20"}
+    found["kafka-posthog100"] = Case(gateway, dict(kafka, **linger), "/batch/", 100, connections=[50, 500],
+                                     shape="posthog", broker="mock")
+    found["kafka-e"] = Case(gateway, dict(kafka, **linger), "/e/", 1, connections=[50, 500], shape="posthog-one",
+                            broker="mock")
+    # The writer's gathering off (BATCHING=false): librdkafka's linger alone.
+    found["kafka-e-unbatched"] = Case(gateway, dict(kafka, BATCHING="false", **linger), "/e/", 1, connections=[50, 500],
+                                      shape="posthog-one", broker="mock")
+    if args.capture:
+        capture = [build_capture(args.capture)]
+        capture_env = {"ADDRESS": f"127.0.0.1:{SYSTEM_PORT}", "KAFKA_TOPIC": "clicks",
+                       "KAFKA_PRODUCER_LINGER_MS": "20", "PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"}
+        found["capture-batch100"] = Case(capture, capture_env, "/batch/", 100, connections=[50, 500], shape="posthog",
+                                         broker="mock", redis=True, broker_env="KAFKA_HOSTS")
+        found["capture-e"] = Case(capture, capture_env, "/e/", 1, connections=[50, 500], shape="posthog-one",
+                                  broker="mock", redis=True, broker_env="KAFKA_HOSTS")
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)
         found["node"] = Case(["node", str(node / "server.js")], env)
     names = args.systems.split(",") if args.systems else list(found)
     return {name: found[name] for name in names if name in found}
+
+
+def build_capture(source):
+    """PostHog's capture, built from `source` (a copy of PostHog/hog-rs) by
+    bench/capture.sh outside the repository."""
+    out = subprocess.run([str(ROOT / "bench" / "capture.sh"), source, "/tmp/peers/capture"], check=True,
+                         capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return out
 
 
 def build_peers():
@@ -394,9 +437,10 @@ def measure(name, case, connections, duration, pin):
         start_emulator(pin)
     env = case.env
     broker = None
+    stop_redis = None  # Redis beside a broker (capture needs both)
     if case.broker:
         broker_pid, bootstrap, stop_broker = start_broker(case.broker, pin)
-        env = dict(env, KAFKA_BOOTSTRAP_SERVERS=bootstrap)
+        env = dict(env, **{case.broker_env: bootstrap})
         broker = (broker_pid, stop_broker)
     if case.redis:
         redis_port = REDIS_PORT
@@ -405,10 +449,13 @@ def measure(name, case, connections, duration, pin):
         wait_for_port(redis_port, redis)
         env = dict(env, REDIS_URL=f"redis://127.0.0.1:{redis_port}")
 
-        def stop_redis():
+        def kill_redis():
             redis.kill()
             redis.wait()
-        broker = (redis.pid, stop_redis)
+        if broker:
+            stop_redis = kill_redis
+        else:
+            broker = (redis.pid, kill_redis)
     log_path = Path(f"/tmp/bench-{name}-{connections}.log")
     if case.spill:
         shutil.rmtree(case.spill, ignore_errors=True)
@@ -443,6 +490,8 @@ def measure(name, case, connections, duration, pin):
         stop(proc)
         if broker:
             broker[1]()
+        if stop_redis:
+            stop_redis()
         if reader:
             reader.wait(timeout=15)
         if case.stdout == "file":
@@ -478,7 +527,8 @@ def measure(name, case, connections, duration, pin):
         "log_bytes": log_path.stat().st_size if case.stdout == "file" else None,
     }
     if emulator_cpu is not None:
-        label = "redis_cpu_us_per_event" if case.redis else "broker_cpu_us_per_event" if case.broker else "emulator_cpu_us_per_event"
+        label = ("broker_cpu_us_per_event" if case.broker else "redis_cpu_us_per_event" if case.redis
+                 else "emulator_cpu_us_per_event")
         row[label] = round(emulator_cpu * 1e6 / max(events, 1), 1)
         row["upstream_calls_per_1000"] = None
     if case.spill:
@@ -725,6 +775,8 @@ def main():
     parser.add_argument("--connections", default="1,50,500,1000")
     parser.add_argument("--systems", default="", help="comma list to run a subset, e.g. batched,go")
     parser.add_argument("--peers", action="store_true", help="also build and run the Go and Node peers")
+    parser.add_argument("--capture", metavar="HOG_RS", help="also build PostHog's capture from this copy of "
+                        "PostHog/hog-rs (bench/capture.sh) and run it as capture-batch100 and capture-e")
     parser.add_argument("--pin", choices=["yes", "no", "both"], default="both",
                         help="pin the system to CPU 0 and the load to CPU 1 (default: both, pinned first)")
     parser.add_argument("--no-build", action="store_true")

@@ -45,7 +45,9 @@ ON_LOST = {
     "snowplow-browser-post": "resends",
     "snowplow-browser-get": "resends",
 }
-HOLDS_BACK = {"snowplow-browser-get": 6}
+# Snowplow's browser tracker held back 4 and 5 of its 18 GET events in
+# three runs; at most half is what this allows.
+HOLDS_BACK = {"snowplow-browser-get": 9}
 
 # The doors that take events: a lost answer there is what is measured.
 EVENT_PATHS = re.compile(r"^/(v1/(batch|b|track|t|identify|i|page|p|screen|s|group|g|alias|a)|beacon/v1/batch|batch|capture|e|i/v0/e|com\.snowplowanalytics\.snowplow/tp2|i)/?(\?|$)")

@@ -689,7 +689,7 @@ def chart(rows, path):
 
 
 # The systems an A/B can run: the gateway's doors on the null upstream.
-AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100")
+AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100", "kafka-e", "kafka-posthog100")
 
 
 def build_ref(ref):
@@ -732,7 +732,7 @@ def ab(args, pin):
     sha, old = build_ref(args.ab)
     found = systems(args)
     if args.ab_system not in AB_SYSTEMS:
-        sys.exit(f"--ab-system must be one of {', '.join(AB_SYSTEMS)} (the gateway on the null upstream)")
+        sys.exit(f"--ab-system must be one of {', '.join(AB_SYSTEMS)} (the gateway on the null upstream or the mock cluster)")
     base = found[args.ab_system]
     env = dict(base.env, ACCESS_LOG="false", **dict(pair.split("=", 1) for pair in args.ab_env))
     cases = {}

@@ -444,6 +444,12 @@ impl Sink for KafkaSink {
         })
     }
 
+    /// librdkafka lingers and batches per partition: gathering records in
+    /// the writer first only made each record wait twice.
+    fn batches_itself(&self) -> bool {
+        true
+    }
+
     fn deadlines(&self) -> Deadlines {
         Deadlines {
             record_timeout: self.delivery_timeout + REPORT_MARGIN,

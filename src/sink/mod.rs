@@ -229,6 +229,14 @@ pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
     fn warning(&self) -> Option<&'static str> {
         None
     }
+
+    /// Whether the sink's client gathers records into calls itself
+    /// (librdkafka's `linger.ms`): the writer then hands each request's
+    /// records straight to [`Sink::put_batch`], so the records wait for
+    /// one batching layer, not two.
+    fn batches_itself(&self) -> bool {
+        false
+    }
 }
 
 /// Why a record was not stored. Each variant is a kind of failure; what it

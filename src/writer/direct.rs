@@ -1,5 +1,8 @@
-//! The unbatched path (`BATCH_ENABLED=false`): one [`crate::sink::Sink::put_one`] call
-//! per record, all at once, each cut off at the records' deadline.
+//! The paths without the writer's gathering: one
+//! [`crate::sink::Sink::put_one`] call per record, all at once
+//! (`BATCHING=false`), or one [`crate::sink::Sink::put_batch`] call per
+//! request for a sink that batches itself (Kafka); each cut off at the
+//! records' deadline.
 
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
@@ -9,6 +12,32 @@ use crate::metrics::GaugeGuard;
 use crate::sink::{Outcomes, Receipt, Record, SinkError};
 
 impl Writer {
+    /// One call for the request's records, straight to a sink that
+    /// batches itself: no queue, no gathering, librdkafka's linger alone.
+    /// Memory stays bounded by the requests' in-flight budget, which holds
+    /// these records until they are answered; the client's own queue full
+    /// is [`SinkError::Overloaded`], as the writer's would be.
+    pub(super) async fn put_through(&self, records: Vec<Record>, deadline: Instant) -> Outcomes {
+        let count = records.len();
+        let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
+        let started = std::time::Instant::now();
+        let outcome = timeout_at(deadline, self.sink.put_batch(&records))
+            .await
+            .unwrap_or_else(|_| Err(in_flight_past_deadline()));
+        self.metrics
+            .upstream_call(self.sink.operation(true), outcome.as_ref().err(), started.elapsed());
+        match outcome {
+            Ok(outcomes) if outcomes.len() == count => outcomes,
+            Ok(_) => vec![
+                Err(SinkError::Unavailable(
+                    "the sink answered the wrong number of outcomes".into()
+                ));
+                count
+            ],
+            Err(error) => vec![Err(error); count],
+        }
+    }
+
     /// One call per record, all at once.
     pub(super) async fn put_direct(&self, records: Vec<Record>, deadline: Instant) -> Outcomes {
         let mut calls = JoinSet::new();

@@ -28,6 +28,11 @@
 //! gets fewer calls at once. A request with more records than one call
 //! takes is split across calls.
 //!
+//! A sink whose client batches itself (Kafka: librdkafka lingers and
+//! batches per partition) gets each request's records straight, in one
+//! call ([`Writer::put_through`]): gathering them here first made every
+//! record wait for two batching layers in series.
+//!
 //! Deadlines: a record gets [`Deadlines::record_timeout`] from arrival to
 //! its answer. One whose deadline passes while queued is refused, never sent
 //! late, and neither is one that the stream's recent round trip says would
@@ -69,6 +74,10 @@ pub(crate) struct Writer {
     queue: Option<mpsc::Sender<Pending>>,
     /// The dispatcher itself, for calls of their own ([`Writer::put_in_order`]).
     dispatcher: Option<Arc<Dispatcher>>,
+    /// The sink batches itself (Kafka): each request's records go straight
+    /// to it in one call ([`Writer::put_through`]); the dispatcher serves
+    /// only sequences (the spill's replay).
+    through: bool,
 }
 
 /// A record waiting for its call, and where its outcome goes.
@@ -137,6 +146,7 @@ impl Writer {
             (None, None)
         };
         Writer {
+            through: config.enabled && sink.batches_itself(),
             sink,
             metrics,
             deadlines,
@@ -155,6 +165,9 @@ impl Writer {
     /// [`SinkError::Overloaded`].
     pub(crate) async fn put(&self, records: Vec<Record>) -> Outcomes {
         let deadline = Instant::now() + self.deadlines.record_timeout;
+        if self.through {
+            return self.put_through(records, deadline).await;
+        }
         match &self.queue {
             Some(queue) => self.put_batched(queue, records, deadline).await,
             None => self.put_direct(records, deadline).await,

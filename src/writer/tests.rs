@@ -29,6 +29,8 @@ struct FakeSink {
     seen: Mutex<Vec<String>>,
     /// Each call's keys, in the order the calls started.
     batches: Mutex<Vec<Vec<String>>>,
+    /// Says it batches itself, as Kafka's sink does.
+    batches_itself: bool,
 }
 
 #[async_trait]
@@ -86,6 +88,10 @@ impl Sink for FakeSink {
     fn target(&self) -> String {
         "fake".into()
     }
+
+    fn batches_itself(&self) -> bool {
+        self.batches_itself
+    }
 }
 
 fn writer(behaviour: Behaviour, max_calls: usize) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
@@ -93,11 +99,21 @@ fn writer(behaviour: Behaviour, max_calls: usize) -> (Writer, Arc<FakeSink>, Arc
 }
 
 fn writer_with(behaviour: Behaviour, max_calls: usize, max_records: usize) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
+    writer_of(behaviour, max_calls, max_records, false)
+}
+
+fn writer_of(
+    behaviour: Behaviour,
+    max_calls: usize,
+    max_records: usize,
+    batches_itself: bool,
+) -> (Writer, Arc<FakeSink>, Arc<Metrics>) {
     let sink = Arc::new(FakeSink {
         behaviour,
         calls: AtomicUsize::new(0),
         seen: Mutex::new(Vec::new()),
         batches: Mutex::new(Vec::new()),
+        batches_itself,
     });
     let metrics = Arc::new(Metrics::new());
     let config = crate::config::BatchConfig {
@@ -198,6 +214,7 @@ async fn a_full_queue_refuses_the_whole_request() {
         calls: AtomicUsize::new(0),
         seen: Mutex::new(Vec::new()),
         batches: Mutex::new(Vec::new()),
+        batches_itself: false,
     });
     let config = crate::config::BatchConfig {
         queue_capacity: NonZeroUsize::new(3).unwrap(),
@@ -302,4 +319,35 @@ async fn live_records_do_not_wait_behind_a_sequence_in_flight() {
         "the live record went out at once, beside the sequence's call"
     );
     assert!(sequence.await.unwrap()[0].is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sink_that_batches_itself_gets_each_request_in_one_call_of_its_own() {
+    let answer = Behaviour::Answer {
+        delay: Duration::from_millis(100),
+    };
+    let (writer, sink, _) = writer_of(answer, 1, 500, true);
+    // Two requests at once, with one call allowed in flight: nothing gathers
+    // them, nothing makes the second wait for the first.
+    let started = Instant::now();
+    let (a, b) = tokio::join!(
+        writer.put(vec![record("a1"), record("a2")]),
+        writer.put(vec![record("b1")])
+    );
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_millis(100),
+        "one call's time, not two"
+    );
+    assert!(a.iter().chain(&b).all(Result::is_ok), "{a:?} {b:?}");
+    let mut batches = sink.batches.lock().unwrap().clone();
+    batches.sort();
+    assert_eq!(batches, [vec!["a1", "a2"], vec!["b1"]]);
+
+    // The record deadline still holds.
+    let (writer, _, _) = writer_of(Behaviour::Hang, 1, 500, true);
+    let started = Instant::now();
+    let outcomes = writer.put(vec![record("c")]).await;
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert!(matches!(outcomes[0], Err(SinkError::Unavailable(_))), "{outcomes:?}");
 }

@@ -40,6 +40,9 @@ says what differs):
                 the gateway with SINK=kafka and linger.ms 20, PostHog's /batch/
                 with 100 events and /e/ with one (kafka-e-unbatched: BATCHING=false),
                 against the mock cluster: the doors capture-* measures
+  kafka-track, kafka-import, kafka-snowplow-get
+                the other one-event doors the same way: Segment's /v1/track,
+                /import, and Snowplow's GET /i with the event in the query
   capture-batch100, capture-e
                 PostHog's capture (with --capture PATH: built from that copy of
                 PostHog/hog-rs by bench/capture.sh), same doors, same broker,
@@ -209,8 +212,9 @@ def upstream_stats():
         return json.load(r)
 
 
-def wrk(port, connections, duration, path="/import", body=None, cpus=None, unique=False):
-    env = dict(os.environ, BENCH_BODY=str(body or ROOT / "bench" / "event.json"), BENCH_UNIQUE_IDS="1" if unique else "0")
+def wrk(port, connections, duration, path="/import", body=None, cpus=None, unique=False, method="POST"):
+    env = dict(os.environ, BENCH_BODY=str(body or ROOT / "bench" / "event.json"), BENCH_UNIQUE_IDS="1" if unique else "0",
+               BENCH_METHOD=method)
     cmd = pinned(cpus) + [
         "wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk.lua"), f"http://127.0.0.1:{port}{path}",
@@ -265,10 +269,31 @@ def batch_body(events, shape="array"):
         "posthog": '{"api_key":"phc_bench","batch":' + array + ',"sent_at":"2026-11-22T19:40:00.120Z"}',
         # One event on /e, as posthog-js sends a single capture.
         "posthog-one": items[0][:-1] + ',"api_key":"phc_bench"}',
+        # One event on /v1/track, as analytics.js sends it by default.
+        "segment-one": items[0][:-1] + ',"writeKey":"bench-write-key"}',
     }[shape]
     path = Path(f"/tmp/bench-{shape}-{events}.json")
     path.write_text(body)
     return path
+
+
+def snowplow_query():
+    """GET /i with one page-view-sized Snowplow event in the query, as the
+    JavaScript tracker sends it: tracker parameters, the context base64url
+    encoded (cx), ~1 KiB in all."""
+    import base64
+    import urllib.parse
+    event = json.loads((ROOT / "bench" / "event.json").read_text())
+    context = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
+               "data": [{"schema": "iglu:com.acme/product/jsonschema/1-0-0", "data": event["properties"]}]}
+    params = {
+        "e": "se", "se_ca": "shop", "se_ac": "add", "se_la": event["properties"]["sku"], "se_va": "18.99",
+        "eid": "0190aaaa-0000-7000-8000-000000000001", "tv": "js-3.24.2", "tna": "sp", "aid": "bench-app",
+        "p": "web", "dtm": "1763840400000", "stm": "1763840400120", "duid": event["anonymousId"], "uid": event["userId"],
+        "url": event["properties"]["url"], "page": event["properties"]["name"], "res": "1920x1080", "lang": "en-US",
+        "cx": base64.urlsafe_b64encode(json.dumps(context, separators=(",", ":")).encode()).decode().rstrip("="),
+    }
+    return "/i?" + urllib.parse.urlencode(params)
 
 
 class Case:
@@ -276,7 +301,8 @@ class Case:
 
     def __init__(self, cmd, env, path="/import", events=1, stdout="null", connections=None, shape="array", spill=None,
                  emulator=False, viewer=False, broker=None, unique=False, redis=False,
-                 broker_env="KAFKA_BOOTSTRAP_SERVERS"):
+                 broker_env="KAFKA_BOOTSTRAP_SERVERS", method="POST"):
+        self.method = method  # GET: the event is in `path`'s query, no body
         self.cmd, self.env, self.path, self.events, self.stdout = cmd, env, path, events, stdout
         self.broker_env = broker_env  # the variable that names the broker (capture's is KAFKA_HOSTS)
         self.unique = unique  # every request's events get new ids (wrk.lua's BENCH_UNIQUE_IDS)
@@ -342,6 +368,13 @@ def systems(args):
                                      shape="posthog", broker="mock")
     found["kafka-e"] = Case(gateway, dict(kafka, **linger), "/e/", 1, connections=[50, 500], shape="posthog-one",
                             broker="mock")
+    # The other one-event doors on the same broker: Segment's /v1/track,
+    # /import, Snowplow's GET /i (the event in the query, ~1 KiB of it).
+    found["kafka-track"] = Case(gateway, dict(kafka, **linger), "/v1/track", 1, connections=[50, 500],
+                                shape="segment-one", broker="mock")
+    found["kafka-import"] = Case(gateway, dict(kafka, **linger), "/import", 1, connections=[50, 500], broker="mock")
+    found["kafka-snowplow-get"] = Case(gateway, dict(kafka, **linger), snowplow_query(), 1, connections=[50, 500],
+                                       broker="mock", method="GET")
     # The writer's gathering off (BATCHING=false): librdkafka's linger alone.
     found["kafka-e-unbatched"] = Case(gateway, dict(kafka, BATCHING="false", **linger), "/e/", 1, connections=[50, 500],
                                       shape="posthog-one", broker="mock")
@@ -473,12 +506,12 @@ def measure(name, case, connections, duration, pin):
             viewer = subprocess.Popen(pinned(load_cpu) + [
                 "curl", "-sN", "-H", f"Authorization: Bearer {LIVE_TOKEN}",
                 f"http://127.0.0.1:{SYSTEM_PORT}/live/events"], stdout=subprocess.DEVNULL)
-        wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu, case.unique)  # warm-up: connections, pools, JIT
+        wrk(SYSTEM_PORT, connections, 2, case.path, case.body, load_cpu, case.unique, case.method)  # warm-up: connections, pools, JIT
         emulator = EMULATOR["proc"].pid if case.emulator else broker[0] if broker else None
         before_cpu, before, before_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
         upstream_slept = sleeps(UPSTREAM["pid"])
         emulator_before = cpu_seconds(emulator) if emulator else 0.0
-        result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu, case.unique)
+        result = wrk(SYSTEM_PORT, connections, duration, case.path, case.body, load_cpu, case.unique, case.method)
         after_cpu, after, after_sleeps = cpu_seconds(proc.pid), upstream_stats(), sleeps(proc.pid)
         upstream_slept = sleeps(UPSTREAM["pid"]) - upstream_slept
         emulator_cpu = (cpu_seconds(emulator) - emulator_before) if emulator else None
@@ -689,7 +722,8 @@ def chart(rows, path):
 
 
 # The systems an A/B can run: the gateway's doors on the null upstream.
-AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100", "kafka-e", "kafka-posthog100")
+AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100", "kafka-e", "kafka-posthog100", "kafka-track",
+              "kafka-import", "kafka-snowplow-get")
 
 
 def build_ref(ref):
@@ -754,7 +788,7 @@ def ab(args, pin):
         results[conns] = {"pairs": pairs, "median": round(median([p["ratio"] for p in pairs]), 3)}
     with_env = f", with {' '.join(args.ab_env)}" if args.ab_env else ""
     lines = [f"A/B: A = {args.ab} ({sha}), B = the working tree; CPU microseconds per {unit} on "
-             f"POST {base.path} ({args.ab_system}){with_env}, {'pinned' if pin else 'unpinned'}, {args.duration} s per run, "
+             f"{base.method} {base.path.split('?')[0]} ({args.ab_system}){with_env}, {'pinned' if pin else 'unpinned'}, {args.duration} s per run, "
              f"{cpu_model()}", "",
              "| connections | pair | A µs | B µs | B/A | A events/s | B events/s |", "|---|---|---|---|---|---|---|"]
     for conns, r in results.items():

@@ -6,6 +6,13 @@ wrk.method = "POST"
 wrk.body = file:read("*a")
 file:close()
 wrk.headers["Content-Type"] = "application/json"
+-- BENCH_METHOD=GET: no body, the event is in the URL's query (Snowplow's
+-- GET /i, as its browser tracker sends it by default).
+if os.getenv("BENCH_METHOD") == "GET" then
+  wrk.method = "GET"
+  wrk.body = nil
+  wrk.headers["Content-Type"] = nil
+end
 
 -- BENCH_UNIQUE_IDS=1: every request's events get ids no request had
 -- before (each "bench-" in the body becomes "bench-<thread>.<n>-"), so a

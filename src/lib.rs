@@ -79,6 +79,7 @@ pub(crate) mod nesting;
 pub mod partition_key;
 pub(crate) mod quota;
 pub(crate) mod readiness;
+pub(crate) mod redis_link;
 pub(crate) mod routes;
 pub mod server;
 pub mod sink;

@@ -421,8 +421,9 @@ impl Hold {
                 }
             }
             dedupe.metrics.dedupe_ids_changed(added);
-            // Marked before let go: a copy that held back sees the mark.
-            self.release(&mut dedupe.lock());
+            // Marked before let go (the drop): a copy that held back sees
+            // the mark.
+            drop(self);
             return;
         }
         if stored.is_empty() && failed.is_empty() {
@@ -441,23 +442,16 @@ impl Hold {
             drop(self);
         });
     }
-
-    /// Frees the held ids and wakes their waiters.
-    fn release(mut self, state: &mut State) {
-        for (_, id) in self.held.drain(..) {
-            state.pending.remove(&id);
-        }
-        self.done.take();
-    }
 }
 
+/// Letting go frees the held ids and wakes their waiters: after `finish`,
+/// and for a request cancelled mid-write (its ids stay unmarked).
 impl Drop for Hold {
     fn drop(&mut self) {
         if self.held.is_empty() {
             return;
         }
-        let dedupe = self.dedupe.clone();
-        let mut state = dedupe.lock();
+        let mut state = self.dedupe.lock();
         for (_, id) in self.held.drain(..) {
             state.pending.remove(&id);
         }

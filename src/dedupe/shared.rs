@@ -71,15 +71,8 @@ pub(super) enum Unshared {
 impl Shared {
     /// A link to `url`, connected lazily. `Err`: the URL does not parse.
     pub(super) fn new(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL does not parse ({:?})", e.kind()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(0);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("REDIS_URL cannot be used ({:?})", e.kind()))?;
         Ok(Shared {
-            connection,
+            connection: crate::redis_link::open(url, TIMEOUT, 0)?,
             outage: Mutex::new((None, false)),
         })
     }

@@ -57,14 +57,8 @@ impl Shared {
     /// A link to `url`, connected lazily (a Redis down at start-up is the
     /// same as one that goes down later). `Err`: the URL does not parse.
     pub(super) fn new(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("REDIS_URL does not parse ({:?})", e.kind()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(SYNC_TIMEOUT))
-            .set_response_timeout(Some(SYNC_TIMEOUT))
-            // Reconnecting is the next sync's job: one try per sync.
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| format!("REDIS_URL cannot be used ({:?})", e.kind()))?;
+        // Reconnecting is the next sync's job: one try per sync.
+        let connection = crate::redis_link::open(url, SYNC_TIMEOUT, 1)?;
         Ok(Shared { connection, up: None })
     }
 

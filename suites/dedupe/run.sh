@@ -12,7 +12,5 @@ HERE="$(cd "$(dirname "$0")" && pwd)"
 gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway [SCENARIO...]")"
 shift
 
-if ! command -v redis-server >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-fi
+need_redis_server
 exec python3 "$HERE/run.py" "$gateway" "$@"

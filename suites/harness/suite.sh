@@ -2,7 +2,8 @@
 # Sourced by every suite's run.sh: ROOT (the repository), WORK (where the
 # venvs, npm packages and scratch files go: $SUITES_DIR, else
 # target/suites), suites/ on PYTHONPATH (so a suite imports the `harness`
-# package, never another suite's files), and `gateway_binary`.
+# package, never another suite's files), `gateway_binary` and
+# `need_redis_server`.
 #
 #   . "$(dirname "$0")/../harness/suite.sh"
 #   gateway="$(gateway_binary "${1:-}" "$0 PATH/TO/clickstream-gateway")"
@@ -18,4 +19,12 @@ gateway_binary() {
     exit 2
   fi
   echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+}
+
+# Debian's redis-server, installed without questions when it is missing
+# (the suites that share state across gateways start their own).
+need_redis_server() {
+  if ! command -v redis-server >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  fi
 }

@@ -21,6 +21,7 @@ batch alone must be stored (200).
 
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -141,6 +142,7 @@ def sustained_tiny_events(binary, senders=64, seconds=15):
         return failures
     finally:
         gateway.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def main():
@@ -195,6 +197,7 @@ def main():
         print(f"\n{len(failures)} hostile case(s) failed: {failures}", file=sys.stderr)
         print(open(os.path.join(work, "gateway.log")).read()[-3000:], file=sys.stderr)
         sys.exit(1)
+    shutil.rmtree(work, ignore_errors=True)
     print(f"\nall {len(BOMBS) + len(CASES)} hostile cases and the sustained stream passed")
 
 

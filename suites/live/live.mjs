@@ -334,4 +334,9 @@ try {
   if (browser) await browser.close();
   gateway.proc.kill('SIGTERM');
   if (process.exitCode) console.error(fs.readFileSync(gateway.log, 'utf8').slice(-3000));
+  // The load's files are hundreds of MiB: never leave them behind.
+  if (gateway.proc.exitCode === null && gateway.proc.signalCode === null) {
+    await new Promise((resolve) => gateway.proc.once('exit', resolve));
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
 }

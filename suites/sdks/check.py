@@ -29,7 +29,7 @@ import subprocess
 import sys
 import urllib.request
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import boto3
 from harness.gateway import Gateway, free_port
@@ -243,7 +243,19 @@ def identify(record):
         # A page view carries its test id as the page title.
         return record.get("se_la") or record.get("page"), protocol
     return None, protocol
-    return None, protocol
+
+
+def stored_counts(kinesis, stream, run):
+    """How many times the stream holds each of this run's test ids."""
+    stored = Counter()
+    for _, _, data in read_stream(kinesis, stream):
+        try:
+            tid, _ = identify(json.loads(data))
+        except ValueError:
+            continue
+        if isinstance(tid, str) and tid.startswith(run + "."):
+            stored[tid] += 1
+    return stored
 
 
 def verify(expected, stored, run):

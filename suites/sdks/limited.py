@@ -25,7 +25,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import Counter
 
 RATE, BURST = 2, 25
 
@@ -93,7 +92,6 @@ def sources_file(keys):
 def main(args, check):
     import boto3
     from harness.gateway import free_port
-    from harness.kinesis import read_stream
     from rudderstack.analytics.client import Client as RudderClient
     from segment.analytics import Client as SegmentClient
 
@@ -172,14 +170,7 @@ def main(args, check):
         gateway.stop()
         shutil.rmtree(os.path.dirname(file), ignore_errors=True)
 
-    stored = Counter()
-    for _, _, data in read_stream(kinesis, stream):
-        try:
-            tid, _ = check.identify(json.loads(data))
-        except ValueError:
-            continue
-        if isinstance(tid, str) and tid.startswith(run + "."):
-            stored[tid] += 1
+    stored = check.stored_counts(kinesis, stream, run)
     kinesis.delete_stream(StreamName=stream)
 
     failures = []

@@ -15,14 +15,12 @@ both are updated.
 """
 
 import http.client
-import json
 import os
 import re
 import threading
 import time
 import urllib.request
 import uuid
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 # What each SDK does when its request's answer is lost, as observed by this
@@ -135,7 +133,6 @@ def duplicates(url):
 
 def main(args, check):
     import boto3
-    from harness.kinesis import read_stream
     from rudderstack.analytics.client import Client as RudderClient
     from segment.analytics import Client as SegmentClient
 
@@ -203,14 +200,7 @@ def main(args, check):
         proxy.stop()
         gateway.stop()
 
-    stored = Counter()
-    for _, _, data in read_stream(kinesis, stream):
-        try:
-            tid, _ = check.identify(json.loads(data))
-        except ValueError:
-            continue
-        if isinstance(tid, str) and tid.startswith(run + "."):
-            stored[tid] += 1
+    stored = check.stored_counts(kinesis, stream, run)
     kinesis.delete_stream(StreamName=stream)
 
     failures = []

@@ -47,6 +47,8 @@ says what differs):
                 PostHog's capture (with --capture PATH: built from that copy of
                 PostHog/hog-rs by bench/capture.sh), same doors, same broker,
                 with a redis-server it needs at start
+  tansu-posthog100, tansu-e, capture-tansu-batch100, capture-tansu-e
+                the same four against tansu (below) instead of the mock cluster
   kafka-batch100, kafka-segment100
                 the gateway with SINK=kafka, POST /import/batch and POST
                 /v1/batch with 100 events, against librdkafka's mock cluster
@@ -378,14 +380,20 @@ def systems(args):
     # The writer's gathering off (BATCHING=false): librdkafka's linger alone.
     found["kafka-e-unbatched"] = Case(gateway, dict(kafka, BATCHING="false", **linger), "/e/", 1, connections=[50, 500],
                                       shape="posthog-one", broker="mock")
+    # The same two doors against tansu, a real broker.
+    found["tansu-posthog100"] = Case(gateway, dict(kafka, **linger), "/batch/", 100, connections=[50, 500],
+                                     shape="posthog", broker="tansu")
+    found["tansu-e"] = Case(gateway, dict(kafka, **linger), "/e/", 1, connections=[50, 500], shape="posthog-one",
+                            broker="tansu")
     if args.capture:
         capture = [build_capture(args.capture)]
         capture_env = {"ADDRESS": f"127.0.0.1:{SYSTEM_PORT}", "KAFKA_TOPIC": "clicks",
                        "KAFKA_PRODUCER_LINGER_MS": "20", "PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"}
-        found["capture-batch100"] = Case(capture, capture_env, "/batch/", 100, connections=[50, 500], shape="posthog",
-                                         broker="mock", redis=True, broker_env="KAFKA_HOSTS")
-        found["capture-e"] = Case(capture, capture_env, "/e/", 1, connections=[50, 500], shape="posthog-one",
-                                  broker="mock", redis=True, broker_env="KAFKA_HOSTS")
+        for broker, prefix in (("mock", "capture"), ("tansu", "capture-tansu")):
+            found[prefix + "-batch100"] = Case(capture, capture_env, "/batch/", 100, connections=[50, 500],
+                                               shape="posthog", broker=broker, redis=True, broker_env="KAFKA_HOSTS")
+            found[prefix + "-e"] = Case(capture, capture_env, "/e/", 1, connections=[50, 500], shape="posthog-one",
+                                        broker=broker, redis=True, broker_env="KAFKA_HOSTS")
     if args.peers:
         go, node = build_peers()
         found["go"] = Case([go], env)

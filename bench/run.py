@@ -730,8 +730,8 @@ def chart(rows, path):
 
 
 # The systems an A/B can run: the gateway's doors on the null upstream.
-AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100", "kafka-e", "kafka-posthog100", "kafka-track",
-              "kafka-import", "kafka-snowplow-get")
+AB_SYSTEMS = ("gateway", "batch10", "batch100", "segment100", "posthog100", "dedupe-segment100", "kafka-e",
+              "kafka-posthog100", "kafka-track", "kafka-import", "kafka-snowplow-get")
 
 
 def build_ref(ref):

@@ -93,6 +93,7 @@ bounded by --duration; every address is 127.0.0.1.
 """
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -103,6 +104,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -283,8 +285,6 @@ def snowplow_query():
     """GET /i with one page-view-sized Snowplow event in the query, as the
     JavaScript tracker sends it: tracker parameters, the context base64url
     encoded (cx), ~1 KiB in all."""
-    import base64
-    import urllib.parse
     event = json.loads((ROOT / "bench" / "event.json").read_text())
     context = {"schema": "iglu:com.snowplowanalytics.snowplow/contexts/jsonschema/1-0-0",
                "data": [{"schema": "iglu:com.acme/product/jsonschema/1-0-0", "data": event["properties"]}]}

@@ -152,7 +152,7 @@ const browser = await chromium.launch({
 // the SDK does with it is what is measured, so a 429 is not an error here.
 const LIMITED = process.env.LIMITED === '1';
 // Limited, each SDK's source is kept spent from the start of its run until
-// the first request carrying the run's events leaves a page, so that
+// the first request carrying the run's tracked events leaves a page, so that
 // request meets a 429 however long the browser took to start: the SDKs
 // send on timers of their own (posthog-js 3 s after the first event), and
 // a source refilled at 2 events/s while Chromium started, or while
@@ -183,11 +183,14 @@ function keepSpent(key) {
   })();
   return state;
 }
-// Whether a request from a page carries the run's events: their test ids
-// start with the run id, in the URL or the body (gzip inflated, as
-// posthog-js sends its batches).
+// Whether a request from a page carries the run's tracked events: a test
+// id of the run with a sequence number past 0 (0 is each user's identify,
+// which posthog-js may send alone, before the batch whose fate is
+// measured), in the URL or the body (gzip inflated, as posthog-js sends
+// its batches). The run id is hex.
+const trackedId = new RegExp(`${run}\\.[a-z-]+\\.\\d+\\.[1-9]`);
 function carriesRunEvents(request) {
-  if (request.url().includes(run)) return true;
+  if (trackedId.test(request.url())) return true;
   let body = request.postDataBuffer();
   if (!body) return false;
   if (body[0] === 0x1f && body[1] === 0x8b) {
@@ -197,7 +200,7 @@ function carriesRunEvents(request) {
       return false;
     }
   }
-  return body.includes(run);
+  return trackedId.test(body.toString('latin1'));
 }
 // LOSSY=1 (retried.py): a proxy loses the gateway's answer on purpose, and
 // whether the SDK sends again is what is measured, so a failed request is

@@ -1,11 +1,13 @@
 //! The Amazon Kinesis sink: mechanism only.
 //!
 //! Builds the SDK client with the configured timeouts and retries, turns a
-//! [`Record`] into `PutRecord`, and sorts SDK failures into [`SinkError`] kinds
+//! [`Record`] into `PutRecord` and records into `PutRecords` ([`put_records`]
+//! writes its body and reads its answer), and sorts SDK failures into [`SinkError`] kinds
 //! by the Kinesis error code ([`failure_for_code`], the one place codes are
 //! read). Limits, partition keys and what a client is told are decided above.
 
 use std::num::NonZeroU32;
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +16,8 @@ use aws_sdk_kinesis::config::StalledStreamProtectionConfig;
 use aws_sdk_kinesis::config::retry::RetryConfig;
 use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_kinesis::operation::put_records::PutRecordsOutput;
 use aws_sdk_kinesis::primitives::Blob;
-use aws_sdk_kinesis::types::{PutRecordsRequestEntry, StreamStatus};
+use aws_sdk_kinesis::types::StreamStatus;
 
 use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
 
@@ -31,6 +32,8 @@ pub const LIMITS: SinkLimits = SinkLimits {
 };
 use crate::lookup::Lookup;
 use crate::lookup::error::ConfigError;
+
+mod put_records;
 
 /// How long a `DescribeStreamSummary` may take when no attempt timeout is set.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -166,24 +169,24 @@ impl KinesisSink {
 
 #[async_trait]
 impl Sink for KinesisSink {
-    /// One `PutRecords` call for up to 500 records.
+    /// One `PutRecords` call for up to 500 records: the body written and the
+    /// answer read by [`put_records`], the call made by the SDK.
     async fn put_batch(&self, records: &[Record]) -> Result<Outcomes, SinkError> {
-        let entries = records.iter().map(|record| {
-            PutRecordsRequestEntry::builder()
-                .data(Blob::new(record.data.clone()))
-                .partition_key(&record.partition_key)
-                .build()
-                .expect("data and partition key are set")
-        });
-        let output = self
-            .client
+        let (wire, answer) = put_records::Wire::new(put_records::body(&self.stream_name, records));
+        self.client
             .put_records()
             .stream_name(&self.stream_name)
-            .set_records(Some(entries.collect()))
+            .set_records(Some(Vec::new()))
+            .customize()
+            .interceptor(wire)
             .send()
             .await
             .map_err(sdk_failure)?;
-        Ok(entry_outcomes(output, records.len()))
+        let answer = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        match answer {
+            Some(answer) => Ok(put_records::entry_outcomes(&answer, records.len())),
+            None => Err(SinkError::Unavailable("PutRecords succeeded without an answer".into())),
+        }
     }
 
     fn limits(&self) -> SinkLimits {
@@ -277,41 +280,6 @@ pub fn receipt(shard_id: String, sequence_number: String, encryption_type: Optio
     }
 }
 
-/// Splits a `PutRecords` answer into one outcome per record sent: a receipt,
-/// or the entry's own error sorted by [`failure_for_code`]. An answer that
-/// does not match the request (wrong count, an entry with neither a sequence
-/// number nor an error) fails every record rather than guess.
-pub fn entry_outcomes(output: PutRecordsOutput, sent: usize) -> Vec<Result<Receipt, SinkError>> {
-    if output.records.len() != sent {
-        let detail = format!(
-            "PutRecords answered {} entries for {sent} records",
-            output.records.len()
-        );
-        return vec![Err(SinkError::Unavailable(detail)); sent];
-    }
-    let encryption_type = output.encryption_type.map(|e| e.as_str().to_owned());
-    output
-        .records
-        .into_iter()
-        .map(
-            |entry| match (entry.error_code, entry.shard_id, entry.sequence_number) {
-                (Some(code), _, _) => {
-                    let detail = format!("{code}: {}", entry.error_message.unwrap_or_default());
-                    // Entry errors carry no HTTP status; throttling and internal
-                    // failures are the ones Kinesis documents, both transient.
-                    Err(failure_for_code(Some(&code), 500, detail))
-                }
-                (None, Some(shard_id), Some(sequence_number)) => {
-                    Ok(receipt(shard_id, sequence_number, encryption_type.clone()))
-                }
-                (None, _, _) => Err(SinkError::Unavailable(
-                    "PutRecords entry without a sequence number".into(),
-                )),
-            },
-        )
-        .collect()
-}
-
 /// Sorts an SDK failure into a [`SinkError`] kind, keeping the SDK's full
 /// error chain as the detail for the log line written where it is mapped.
 fn sdk_failure<E>(err: SdkError<E>) -> SinkError
@@ -365,50 +333,6 @@ pub fn failure_for_code(code: Option<&str>, http_status: u16, detail: String) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_kinesis::types::{EncryptionType, PutRecordsResultEntry};
-
-    fn ok_entry(shard: &str, sequence: &str) -> PutRecordsResultEntry {
-        PutRecordsResultEntry::builder()
-            .shard_id(shard)
-            .sequence_number(sequence)
-            .build()
-    }
-
-    fn failed_entry(code: &str) -> PutRecordsResultEntry {
-        PutRecordsResultEntry::builder()
-            .error_code(code)
-            .error_message("Rate exceeded")
-            .build()
-    }
-
-    #[test]
-    fn entry_outcomes_keep_request_order_and_sort_failures() {
-        let output = PutRecordsOutput::builder()
-            .failed_record_count(2)
-            .records(ok_entry("shardId-000000000001", "111"))
-            .records(failed_entry("ProvisionedThroughputExceededException"))
-            .records(ok_entry("shardId-000000000000", "222"))
-            .records(failed_entry("InternalFailure"))
-            .encryption_type(EncryptionType::Kms)
-            .build()
-            .unwrap();
-        let outcomes = entry_outcomes(output, 4);
-        assert_eq!(
-            outcomes[0],
-            Ok(receipt("shardId-000000000001".into(), "111".into(), Some("KMS".into())))
-        );
-        assert!(matches!(&outcomes[1], Err(SinkError::Throttled(d)) if d.contains("Rate exceeded")));
-        assert_eq!(outcomes[2].as_ref().unwrap().field("SequenceNumber"), Some("222"));
-        assert!(matches!(outcomes[3], Err(SinkError::Unavailable(_))));
-    }
-
-    #[test]
-    fn a_mismatched_answer_fails_every_record() {
-        let output = PutRecordsOutput::builder().records(ok_entry("s", "1")).build().unwrap();
-        let outcomes = entry_outcomes(output, 2);
-        assert_eq!(outcomes.len(), 2);
-        assert!(outcomes.iter().all(|o| matches!(o, Err(SinkError::Unavailable(_)))));
-    }
 
     fn kind(code: Option<&str>, status: u16) -> &'static str {
         failure_for_code(code, status, String::new()).label()

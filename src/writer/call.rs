@@ -7,11 +7,10 @@
 //! shares its fate. What each call says about the stream (its round trip,
 //! back-pressure, a timeout) feeds the adaptive limit.
 
-use tokio::time::{Duration, Instant, sleep, timeout_at};
+use tokio::time::{Duration, Instant, sleep};
 
-use super::{Dispatcher, Waiter, in_flight_past_deadline};
+use super::{Dispatcher, Waiter, measured_call, one_per_record};
 use crate::concurrency::Signal;
-use crate::metrics::GaugeGuard;
 use crate::sink::{Outcomes, Record, SinkError};
 
 /// First retry delay for entries that failed alone; doubles per attempt.
@@ -54,33 +53,14 @@ impl Dispatcher {
         let deadlines = waiters.iter().map(|w| w.deadline);
         let latest = deadlines.clone().max().expect("a batch is never empty");
         let earliest = deadlines.min().expect("a batch is never empty");
-        let started = std::time::Instant::now();
-        let result = {
-            let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
-            timeout_at(latest, self.sink.put_batch(records))
-                .await
-                .unwrap_or_else(|_| Err(in_flight_past_deadline()))
-        };
+        let (result, took) = measured_call(self.sink.as_ref(), &self.metrics, records, latest).await;
         // A call that failed once its first record's deadline had come
         // ran into the deadline (the writer's or the client library's).
         let timed_out = result.is_err() && Instant::now() >= earliest;
-        let took = started.elapsed();
-        self.metrics
-            .upstream_call(self.sink.operation(true), result.as_ref().err(), took);
         self.metrics.batch_sent(records.len());
         let signal = if timed_out { Signal::Timeout } else { signal(&result) };
         self.limit().observe(took, signal, Instant::now());
-        match result {
-            Ok(outcomes) if outcomes.len() != records.len() => {
-                let detail = format!(
-                    "the sink answered {} outcomes for {} records",
-                    outcomes.len(),
-                    records.len()
-                );
-                Ok(vec![Err(SinkError::Unavailable(detail)); records.len()])
-            }
-            other => other,
-        }
+        one_per_record(result, records.len())
     }
 
     /// Answers each record whose outcome is final, and hands back the ones

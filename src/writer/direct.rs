@@ -7,7 +7,7 @@
 use tokio::task::JoinSet;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Writer, in_flight_past_deadline};
+use super::{Writer, in_flight_past_deadline, measured_call, one_per_record};
 use crate::metrics::GaugeGuard;
 use crate::sink::{Outcomes, Receipt, Record, SinkError};
 
@@ -18,24 +18,8 @@ impl Writer {
     /// these records until they are answered; the client's own queue full
     /// is [`SinkError::Overloaded`], as the writer's would be.
     pub(super) async fn put_through(&self, records: Vec<Record>, deadline: Instant) -> Outcomes {
-        let count = records.len();
-        let _in_flight = GaugeGuard::inc(self.metrics.upstream_in_flight());
-        let started = std::time::Instant::now();
-        let outcome = timeout_at(deadline, self.sink.put_batch(&records))
-            .await
-            .unwrap_or_else(|_| Err(in_flight_past_deadline()));
-        self.metrics
-            .upstream_call(self.sink.operation(true), outcome.as_ref().err(), started.elapsed());
-        match outcome {
-            Ok(outcomes) if outcomes.len() == count => outcomes,
-            Ok(_) => vec![
-                Err(SinkError::Unavailable(
-                    "the sink answered the wrong number of outcomes".into()
-                ));
-                count
-            ],
-            Err(error) => vec![Err(error); count],
-        }
+        let (result, _) = measured_call(self.sink.as_ref(), &self.metrics, &records, deadline).await;
+        one_per_record(result, records.len()).unwrap_or_else(|error| vec![Err(error); records.len()])
     }
 
     /// One call per record, all at once.

@@ -53,11 +53,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::time::{Instant, timeout_at};
 
 use crate::concurrency::Limit;
 use crate::config::BatchConfig;
-use crate::metrics::Metrics;
+use crate::metrics::{GaugeGuard, Metrics};
 use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
 
 /// Calls in flight the adaptive limit starts with.
@@ -219,4 +219,38 @@ fn dropped() -> Result<Receipt, SinkError> {
 /// The outcome of a call abandoned at its records' deadline.
 fn in_flight_past_deadline() -> SinkError {
     SinkError::Unavailable("the call was still in flight at the record deadline".into())
+}
+
+/// One [`Sink::put_batch`] call of `records`, abandoned at `until`, counted
+/// in the calls-in-flight gauge and the call metrics: the sink's result as
+/// it answered, and how long the call took. Both paths that send batches
+/// (the dispatcher's calls and [`Writer::put_through`]) make it this way.
+async fn measured_call(
+    sink: &dyn Sink,
+    metrics: &Metrics,
+    records: &[Record],
+    until: Instant,
+) -> (Result<Outcomes, SinkError>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let result = {
+        let _in_flight = GaugeGuard::inc(metrics.upstream_in_flight());
+        timeout_at(until, sink.put_batch(records))
+            .await
+            .unwrap_or_else(|_| Err(in_flight_past_deadline()))
+    };
+    let took = started.elapsed();
+    metrics.upstream_call(sink.operation(true), result.as_ref().err(), took);
+    (result, took)
+}
+
+/// A call's result with one outcome per record sent: a sink that answered
+/// another number of outcomes fails every record rather than guess.
+fn one_per_record(result: Result<Outcomes, SinkError>, sent: usize) -> Result<Outcomes, SinkError> {
+    match result {
+        Ok(outcomes) if outcomes.len() != sent => {
+            let detail = format!("the sink answered {} outcomes for {sent} records", outcomes.len());
+            Ok(vec![Err(SinkError::Unavailable(detail)); sent])
+        }
+        other => other,
+    }
 }

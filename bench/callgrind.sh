@@ -8,11 +8,14 @@
 #   DOOR=segment100 bench/callgrind.sh     # batch100, segment100 or posthog100
 #
 # Defaults: target/release/clickstream-gateway, 50, 10, DOOR=import.
-# With a batch door the figures are also per event, and the AWS SDK's
-# serialisation of PutRecords and parse of its answer are printed apart
-# (inclusive). GATEWAY_ENV adds variables (`NAME=VALUE ...`) to the
-# gateway's. Needs valgrind and
-# wrk; builds nothing (run `cargo build --release --bins --examples` first).
+# With a batch door the figures are also per event, against the floor (one
+# validating scan of each event and its base64), with the PutRecords body
+# and answer apart (inclusive: the sink's own, or the SDK's in older
+# builds). GATEWAY_ENV adds variables (`NAME=VALUE ...`) to the gateway's:
+# with `SINK=kafka KAFKA_TOPIC=clicks KAFKA_BOOTSTRAP_SERVERS=HOST:PORT` (a
+# broker started apart, e.g. target/release/examples/mock_kafka clicks 8)
+# the same figures come from the Kafka path. Needs valgrind and wrk; builds
+# nothing (run `cargo build --release --bins --examples` first).
 # Everything binds 127.0.0.1. Counting starts after a 3 s warm-up and stops
 # before shutdown, so start-up and exit are not in the figure.
 #
@@ -69,11 +72,59 @@ total=$(awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}' <<<"$report")
 sha=$(awk '/sha256/ && /compress/ {gsub(",", "", $1); s += $1} END {printf "%.0f", s}' <<<"$report")
 echo "requests $requests; instructions per request: all $((total / requests)), SHA-256 $((sha / requests)), rest $(((total - sha) / requests))"
 if [ "$events" -gt 1 ]; then
-    n=$((requests * events))
-    inclusive=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null)
-    # The SDK's PutRecords body and the parse of its answer (inclusive).
-    ser=$(awk '/ser_put_records_input/ {gsub(",", "", $1); print $1; exit}' <<<"$inclusive")
-    de=$(awk '/de_put_records(_http_response|::de_put_records)/ {gsub(",", "", $1); print $1; exit}' <<<"$inclusive")
-    echo "events $n; instructions per event: all $((total / n)), SHA-256 $((sha / n)), rest $(((total - sha) / n)), PutRecords serialisation $((${ser:-0} / n)), its answer parsed $((${de:-0} / n))"
+    # Per event: the floor (one validating scan of the event's JSON and the
+    # base64 Kinesis's protocol needs) against all but SHA-256, and the
+    # PutRecords body and answer: the sink's own (put_records::body,
+    # entry_outcomes) or, in a build before it, the SDK's (inclusive).
+    python3 - "$out" $((requests * events)) <<'PY'
+import re, subprocess, sys
+
+path, n = sys.argv[1], int(sys.argv[2])
+
+
+def rows(*flags):
+    out = subprocess.run(["callgrind_annotate", *flags, path], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(\S.*)", line)
+        if m:
+            yield int(m.group(1).replace(",", "")), m.group(2)
+
+
+total = sha = scan = b64 = 0
+for count, name in rows():
+    if "PROGRAM TOTALS" in name:
+        total = count
+    elif "sha256" in name and "compress" in name:
+        sha += count
+    elif re.search(r"serde_json::read::|serde_json::de::|sdk::json::Walk|sdk::json::Id|ignore_str|skip_to_escape|parse_str", name):
+        scan += count
+    elif "base64" in name and "encode" in name:
+        b64 += count
+inclusive = {}
+for count, name in rows("--inclusive=yes"):
+    inclusive.setdefault(name.split(" [")[0], count)
+
+
+def first(pattern):
+    return next((c for name, c in inclusive.items() if re.search(pattern, name)), 0)
+
+
+body, answer = first(r"put_records::body$"), first(r"put_records::entry_outcomes$")
+ser, de = first(r"ser_put_records_input$"), first(r"de_put_records_http_response$")
+# serde_json reading the answer is not the event's scan.
+caller = None
+for count, name in rows("--tree=calling", "--inclusive=yes"):
+    if name.startswith("* "):
+        caller = name
+    elif caller and "entry_outcomes" in caller and name.startswith("> ") and "serde_json::de::from_trait" in name:
+        scan -= count
+floor = scan + b64
+rest = total - sha
+print(f"instructions per event: all but SHA-256 {rest // n}, floor {floor // n} (validating scan {scan // n}, base64 {b64 // n}): {rest / floor:.2f}x the floor")
+if body or answer:
+    print(f"  PutRecords body written {body // n}, answer read {answer // n} (the sink's own)")
+if ser or de:
+    print(f"  PutRecords serialised {ser // n}, answer parsed {de // n} (the SDK's)")
+PY
 fi
 echo "profile: $out (callgrind_annotate --inclusive=yes $out)"

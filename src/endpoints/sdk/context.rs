@@ -8,7 +8,7 @@ use hyper::header::HeaderMap;
 use hyper::http::request::Parts;
 use serde::Serialize;
 
-use super::json::Object;
+use super::json::{Object, Rendered};
 use crate::config::ClientIp;
 use crate::endpoints::Peer;
 
@@ -55,13 +55,16 @@ impl Context {
     /// Appends `_gateway`, naming the protocol and `key`, the event's source
     /// key (write key, project key, app id) when it has one.
     pub fn mark(&self, object: &mut Object, key: Option<&str>) {
-        object.field(
-            GATEWAY_FIELD,
-            &GatewayMeta {
-                protocol: self.protocol,
-                key,
-            },
-        );
+        object.rendered(&self.marked(key));
+    }
+
+    /// The `_gateway` field for `key`, rendered once for many events.
+    pub fn marked(&self, key: Option<&str>) -> Rendered {
+        let meta = GatewayMeta {
+            protocol: self.protocol,
+            key,
+        };
+        Rendered::new(GATEWAY_FIELD, &meta)
     }
 }
 

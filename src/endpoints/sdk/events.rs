@@ -160,6 +160,16 @@ impl Events {
         self.unwrapped = bytes;
     }
 
+    /// Room for `events` more records, once a protocol knows how many it
+    /// read: the lists are sized once instead of grown.
+    pub fn reserve(&mut self, events: usize) {
+        self.records.reserve(events);
+        self.positions.reserve(events);
+        if self.keep_ids {
+            self.ids.reserve(events);
+        }
+    }
+
     /// The size of the body the events came from, when the protocol
     /// unwrapped it ([`Events::unwrapped`]); 0 otherwise.
     pub fn unwrapped_bytes(&self) -> usize {
@@ -183,7 +193,7 @@ impl Events {
 
     /// Event `index` as a record, unless it is over the record limit. A key
     /// over the sink's limit is hashed, as for `PARTITION_KEY_FIELDS`.
-    pub fn accept(&mut self, index: usize, data: Vec<u8>, key: &str) {
+    pub fn accept(&mut self, index: usize, data: Vec<u8>, key: String) {
         if crate::nesting::too_deep(&data, self.max_depth) {
             let message = format!(
                 "the event nests deeper than {} levels of objects and arrays, which its consumers could not parse",
@@ -191,7 +201,7 @@ impl Events {
             );
             return self.reject(index, "too_deep", message);
         }
-        match self.rules.record(data.into(), key.to_owned()) {
+        match self.rules.record(data.into(), key) {
             Ok(record) => {
                 self.records.push(record);
                 self.positions.push(index);
@@ -217,7 +227,7 @@ impl Events {
             Err(rejection) => return self.rejected.push(rejection),
         };
         if !self.keep_ids {
-            return self.accept(index, data, &key);
+            return self.accept(index, data, key);
         }
         if let Some(id) = id.filter(|id| id.len() > MAX_EVENT_ID_BYTES) {
             let message = format!(
@@ -227,7 +237,7 @@ impl Events {
             return self.reject(index, "id_too_long", message);
         }
         let before = self.records.len();
-        self.accept(index, data, &key);
+        self.accept(index, data, key);
         if self.records.len() > before
             && let Some(last) = self.ids.last_mut()
         {
@@ -294,11 +304,11 @@ mod tests {
             max_bytes: 100,
             max_key_chars: 256,
         });
-        events.accept(0, vec![b'x'; 96], "user");
-        events.accept(1, vec![b'x'; 97], "user");
+        events.accept(0, vec![b'x'; 96], "user".into());
+        events.accept(1, vec![b'x'; 97], "user".into());
         let long_key = "k".repeat(300);
         // A long key is hashed to 71 characters first, as Kinesis needs.
-        events.accept(2, vec![b'x'; 29], &long_key);
+        events.accept(2, vec![b'x'; 29], long_key.clone());
         assert_eq!(events.positions, [0, 2]);
         assert_eq!(
             events.records[1].partition_key,

@@ -30,15 +30,23 @@ impl Object {
 
     /// Appends `"name": value`.
     pub fn field(&mut self, name: &str, value: &impl Serialize) -> &mut Self {
+        self.separate();
+        write_field(&mut self.out, name, value);
+        self
+    }
+
+    /// Appends a field rendered once for many events.
+    pub fn rendered(&mut self, field: &Rendered) -> &mut Self {
+        self.separate();
+        self.out.extend_from_slice(&field.0);
+        self
+    }
+
+    fn separate(&mut self) {
         if !self.empty {
             self.out.push(b',');
         }
         self.empty = false;
-        // Writing plain values to a Vec cannot fail.
-        serde_json::to_writer(&mut self.out, name).expect("a string serialises");
-        self.out.push(b':');
-        serde_json::to_writer(&mut self.out, value).expect("plain values serialise");
-        self
     }
 
     /// The object's text.
@@ -46,6 +54,27 @@ impl Object {
         self.out.push(b'}');
         self.out
     }
+}
+
+/// A `"name":value` pair rendered once, for a field every event of a
+/// request gets the same (the time received, the source key): a copy per
+/// event instead of serialising it again (two escaped strings or more each).
+#[derive(Debug, Clone)]
+pub struct Rendered(Vec<u8>);
+
+impl Rendered {
+    pub fn new(name: &str, value: &impl Serialize) -> Self {
+        let mut out = Vec::new();
+        write_field(&mut out, name, value);
+        Rendered(out)
+    }
+}
+
+fn write_field(out: &mut Vec<u8>, name: &str, value: &impl Serialize) {
+    // Writing plain values to a Vec cannot fail.
+    serde_json::to_writer(&mut *out, name).expect("a string serialises");
+    out.push(b':');
+    serde_json::to_writer(out, value).expect("plain values serialise");
 }
 
 /// `raw` (a JSON object) written again without the fields in `names`, for

@@ -38,7 +38,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD, timestamp};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
-use super::json::{Id, IdField, Object, Present, Walk, id_text, without};
+use super::json::{Id, IdField, Object, Present, Rendered, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     document, json_document,
@@ -193,8 +193,9 @@ impl Protocol for PostHog {
 
 /// The JSON inside a body: base64 in a form (`data=`), gzip (announced or
 /// not), or plain, each decoded within the body limit.
-fn unwrap_body(request: &Received<'_>) -> Result<Bytes, ApiError> {
-    let mut body = Bytes::copy_from_slice(request.body);
+fn unwrap_body<'a>(request: &Received<'a>) -> Result<Cow<'a, [u8]>, ApiError> {
+    // Borrowed as received (a plain JSON body, the common case): no copy.
+    let mut body = Cow::Borrowed(request.body);
     if is_form(request) {
         let data = form_urlencoded::parse(&body)
             .find(|(k, _)| k == "data")
@@ -209,18 +210,23 @@ fn unwrap_body(request: &Received<'_>) -> Result<Bytes, ApiError> {
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(data.trim())
             .map_err(|e| ApiError::BadSdkRequest(format!("`data` is not base64: {e}")))?;
-        body = Bytes::from(decoded);
+        body = Cow::Owned(decoded);
     }
     // A JSON body never starts with 0x1f: if it does, it is gzip.
     let announced = matches!(request.query_param("compression").as_deref(), Some("gzip-js" | "gzip"));
     if announced || body.starts_with(GZIP_MAGIC) {
         let mut hold = |bytes| (request.hold)(bytes);
-        body = encoding::decode(
+        let compressed = match body {
+            Cow::Borrowed(bytes) => Bytes::copy_from_slice(bytes),
+            Cow::Owned(bytes) => Bytes::from(bytes),
+        };
+        let decoded = encoding::decode(
             Some(&HeaderValue::from_static("gzip")),
-            body,
+            compressed,
             request.max_body,
             &mut hold,
         )?;
+        body = Cow::Owned(decoded.into());
     }
     Ok(body)
 }
@@ -263,11 +269,13 @@ fn decode(
         (None, Some(text)) => Some(SentAt::Text(text)),
         (None, None) => None,
     };
+    let shared = Shared::new(context, sent_at.as_ref(), key);
+    events.reserve(parsed.events.len());
     for (index, (raw, view)) in parsed.events.iter().enumerate() {
         let built = view
             .as_ref()
             .map_err(Clone::clone)
-            .and_then(|view| record(context, index, raw, view, sent_at.as_ref(), key));
+            .and_then(|view| record(&shared, index, raw, view, key));
         let id = view.as_ref().ok().and_then(|view| view.uuid.text());
         events.push(index, built, id);
     }
@@ -296,12 +304,33 @@ enum SentAt<'a> {
     Text(&'a str),
 }
 
+/// The fields the gateway adds that are the same for every event of a
+/// request, rendered once.
+struct Shared {
+    now: Rendered,
+    sent_at: Option<Rendered>,
+    token: Option<Rendered>,
+    ip: Option<Rendered>,
+    mark: Rendered,
+}
+
+impl Shared {
+    fn new(context: &Context, sent_at: Option<&SentAt>, key: Option<&str>) -> Self {
+        Shared {
+            now: Rendered::new("now", &context.received_at),
+            sent_at: sent_at.map(|sent_at| Rendered::new("sent_at", sent_at)),
+            token: key.map(|key| Rendered::new("token", &key)),
+            ip: context.ip.as_ref().map(|ip| Rendered::new("ip", ip)),
+            mark: context.marked(key),
+        }
+    }
+}
+
 fn record(
-    context: &Context,
+    shared: &Shared,
     index: usize,
     raw: &str,
     view: &View,
-    sent_at: Option<&SentAt>,
     key: Option<&str>,
 ) -> Result<(Vec<u8>, String), Rejection> {
     let reject = |code, message: &str| Rejection {
@@ -331,24 +360,34 @@ fn record(
     if view.distinct_id.is_none() {
         object.field("distinct_id", &distinct_id);
     }
-    object.field("now", &context.received_at);
+    object.rendered(&shared.now);
     if !view.sent_at.0
-        && let Some(sent_at) = sent_at
+        && let Some(sent_at) = &shared.sent_at
     {
-        object.field("sent_at", sent_at);
+        object.rendered(sent_at);
     }
     if view.token.is_none()
-        && let Some(key) = key
+        && let Some(token) = &shared.token
     {
-        object.field("token", &key);
+        object.rendered(token);
     }
     if !view.ip.0
-        && let Some(ip) = &context.ip
+        && let Some(ip) = &shared.ip
     {
-        object.field("ip", ip);
+        object.rendered(ip);
     }
-    context.mark(&mut object, key);
-    Ok((object.finish(), format!("{}:{distinct_id}", key.unwrap_or_default())))
+    object.rendered(&shared.mark);
+    Ok((object.finish(), partition_key(key.unwrap_or_default(), distinct_id)))
+}
+
+/// `<token>:<distinct_id>`, capture's own Kafka key.
+fn partition_key(token: &str, distinct_id: &str) -> String {
+    // Not `format!`: its machinery costs more than the copy, once per event.
+    let mut key = String::with_capacity(token.len() + 1 + distinct_id.len());
+    key.push_str(token);
+    key.push(':');
+    key.push_str(distinct_id);
+    key
 }
 
 #[derive(Serialize)]

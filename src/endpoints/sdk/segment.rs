@@ -163,6 +163,7 @@ impl Protocol for Segment {
             .or_else(first_event_key);
         copied_field("writeKey", write_key.as_deref(), MAX_SOURCE_KEY_BYTES)?;
         copied_field("sentAt", parsed.sent_at.map(RawValue::get), MAX_SENT_AT_BYTES)?;
+        events.reserve(parsed.events.len());
         for (index, (raw, view)) in parsed.events.iter().enumerate() {
             let built = view.as_ref().map_err(Clone::clone).and_then(|view| {
                 record(

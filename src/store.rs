@@ -19,6 +19,7 @@
 //! gravest failure, the first location), so each door family writes its
 //! answer from the same fold.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -47,11 +48,11 @@ const SPILLED_BODY: &str = r#"{"Spilled":true}"#;
 
 impl Kept {
     /// Where the record went: a shard, a topic partition, or `spill`.
-    pub(crate) fn location(&self) -> &str {
+    pub(crate) fn location(&self) -> Cow<'_, str> {
         match self {
             Kept::InStream(receipt) => receipt.location(),
-            Kept::Spilled => "spill",
-            Kept::Duplicate(_) => "duplicate",
+            Kept::Spilled => Cow::Borrowed("spill"),
+            Kept::Duplicate(_) => Cow::Borrowed("duplicate"),
         }
     }
 
@@ -148,7 +149,7 @@ impl Report {
     }
 
     /// Where the first kept record went: a shard, a partition, `spill`.
-    pub(crate) fn location(&self) -> Option<&str> {
+    pub(crate) fn location(&self) -> Option<Cow<'_, str>> {
         let kept = self.each.get(self.summary.first_kept?)?;
         kept.as_ref().ok().map(Kept::location)
     }

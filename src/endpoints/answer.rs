@@ -18,6 +18,8 @@
 //! log level) is `error.rs`'s one table, and every error body is written by
 //! [`ApiError::into_response`].
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Response, StatusCode};
@@ -39,7 +41,7 @@ fn failure(report: &mut Report, family: Family) -> Option<ApiError> {
 /// Where the first kept record went, for the access log only (no copy per
 /// request otherwise).
 fn location(report: &Report, wanted: bool) -> Option<String> {
-    wanted.then(|| report.location().map(str::to_owned)).flatten()
+    wanted.then(|| report.location().map(Cow::into_owned)).flatten()
 }
 
 /// `/import`: one record's receipt, or its failure.

@@ -397,7 +397,7 @@ impl Sink for KafkaSink {
             outcomes.push(match delivery {
                 Err(err) => Err(err),
                 Ok(report) => match report.await {
-                    Ok(Ok(delivered)) => Ok(Receipt::new(format!("{}/{}", self.topic, delivered.partition))
+                    Ok(Ok(delivered)) => Ok(Receipt::located_at_both("Topic", "Partition")
                         .with("Topic", self.topic.as_str())
                         .with("Partition", delivered.partition)
                         .with("Offset", delivered.offset)),

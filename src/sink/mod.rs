@@ -24,6 +24,7 @@ pub mod pubsub;
 
 pub use config::{SinkConfig, build};
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -94,6 +95,9 @@ pub struct Receipt {
 enum Location {
     Text(String),
     Field(&'static str),
+    /// Two fields' values joined by `/` (a topic and its partition), put
+    /// together only when asked: most receipts are never asked.
+    Fields(&'static str, &'static str),
 }
 
 impl Receipt {
@@ -114,6 +118,15 @@ impl Receipt {
         }
     }
 
+    /// A receipt whose location is its fields `first` and `second`, joined
+    /// by `/` (`clicks/3`).
+    pub fn located_at_both(first: &'static str, second: &'static str) -> Self {
+        Receipt {
+            location: Location::Fields(first, second),
+            fields: Vec::new(),
+        }
+    }
+
     /// Adds a field of the answer clients get.
     pub fn with(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
         self.fields.push((name, value.into()));
@@ -121,10 +134,20 @@ impl Receipt {
     }
 
     /// Where the record went: a shard, a topic partition.
-    pub fn location(&self) -> &str {
+    pub fn location(&self) -> Cow<'_, str> {
         match &self.location {
-            Location::Text(text) => text,
-            Location::Field(name) => self.field(name).unwrap_or_default(),
+            Location::Text(text) => Cow::Borrowed(text),
+            Location::Field(name) => Cow::Borrowed(self.field(name).unwrap_or_default()),
+            Location::Fields(first, second) => Cow::Owned(format!("{}/{}", self.shown(first), self.shown(second))),
+        }
+    }
+
+    /// Field `name` as text: a string as it is, any other value as JSON.
+    fn shown(&self, name: &str) -> Cow<'_, str> {
+        match self.fields.iter().find(|(n, _)| *n == name) {
+            Some((_, serde_json::Value::String(text))) => Cow::Borrowed(text),
+            Some((_, value)) => Cow::Owned(value.to_string()),
+            None => Cow::Borrowed(""),
         }
     }
 

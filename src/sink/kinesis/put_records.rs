@@ -400,14 +400,20 @@ fn plain_len(rest: &[u8]) -> Option<usize> {
     let mut at = 0;
     while let Some(chunk) = rest.get(at..at + 8) {
         let x = u64::from_le_bytes(chunk.try_into().ok()?);
-        let stop = (x | x.wrapping_sub(ONES * 0x20) | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\')))) & HIGH;
+        let stop = (x
+            | x.wrapping_sub(ONES * 0x20)
+            | zero(x ^ (ONES * u64::from(b'"')))
+            | zero(x ^ (ONES * u64::from(b'\\'))))
+            & HIGH;
         if stop != 0 {
             at += (stop.trailing_zeros() / 8) as usize;
             return (rest[at] == b'"').then_some(at);
         }
         at += 8;
     }
-    let tail = rest[at..].iter().position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))?;
+    let tail = rest[at..]
+        .iter()
+        .position(|&b| b == b'"' || b == b'\\' || !(0x20..0x80).contains(&b))?;
     (rest[at + tail] == b'"').then_some(at + tail)
 }
 
@@ -473,9 +479,10 @@ mod tests {
     type Read<'a> = (Vec<[Option<String>; 4]>, Option<String>);
 
     fn seen(answered: Answered<'_>) -> Read<'_> {
-        let entries = answered.records.into_iter().map(|e| {
-            [e.shard_id, e.sequence_number, e.error_code, e.error_message].map(|f| f.map(Cow::into_owned))
-        });
+        let entries = answered
+            .records
+            .into_iter()
+            .map(|e| [e.shard_id, e.sequence_number, e.error_code, e.error_message].map(|f| f.map(Cow::into_owned)));
         (entries.collect(), answered.encryption_type.map(Cow::into_owned))
     }
 

@@ -5,7 +5,7 @@
 # (about 1 %).
 #
 #   bench/callgrind.sh [GATEWAY_BINARY] [CONNECTIONS] [SECONDS]
-#   DOOR=segment100 bench/callgrind.sh     # batch100, segment100 or posthog100
+#   DOOR=segment100 bench/callgrind.sh     # batch100, segment100, posthog100[-1k]
 #
 # Defaults: target/release/clickstream-gateway, 50, 10, DOOR=import.
 # With a batch door the figures are also per event, against the floor (one
@@ -55,7 +55,10 @@ case "${DOOR:-import}" in
     batch100) path=/import/batch events=100 shape=array ;;
     segment100) path=/v1/batch events=100 shape=segment ;;
     posthog100) path=/batch/ events=100 shape=posthog ;;
-    *) echo "DOOR must be import, batch100, segment100 or posthog100" >&2; exit 2 ;;
+    # PostHog's door with ~1 KiB events (posthog-js's `$` properties), the
+    # size of the other doors' events.
+    posthog100-1k) path=/batch/ events=100 shape=posthog-1k ;;
+    *) echo "DOOR must be import, batch100, segment100, posthog100 or posthog100-1k" >&2; exit 2 ;;
 esac
 if [ "$events" -gt 1 ]; then
     body=$(python3 -c "import sys; sys.path.insert(0, 'bench'); import run; print(run.batch_body($events, '$shape'))")

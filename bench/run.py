@@ -259,9 +259,16 @@ def batch_body(events, shape="array"):
     event = json.loads((ROOT / "bench" / "event.json").read_text())
     if shape in ("posthog", "posthog-one"):
         event = {"event": event["event"], "properties": event["properties"], "timestamp": event["timestamp"]}
+    elif shape == "posthog-1k":
+        # The same event with the page and client as posthog-js's `$`
+        # properties (from the Segment event's context): ~1 KiB, as the
+        # other doors' events and posthog-js's own are.
+        context = {f"${name}": value for name, value in event["context"].items()}
+        event = {"event": event["event"], "properties": dict(event["properties"], **context),
+                 "timestamp": event["timestamp"]}
     items = []
     for i in range(events):
-        if shape in ("posthog", "posthog-one"):
+        if shape in ("posthog", "posthog-one", "posthog-1k"):
             item = dict(event, distinct_id=f"user_{i % 10}", uuid=f"0190aaaa-0000-7000-8000-{i:012d}")
         else:
             item = dict(event, messageId=f"bench-{i:04d}", userId=f"user_{i % 10}")
@@ -271,6 +278,7 @@ def batch_body(events, shape="array"):
         "array": array,
         "segment": '{"batch":' + array + ',"sentAt":"2026-11-22T19:40:00.120Z"}',
         "posthog": '{"api_key":"phc_bench","batch":' + array + ',"sent_at":"2026-11-22T19:40:00.120Z"}',
+        "posthog-1k": '{"api_key":"phc_bench","batch":' + array + ',"sent_at":"2026-11-22T19:40:00.120Z"}',
         # One event on /e, as posthog-js sends a single capture.
         "posthog-one": items[0][:-1] + ',"api_key":"phc_bench"}',
         # One event on /v1/track, as analytics.js sends it by default.

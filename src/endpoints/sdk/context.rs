@@ -55,16 +55,19 @@ impl Context {
     /// Appends `_gateway`, naming the protocol and `key`, the event's source
     /// key (write key, project key, app id) when it has one.
     pub fn mark(&self, object: &mut Object, key: Option<&str>) {
-        object.rendered(&self.marked(key));
+        object.field(GATEWAY_FIELD, &self.meta(key));
     }
 
     /// The `_gateway` field for `key`, rendered once for many events.
     pub fn marked(&self, key: Option<&str>) -> Rendered {
-        let meta = GatewayMeta {
+        Rendered::new(GATEWAY_FIELD, &self.meta(key))
+    }
+
+    fn meta<'a>(&self, key: Option<&'a str>) -> GatewayMeta<'a> {
+        GatewayMeta {
             protocol: self.protocol,
             key,
-        };
-        Rendered::new(GATEWAY_FIELD, &meta)
+        }
     }
 }
 

@@ -147,6 +147,14 @@ impl<'a> Ingested<'a> {
         self.held.at_least(needed)
     }
 
+    /// Drops the body, for a door whose records are copies of it (its
+    /// [`Limits::body_kept`] false): it may be a view into hyper's
+    /// connection buffer, which must not be pinned while the request waits.
+    /// What the budget holds for it is unchanged.
+    pub(crate) fn release_body(&mut self) {
+        self.body = Bytes::new();
+    }
+
     /// What the request holds of the budget, for a door that unwraps its
     /// body further and must hold the result first (PostHog's gzip and
     /// base64 forms).
@@ -168,6 +176,11 @@ pub(crate) struct Limits {
     pub header_auth: bool,
     /// Whether an empty body is fine (a `GET` with its event in the query).
     pub allow_empty: bool,
+    /// Whether the body is kept while the request waits (`/import`'s body
+    /// is its record, `/import/batch`'s records are slices of it). A door
+    /// that is not sets this false and drops the body
+    /// ([`Ingested::release_body`]) before it waits.
+    pub body_kept: bool,
 }
 
 impl Limits {
@@ -188,6 +201,7 @@ impl Limits {
             key_counts: false,
             header_auth: true,
             allow_empty: false,
+            body_kept: true,
         }
     }
 }
@@ -200,6 +214,7 @@ where
     let (head, mut body) = request.into_parts();
     let hints = BodyHints {
         expects_continue: expects_continue(&head.headers),
+        kept: limits.body_kept,
     };
     let admitted = admit(doors, &head.headers, limits, body.size_hint().exact());
     let Admitted {

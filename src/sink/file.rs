@@ -26,7 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Serialize;
 
-use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits, kinesis};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits, Str, kinesis};
 
 /// The one "shard" of the file sink.
 const SHARD_ID: &str = "shardId-000000000000";
@@ -97,7 +97,11 @@ impl FileSink {
             serde_json::to_writer(&mut lines, &line)
                 .map_err(|e| SinkError::Unavailable(format!("encoding a record line: {e}")))?;
             lines.push(b'\n');
-            receipts.push(kinesis::receipt(SHARD_ID.into(), sequence_number, Some("NONE".into())));
+            receipts.push(kinesis::receipt(
+                Str::from_static(SHARD_ID),
+                sequence_number.into(),
+                Some(Str::from_static("NONE")),
+            ));
         }
         Ok((lines, receipts))
     }

@@ -37,7 +37,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
+use super::{BuildError, Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits, Str};
 use crate::lookup::Lookup;
 use crate::lookup::error::{ConfigError, KAFKA_PROPERTY_PREFIX};
 
@@ -159,7 +159,8 @@ struct Current {
 
 /// Writes records to a Kafka topic.
 pub struct KafkaSink {
-    topic: String,
+    /// Shared by every receipt (one topic, no copy per record).
+    topic: Str,
     /// The producer's settings, kept to build a replacement.
     client: ClientConfig,
     /// The live producer; replaced when it is stuck.
@@ -218,7 +219,7 @@ impl KafkaSink {
         admin_config.set("enable.idempotence", "false");
         let admin: AdminClient<Redacting> = admin_config.create_with_context(context.clone()).map_err(invalid)?;
         Ok(KafkaSink {
-            topic: config.topic.clone(),
+            topic: Str::from(config.topic.clone()),
             client,
             producer: RwLock::new(Arc::new(Current {
                 producer,
@@ -398,7 +399,7 @@ impl Sink for KafkaSink {
                 Err(err) => Err(err),
                 Ok(report) => match report.await {
                     Ok(Ok(delivered)) => Ok(Receipt::located_at_both("Topic", "Partition")
-                        .with("Topic", self.topic.as_str())
+                        .with_text("Topic", self.topic.clone())
                         .with("Partition", delivered.partition)
                         .with("Offset", delivered.offset)),
                     Ok(Err((err, _))) => {
@@ -479,7 +480,7 @@ impl Sink for KafkaSink {
     }
 
     fn target(&self) -> String {
-        self.topic.clone()
+        self.topic.to_string()
     }
 }
 

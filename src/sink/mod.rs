@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+pub use bytes_utils::Str;
 use serde::Serialize;
 
 /// One record to store: opaque data and the key that picks its shard.
@@ -86,7 +87,17 @@ impl RecordRules {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Receipt {
     location: Location,
-    fields: Vec<(&'static str, serde_json::Value)>,
+    fields: Vec<(&'static str, Field)>,
+}
+
+/// A receipt field's value. Text is a [`Str`]: a slice of the answer it
+/// came in shares that answer's buffer, where an owned `String` per field
+/// cost three allocations per record on the batch doors (docs/benchmarks.md).
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Text(Str),
+    /// Anything but a string (numbers: a Kafka partition and offset).
+    Json(serde_json::Value),
 }
 
 /// Where a receipt says its record went: its own text, or one of its fields
@@ -128,8 +139,21 @@ impl Receipt {
     }
 
     /// Adds a field of the answer clients get.
-    pub fn with(mut self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
-        self.fields.push((name, value.into()));
+    pub fn with(self, name: &'static str, value: impl Into<serde_json::Value>) -> Self {
+        match value.into() {
+            serde_json::Value::String(text) => self.with_text(name, text.into()),
+            value => self.push(name, Field::Json(value)),
+        }
+    }
+
+    /// Adds a text field, kept as it is: a slice of the answer it came in
+    /// is not copied.
+    pub fn with_text(self, name: &'static str, text: Str) -> Self {
+        self.push(name, Field::Text(text))
+    }
+
+    fn push(mut self, name: &'static str, value: Field) -> Self {
+        self.fields.push((name, value));
         self
     }
 
@@ -145,18 +169,18 @@ impl Receipt {
     /// Field `name` as text: a string as it is, any other value as JSON.
     fn shown(&self, name: &str) -> Cow<'_, str> {
         match self.fields.iter().find(|(n, _)| *n == name) {
-            Some((_, serde_json::Value::String(text))) => Cow::Borrowed(text),
-            Some((_, value)) => Cow::Owned(value.to_string()),
+            Some((_, Field::Text(text))) => Cow::Borrowed(text),
+            Some((_, Field::Json(value))) => Cow::Owned(value.to_string()),
             None => Cow::Borrowed(""),
         }
     }
 
     /// The text of field `name`, when it is a string.
     pub fn field(&self, name: &str) -> Option<&str> {
-        self.fields
-            .iter()
-            .find(|(n, _)| *n == name)
-            .and_then(|(_, v)| v.as_str())
+        match self.fields.iter().find(|(n, _)| *n == name) {
+            Some((_, Field::Text(text))) => Some(text),
+            _ => None,
+        }
     }
 }
 
@@ -165,7 +189,10 @@ impl Serialize for Receipt {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(self.fields.len()))?;
         for (name, value) in &self.fields {
-            map.serialize_entry(name, value)?;
+            match value {
+                Field::Text(text) => map.serialize_entry(name, &**text)?,
+                Field::Json(value) => map.serialize_entry(name, value)?,
+            }
         }
         map.end()
     }

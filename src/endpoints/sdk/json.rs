@@ -97,6 +97,21 @@ impl<'de> Deserialize<'de> for Present {
     }
 }
 
+/// A string field of an event, borrowed from the body unless it has
+/// escapes. serde's `borrow` borrows a `Cow<str>` field, but an
+/// `Option<Cow<str>>` it always copies: an allocation per event and field.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A user or event id: a string, or a number as the SDKs allow, as text.
 /// An empty string is no id.
 #[derive(Debug, Clone, PartialEq, Eq)]

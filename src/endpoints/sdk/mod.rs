@@ -250,6 +250,8 @@ where
         // The key may be in the body: checked after decoding.
         header_auth: false,
         allow_empty: protocol.event_in_query(),
+        // Records are made of copies: the body is dropped before the write.
+        body_kept: false,
         ..Limits::events(max_body)
     };
     let mut ingested = ingest(doors, request, limits).await?;
@@ -270,6 +272,7 @@ where
     // gzip counts as the body it unwrapped to.
     let bytes = ingested.body.len().max(query_len);
     ingested.hold_records(bytes.max(events.unwrapped_bytes()), events.len(), events.bytes())?;
+    ingested.release_body();
     let Events {
         records,
         positions,
@@ -328,6 +331,8 @@ where
     let limits = Limits {
         header_auth: false,
         allow_empty: true,
+        // Read, answered and dropped without a wait.
+        body_kept: false,
         ..Limits::events(limit)
     };
     let ingested = ingest(doors, request, limits).await?;

@@ -38,7 +38,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD, timestamp};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
-use super::json::{Id, IdField, Object, Present, Rendered, Walk, id_text, without};
+use super::json::{Id, IdField, Object, Present, Rendered, Text, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     document, json_document,
@@ -61,15 +61,15 @@ const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 #[derive(Deserialize)]
 struct View<'a> {
     #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
+    event: Option<Text<'a>>,
     #[serde(borrow, default)]
     distinct_id: Option<Id<'a>>,
     #[serde(borrow, default)]
     properties: Option<Properties<'a>>,
     #[serde(borrow, default)]
-    api_key: Option<Cow<'a, str>>,
+    api_key: Option<Text<'a>>,
     #[serde(borrow, default)]
-    token: Option<Cow<'a, str>>,
+    token: Option<Text<'a>>,
     #[serde(borrow, default)]
     uuid: IdField<'a>,
     #[serde(default)]
@@ -87,7 +87,7 @@ struct Properties<'a> {
     #[serde(borrow, default)]
     distinct_id: Option<Id<'a>>,
     #[serde(borrow, default)]
-    token: Option<Cow<'a, str>>,
+    token: Option<Text<'a>>,
 }
 
 impl View<'_> {

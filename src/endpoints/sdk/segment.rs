@@ -30,7 +30,7 @@ use serde_json::value::RawValue;
 
 use super::context::{Context, GATEWAY_FIELD};
 use super::events::{Events, Rejection, Viewed, view_array, view_one};
-use super::json::{Id, IdField, Object, Present, Walk, id_text, without};
+use super::json::{Id, IdField, Object, Present, Text, Walk, id_text, without};
 use super::{
     Caching, Decoded, Document, MAX_SENT_AT_BYTES, MAX_SOURCE_KEY_BYTES, Protocol, Received, SourceKey, copied_field,
     json_document,
@@ -48,15 +48,15 @@ const OVERWRITTEN: &[&str] = &["receivedAt", GATEWAY_FIELD];
 #[derive(Deserialize)]
 struct View<'a> {
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Text<'a>>,
     #[serde(rename = "userId", borrow, default)]
     user_id: Option<Id<'a>>,
     #[serde(rename = "anonymousId", borrow, default)]
     anonymous_id: Option<Id<'a>>,
     #[serde(borrow, default)]
-    event: Option<Cow<'a, str>>,
+    event: Option<Text<'a>>,
     #[serde(rename = "writeKey", borrow, default)]
-    write_key: Option<Cow<'a, str>>,
+    write_key: Option<Text<'a>>,
     #[serde(rename = "messageId", borrow, default)]
     message_id: IdField<'a>,
     #[serde(rename = "sentAt", default)]

@@ -19,7 +19,7 @@ use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::StreamStatus;
 
-use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits};
+use super::{Deadlines, Destination, Outcomes, Receipt, Record, Sink, SinkError, SinkLimits, Str};
 
 /// Kinesis's limits: a record of 1 MiB (data + partition key) by default
 /// (`MaxRecordSizeInKiB` may say more), keys of 256 characters, and
@@ -184,7 +184,7 @@ impl Sink for KinesisSink {
             .map_err(sdk_failure)?;
         let answer = answer.lock().unwrap_or_else(PoisonError::into_inner).take();
         match answer {
-            Some(answer) => Ok(put_records::entry_outcomes(&answer, records.len())),
+            Some(answer) => Ok(put_records::entry_outcomes(answer, records.len())),
             None => Err(SinkError::Unavailable("PutRecords succeeded without an answer".into())),
         }
     }
@@ -205,9 +205,9 @@ impl Sink for KinesisSink {
             .await
             .map_err(sdk_failure)?;
         Ok(receipt(
-            output.shard_id,
-            output.sequence_number,
-            output.encryption_type.map(|e| e.as_str().to_owned()),
+            output.shard_id.into(),
+            output.sequence_number.into(),
+            output.encryption_type.map(|e| e.as_str().to_owned().into()),
         ))
     }
 
@@ -270,12 +270,12 @@ impl Sink for KinesisSink {
 
 /// A Kinesis receipt: the shard and sequence number (and encryption type,
 /// when Kinesis says), with Kinesis's own field names.
-pub fn receipt(shard_id: String, sequence_number: String, encryption_type: Option<String>) -> Receipt {
+pub fn receipt(shard_id: Str, sequence_number: Str, encryption_type: Option<Str>) -> Receipt {
     let receipt = Receipt::located_at("ShardId")
-        .with("ShardId", shard_id)
-        .with("SequenceNumber", sequence_number);
+        .with_text("ShardId", shard_id)
+        .with_text("SequenceNumber", sequence_number);
     match encryption_type {
-        Some(encryption) => receipt.with("EncryptionType", encryption),
+        Some(encryption) => receipt.with_text("EncryptionType", encryption),
         None => receipt,
     }
 }

@@ -18,6 +18,7 @@
 //! while the SDK's deserializer reads an answer of no entries.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -33,7 +34,7 @@ use hyper::body::{Body, Frame};
 use serde::Deserialize;
 
 use super::{failure_for_code, receipt};
-use crate::sink::{Receipt, Record, SinkError};
+use crate::sink::{Outcomes, Record, SinkError, Str};
 
 /// The `PutRecords` body for `records` to `stream`, as the SDK would write
 /// it (`{"StreamName":..,"Records":[{"Data":..,"PartitionKey":..},..]}`).
@@ -200,12 +201,33 @@ struct Entry<'a> {
 /// does not parse or does not match the request (wrong count, an entry with
 /// neither a sequence number nor an error) fails every record rather than
 /// guess.
-pub(super) fn entry_outcomes(answer: &[u8], sent: usize) -> Vec<Result<Receipt, SinkError>> {
-    let read = match Scan::new(answer).answered() {
-        Some(answered) => Ok(answered),
-        None => serde_json::from_slice(answer),
-    };
-    let answered: Answered<'_> = match read {
+pub(super) fn entry_outcomes(answer: Bytes, sent: usize) -> Outcomes {
+    // Checked as UTF-8 once, so that each receipt's text is a slice of the
+    // answer: an owned string per field was three allocations per record.
+    // An answer that is not UTF-8 as a whole (serde still reads one whose
+    // bad bytes are in a field it skips) is read by serde and copied.
+    match Str::from_inner(answer) {
+        Ok(text) => {
+            let read = Scan::new(&text)
+                .answered()
+                .map_or_else(|| serde_json::from_str(&text), Ok);
+            outcomes(read, sent, |part| text.slice_ref(part))
+        }
+        Err(not_utf8) => {
+            let answer = not_utf8.into_inner();
+            outcomes(serde_json::from_slice(&answer), sent, |part| Str::from(part.to_owned()))
+        }
+    }
+}
+
+/// The outcomes of an answer `read`, its borrowed text made a [`Str`] by
+/// `share`.
+fn outcomes<'a>(
+    read: Result<Answered<'a>, serde_json::Error>,
+    sent: usize,
+    share: impl Fn(&'a str) -> Str,
+) -> Outcomes {
+    let answered = match read {
         Ok(answered) => answered,
         Err(err) => {
             let detail = format!("PutRecords answered what does not parse: {err}");
@@ -219,7 +241,11 @@ pub(super) fn entry_outcomes(answer: &[u8], sent: usize) -> Vec<Result<Receipt, 
         );
         return vec![Err(SinkError::Unavailable(detail)); sent];
     }
-    let encryption_type = answered.encryption_type.map(Cow::into_owned);
+    let text = |cow: Cow<'a, str>| match cow {
+        Cow::Borrowed(part) => share(part),
+        Cow::Owned(unescaped) => Str::from(unescaped),
+    };
+    let encryption_type = answered.encryption_type.map(text);
     answered
         .records
         .into_iter()
@@ -231,11 +257,9 @@ pub(super) fn entry_outcomes(answer: &[u8], sent: usize) -> Vec<Result<Receipt, 
                     // failures are the ones Kinesis documents, both transient.
                     Err(failure_for_code(Some(&code), 500, detail))
                 }
-                (None, Some(shard_id), Some(sequence_number)) => Ok(receipt(
-                    shard_id.into_owned(),
-                    sequence_number.into_owned(),
-                    encryption_type.clone(),
-                )),
+                (None, Some(shard_id), Some(sequence_number)) => {
+                    Ok(receipt(text(shard_id), text(sequence_number), encryption_type.clone()))
+                }
                 (None, _, _) => Err(SinkError::Unavailable(
                     "PutRecords entry without a sequence number".into(),
                 )),
@@ -252,13 +276,18 @@ pub(super) fn entry_outcomes(answer: &[u8], sent: usize) -> Vec<Result<Receipt, 
 /// malformed text) gives `None` and serde reads the answer instead, so this
 /// reads nothing serde would read differently.
 struct Scan<'a> {
+    whole: &'a str,
     text: &'a [u8],
     at: usize,
 }
 
 impl<'a> Scan<'a> {
-    fn new(text: &'a [u8]) -> Self {
-        Scan { text, at: 0 }
+    fn new(whole: &'a str) -> Self {
+        Scan {
+            whole,
+            text: whole.as_bytes(),
+            at: 0,
+        }
     }
 
     fn answered(mut self) -> Option<Answered<'a>> {
@@ -337,7 +366,7 @@ impl<'a> Scan<'a> {
     }
 
     fn key(&mut self) -> Option<&'a [u8]> {
-        let key = self.plain()?;
+        let key = &self.text[self.plain()?];
         self.byte(b':')?;
         Some(key)
     }
@@ -351,19 +380,21 @@ impl<'a> Scan<'a> {
         self.text().map(Some)
     }
 
-    /// A string of printable ASCII with nothing to unescape.
+    /// A string of printable ASCII with nothing to unescape: a slice of
+    /// the text, checked as UTF-8 once as a whole.
     fn text(&mut self) -> Option<&'a str> {
-        // All ASCII: this cannot fail.
-        std::str::from_utf8(self.plain()?).ok()
+        let plain = self.plain()?;
+        self.whole.get(plain)
     }
 
-    /// The bytes of a string of printable ASCII with nothing to unescape.
-    fn plain(&mut self) -> Option<&'a [u8]> {
+    /// Where the next string's bytes are, if it is printable ASCII with
+    /// nothing to unescape.
+    fn plain(&mut self) -> Option<Range<usize>> {
         self.byte(b'"')?;
-        let rest = &self.text[self.at..];
-        let len = plain_len(rest)?;
+        let start = self.at;
+        let len = plain_len(&self.text[start..])?;
         self.at += len + 1;
-        Some(&rest[..len])
+        Some(start..start + len)
     }
 
     /// A non-negative integer.
@@ -457,7 +488,7 @@ mod tests {
             {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":"Rate exceeded"},
             {"ShardId":"shardId-000000000000","SequenceNumber":"222"},
             {"ErrorCode":"InternalFailure","ErrorMessage":"Internal service failure."}]}"#;
-        let outcomes = entry_outcomes(answer, 4);
+        let outcomes = entry_outcomes(Bytes::from_static(answer), 4);
         assert_eq!(
             outcomes[0],
             Ok(receipt("shardId-000000000001".into(), "111".into(), Some("KMS".into())))
@@ -468,10 +499,28 @@ mod tests {
     }
 
     #[test]
+    fn receipts_share_the_answer_and_an_answer_not_utf8_is_still_read() {
+        let answer = Bytes::from_static(br#"{"Records":[{"ShardId":"s","SequenceNumber":"12"}]}"#);
+        let outcomes = entry_outcomes(answer.clone(), 1);
+        let sequence = outcomes[0].as_ref().unwrap().field("SequenceNumber").unwrap();
+        assert_eq!(sequence, "12");
+        // A slice of the answer, not a copy.
+        assert!(answer.as_ptr_range().contains(&sequence.as_ptr()));
+        // Bytes that are not UTF-8 in a field serde skips: serde reads it, as before.
+        let answer =
+            Bytes::from_static(b"{\"Records\":[{\"ShardId\":\"s\",\"SequenceNumber\":\"1\"}],\"Later\":\"\xff\"}");
+        let outcomes = entry_outcomes(answer, 1);
+        assert_eq!(outcomes[0].as_ref().unwrap().field("ShardId"), Some("s"));
+    }
+
+    #[test]
     fn escaped_strings_are_read_too() {
         let answer = br#"{"Records":[{"ShardId":"shard\u002d1","SequenceNumber":"1"}]}"#;
         assert_eq!(
-            entry_outcomes(answer, 1)[0].as_ref().unwrap().field("ShardId"),
+            entry_outcomes(Bytes::from_static(answer), 1)[0]
+                .as_ref()
+                .unwrap()
+                .field("ShardId"),
             Some("shard-1")
         );
     }
@@ -495,7 +544,7 @@ mod tests {
             r#"{"Records":[{"ErrorCode":"InternalFailure","ErrorMessage":"Internal service failure.","ShardId":null}]}"#,
         ];
         for answer in scanned {
-            let by_scan = Scan::new(answer.as_bytes()).answered().map(seen);
+            let by_scan = Scan::new(answer).answered().map(seen);
             let by_serde = serde_json::from_str::<Answered>(answer).map(seen).unwrap();
             assert_eq!(by_scan, Some(by_serde), "{answer}");
         }
@@ -513,7 +562,7 @@ mod tests {
             r#"{"Records":["#,
         ];
         for answer in left_to_serde {
-            assert!(Scan::new(answer.as_bytes()).answered().is_none(), "{answer}");
+            assert!(Scan::new(answer).answered().is_none(), "{answer}");
         }
     }
 
@@ -539,11 +588,11 @@ mod tests {
             b"{\"Records\":",
             b"<html>",
         ] {
-            let outcomes = entry_outcomes(answer, 2);
+            let outcomes = entry_outcomes(Bytes::from_static(answer), 2);
             assert_eq!(outcomes.len(), 2);
             assert!(outcomes.iter().all(|o| matches!(o, Err(SinkError::Unavailable(_)))));
         }
-        let outcomes = entry_outcomes(br#"{"Records":[{"ShardId":"s"}]}"#, 1);
+        let outcomes = entry_outcomes(Bytes::from_static(br#"{"Records":[{"ShardId":"s"}]}"#), 1);
         assert!(matches!(&outcomes[0], Err(SinkError::Unavailable(d)) if d.contains("without a sequence number")));
     }
 }

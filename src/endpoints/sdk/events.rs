@@ -68,6 +68,9 @@ impl<'a, V> ViewedArray<'a, V> {
     }
 }
 
+/// The smallest event size [`view_array`] plans for.
+const MIN_EVENT_BYTES_GUESS: usize = 256;
+
 /// The array that is the next value of `walk`, its events read in one pass.
 /// Events past `max` are only checked and counted: a body of millions of
 /// tiny elements holds no more than `max` views.
@@ -84,7 +87,16 @@ pub(crate) fn view_array<'a, V: Deserialize<'a>>(
         if array.total > max {
             return walk.value::<IgnoredAny>().map(drop);
         }
-        array.events.push(view_next(walk, array.total - 1)?);
+        let viewed = view_next(walk, array.total - 1)?;
+        if array.total == 1 {
+            // Sized by the first event: the rest of the array in events of
+            // its size (at least 256 bytes, so a first tiny event does not
+            // reserve much), where growing by doubling copied every view
+            // five or six times in a batch of 100.
+            let more = walk.remaining() / viewed.0.len().max(MIN_EVENT_BYTES_GUESS);
+            array.events.reserve(1 + more.min(max - 1));
+        }
+        array.events.push(viewed);
         Ok(())
     })?;
     Ok(array)

@@ -250,6 +250,11 @@ impl<'a> Walk<'a> {
         Ok(Walk { text, pos: 0 })
     }
 
+    /// The bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.text.len() - self.pos
+    }
+
     /// The next byte after any whitespace, which is skipped; not consumed.
     pub(crate) fn peek(&mut self) -> Option<u8> {
         let rest = &self.text.as_bytes()[self.pos..];

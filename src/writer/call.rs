@@ -26,7 +26,7 @@ impl Dispatcher {
                 Ok(outcomes) => outcomes,
                 Err(err) => {
                     for waiter in waiters {
-                        let _ = waiter.reply.send(Err(err.clone()));
+                        waiter.reply.send(Err(err.clone()));
                     }
                     return;
                 }
@@ -85,7 +85,7 @@ impl Dispatcher {
                     again_waiters.push(waiter);
                 }
                 outcome => {
-                    let _ = waiter.reply.send(outcome);
+                    waiter.reply.send(outcome);
                 }
             }
         }

@@ -131,7 +131,7 @@ impl Dispatcher {
                 continue;
             }
             late += 1;
-            let _ = waiter.reply.send(Err(SinkError::Unavailable(
+            waiter.reply.send(Err(SinkError::Unavailable(
                 "the stream would not answer before the record deadline".into(),
             )));
         }

@@ -11,7 +11,8 @@
 //!   with jittered exponential backoff;
 //! - `sequence.rs`: ordered sequences for the spill's replay
 //!   ([`Writer::put_in_order`]), in calls of their own;
-//! - `direct.rs`: the unbatched path (`BATCH_ENABLED=false`).
+//! - `direct.rs`: the unbatched path (`BATCH_ENABLED=false`);
+//! - `reply.rs`: where a request's outcomes go, a slot per record.
 //!
 //! With batching on (the default), concurrent records share one
 //! [`Sink::put_batch`] call and each still gets its own outcome. There is no
@@ -45,6 +46,7 @@
 mod call;
 mod direct;
 mod dispatch;
+mod reply;
 mod sequence;
 #[cfg(test)]
 mod tests;
@@ -52,13 +54,14 @@ mod tests;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::{Instant, timeout_at};
 
 use crate::concurrency::Limit;
 use crate::config::BatchConfig;
 use crate::metrics::{GaugeGuard, Metrics};
 use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
+use reply::{Replies, Reply};
 
 /// Calls in flight the adaptive limit starts with.
 const INITIAL_CALLS: usize = 16;
@@ -89,7 +92,7 @@ struct Pending {
 /// Where one record's outcome goes, and by when.
 struct Waiter {
     deadline: Instant,
-    reply: oneshot::Sender<Result<Receipt, SinkError>>,
+    reply: Reply,
 }
 
 /// Forms batches from waiting records and starts a call for each, within
@@ -190,24 +193,14 @@ impl Writer {
         // batch's deadline (a call is cut off at the latest of its records'
         // deadlines, which arrived together), or as soon as it knows the
         // record would be late.
-        let mut outcomes = Vec::with_capacity(count);
-        for (permit, record) in permits.zip(records) {
-            let (reply, outcome) = oneshot::channel();
+        let (replies, each) = Replies::new(count);
+        for ((permit, record), reply) in permits.zip(records).zip(each) {
             permit.send(Pending {
                 record,
                 waiter: Waiter { deadline, reply },
             });
-            outcomes.push(outcome);
         }
-        if count == 1 {
-            let outcome = outcomes.pop().expect("one record, one outcome");
-            return vec![outcome.await.unwrap_or_else(|_| dropped())];
-        }
-        let mut answers = Vec::with_capacity(count);
-        for outcome in outcomes {
-            answers.push(outcome.await.unwrap_or_else(|_| dropped()));
-        }
-        answers
+        replies.outcomes().await
     }
 }
 

@@ -8,10 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tokio::sync::oneshot;
 use tokio::time::{Instant, timeout_at};
 
-use super::{Dispatcher, Waiter, Writer, dropped};
+use super::{Dispatcher, Replies, Waiter, Writer};
 use crate::sink::{Outcomes, Record, SinkError};
 
 impl Writer {
@@ -67,12 +66,8 @@ impl Dispatcher {
             return vec![Err(err); count];
         };
         self.metrics.concurrency_limit(current);
-        let (waiters, answers): (Vec<_>, Vec<_>) = (0..count)
-            .map(|_| {
-                let (reply, answer) = oneshot::channel();
-                (Waiter { deadline, reply }, answer)
-            })
-            .unzip();
+        let (replies, each) = Replies::new(count);
+        let waiters = each.map(|reply| Waiter { deadline, reply }).collect();
         // A task of its own, like the dispatcher's calls: the slot is freed
         // even if the caller stops waiting.
         let this = self.clone();
@@ -85,11 +80,7 @@ impl Dispatcher {
             }
             this.wake();
         });
-        let mut outcomes = Vec::with_capacity(count);
-        for answer in answers {
-            outcomes.push(answer.await.unwrap_or_else(|_| dropped()));
-        }
-        outcomes
+        replies.outcomes().await
     }
 
     /// A slot in the limit for a sequence's call, counted among the

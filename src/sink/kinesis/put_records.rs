@@ -331,6 +331,11 @@ impl<'a> Scan<'a> {
     }
 
     fn entry(&mut self) -> Option<Entry<'a>> {
+        let start = self.at;
+        if let Some(stored) = self.compact_entry() {
+            return Some(stored);
+        }
+        self.at = start;
         let mut fields: [Option<Option<&'a str>>; 4] = [None; 4];
         self.open(b'{', b'}', |scan| {
             let slot = match scan.key()? {
@@ -351,6 +356,37 @@ impl<'a> Scan<'a> {
             error_code,
             error_message,
         })
+    }
+
+    /// A stored record's entry as Kinesis writes it, compact with its two
+    /// fields in either order (`{"ShardId":"..","SequenceNumber":".."}`),
+    /// read as a few literals: the field-by-field loop cost about 900
+    /// instructions per entry. Anything else is left to that loop.
+    fn compact_entry(&mut self) -> Option<Entry<'a>> {
+        const SHARD: &[u8] = br#"{"ShardId":""#;
+        const SEQUENCE: &[u8] = br#"{"SequenceNumber":""#;
+        let shard_first = self.text[self.at..].starts_with(SHARD);
+        let (first, then) = match shard_first {
+            true => (SHARD, &br#","SequenceNumber":"#[..]),
+            false => (SEQUENCE, &br#","ShardId":"#[..]),
+        };
+        self.literal(&first[..first.len() - 1])?;
+        let one = self.text()?;
+        self.literal(then)?;
+        let other = self.text()?;
+        self.literal(b"}")?;
+        let (shard_id, sequence_number) = if shard_first { (one, other) } else { (other, one) };
+        Some(Entry {
+            shard_id: Some(Cow::Borrowed(shard_id)),
+            sequence_number: Some(Cow::Borrowed(sequence_number)),
+            error_code: None,
+            error_message: None,
+        })
+    }
+
+    /// `bytes` exactly, next.
+    fn literal(&mut self, bytes: &[u8]) -> Option<()> {
+        self.text[self.at..].starts_with(bytes).then(|| self.at += bytes.len())
     }
 
     /// `open` .. `close` around members separated by commas, each read by
@@ -580,6 +616,8 @@ mod tests {
             r#" { "Records" : [ { "ShardId" : "s" , "SequenceNumber" : "2" } , {} ] ,"EncryptionType":null } "#,
             r#"{"Records":[],"FailedRecordCount":0,"EncryptionType":"KMS"}"#,
             r#"{"Records":[{"ErrorCode":"InternalFailure","ErrorMessage":"Internal service failure.","ShardId":null}]}"#,
+            r#"{"Records":[{"ShardId":"s","SequenceNumber":"1"},{"SequenceNumber":"2","ShardId":"t"}]}"#,
+            r#"{"Records":[{"ShardId":"s","SequenceNumber":"1","ErrorCode":null},{"ShardId":"s","SequenceNumber":"3" }]}"#,
         ];
         for answer in scanned {
             let by_scan = Scan::new(answer).answered(2).map(seen);
@@ -590,6 +628,8 @@ mod tests {
             r#"{"Records":[{"ShardId":"shard\u002d1","SequenceNumber":"1"}]}"#,
             r#"{"Records":[{"ShardId":"s","SequenceNumber":"1","Extra":true}]}"#,
             r#"{"Records":[{"ShardId":"s","ShardId":"t"}]}"#,
+            r#"{"Records":[{"ShardId":"s","SequenceNumber":"1","ShardId":"t"}]}"#,
+            r#"{"Records":[{"SequenceNumber":"1","ShardId":"s\u0021"}]}"#,
             r#"{"Records":[],"Records":[]}"#,
             r#"{"FailedRecordCount":1.5,"Records":[]}"#,
             "{\"Records\":[{\"ShardId\":\"a\tb\"}]}",

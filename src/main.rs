@@ -15,7 +15,10 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: per-thread free lists instead of glibc's arenas and
 /// consolidation; a request's many small allocations cost less (A/B in
-/// docs/benchmarks.md, "The hot path").
+/// docs/benchmarks.md, "The hot path"). Its v2 (Cargo.toml): v3, the
+/// crate's default since 0.1.45, sends Rust's aligned allocations of more
+/// than 1 KiB, or from a page whose next free block is not aligned, down an
+/// over-allocating slow path (docs/benchmarks.md, "fourth pass").
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

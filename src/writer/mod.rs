@@ -60,7 +60,7 @@ use tokio::time::{Instant, timeout_at};
 use crate::concurrency::Limit;
 use crate::config::BatchConfig;
 use crate::metrics::{GaugeGuard, Metrics};
-use crate::sink::{Deadlines, Outcomes, Receipt, Record, Sink, SinkError};
+use crate::sink::{Deadlines, Outcomes, Record, Sink, SinkError};
 use reply::{Replies, Reply};
 
 /// Calls in flight the adaptive limit starts with.
@@ -202,11 +202,6 @@ impl Writer {
         }
         replies.outcomes().await
     }
-}
-
-/// The outcome of a record whose waiter was dropped unanswered.
-fn dropped() -> Result<Receipt, SinkError> {
-    Err(SinkError::Unavailable("the writer dropped the record".into()))
 }
 
 /// The outcome of a call abandoned at its records' deadline.

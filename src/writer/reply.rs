@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use super::dropped;
 use crate::sink::{Outcomes, Receipt, SinkError};
 
 /// The request's side: waits until every record is answered.
@@ -89,6 +88,11 @@ impl Shared {
             self.done.notify_one();
         }
     }
+}
+
+/// The outcome of a record whose reply was dropped unanswered.
+fn dropped() -> Result<Receipt, SinkError> {
+    Err(SinkError::Unavailable("the writer dropped the record".into()))
 }
 
 #[cfg(test)]

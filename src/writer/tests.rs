@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::time::{Duration, Instant, sleep};
 
 use super::*;
-use crate::sink::Destination;
+use crate::sink::{Destination, Receipt};
 
 /// What the fake sink does with each call.
 #[derive(Debug, Clone, Copy)]
